@@ -1,0 +1,197 @@
+"""Experiment configuration: the origin study's JSON schema plus cmrseg's own keys, validated by pydantic.
+
+Every model, loss and optimiser choice is a string here that a registry resolves, so a JSON file
+alone describes a run. Unknown keys are rejected so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cmrseg.errors import CmrsegError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DatasetInfo(_Strict):
+    """Where the data lives. Relative paths resolve against the working directory, then the config's folder."""
+
+    train_data_path: str | None = None
+    val_data_path: str | None = None
+    test_data_path: str | None = None
+
+
+class ModelInfo(_Strict):
+    """Which network to build. ``name`` is a key of the model registry (see ``cmrseg models``)."""
+
+    name: str = "UNet"
+    input_channels: int = Field(1, ge=1, le=4)
+    depths: int | None = Field(None, ge=1, le=6, description="U-Net depth (number of down-sampling steps)")
+    backbone: str | None = None
+    model_path: str | None = Field(None, description="extra copy of the best weights is exported here")
+    features: int = Field(32, ge=4, le=256, description="width of the first stage; later stages double it")
+    output_stride: Literal[8, 16] = 8
+    deep_supervision: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    pretrained: str | None = Field(None, description="local path or URL of weights to start from")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the builder")
+
+
+class OptimizerInfo(_Strict):
+    name: Literal["Adam", "AdamW", "RMSprop", "SGD"] = "Adam"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+
+
+class CriterionInfo(_Strict):
+    name: Literal["CrossEntropy", "Dice", "DiceCE", "DiceFocal", "Focal", "Tversky"] = "DiceCE"
+    include_background: bool = True
+    lambda_dice: float = Field(1.0, ge=0.0)
+    lambda_ce: float = Field(1.0, ge=0.0)
+    gamma: float = Field(2.0, ge=0.0)
+    alpha: float = Field(0.3, ge=0.0, le=1.0, description="Tversky false-positive weight")
+    beta: float = Field(0.7, ge=0.0, le=1.0, description="Tversky false-negative weight")
+
+
+class SchedulerInfo(_Strict):
+    name: Literal["none", "poly", "cosine", "step", "plateau"] = "none"
+    warmup_epochs: int = Field(0, ge=0)
+    power: float = Field(0.9, gt=0.0)
+    min_lr: float = Field(0.0, ge=0.0)
+    step_size: int = Field(30, ge=1)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+
+
+class TransformSpec(_Strict):
+    """One albumentations transform by class name; ``transforms`` nests for OneOf/SomeOf."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    transforms: list[TransformSpec] | None = None
+
+
+class EmaInfo(_Strict):
+    decay: float = Field(0.99, gt=0.0, lt=1.0)
+
+
+class PostprocessInfo(_Strict):
+    largest_component: bool = False
+
+
+class ExperimentConfig(_Strict):
+    """A whole training run. The first five keys are the origin study's; the rest are cmrseg's."""
+
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(16, ge=1)
+    dataset_info: DatasetInfo = Field(default_factory=DatasetInfo)
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
+    optimizer_info: OptimizerInfo = Field(default_factory=OptimizerInfo)
+    criterion_info: CriterionInfo = Field(default_factory=CriterionInfo)
+
+    seed: int = 0
+    split_mode: Literal["auto", "holdout", "folder", "full"] = "auto"
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    group_pairs: bool = Field(True, description="keep cmrN/cmrN+1 ED/ES pairs of one patient on one side")
+    folds: int | None = Field(None, ge=2, description="k of k-fold cross-validation (set by `cmrseg cv`)")
+    fold: int | None = Field(None, ge=0)
+    normalization: Literal["dataset", "per_image"] = "dataset"
+    augmentation: str | list[TransformSpec] = Field("origin", description="preset name or list of transforms")
+    n_aug: int = Field(0, ge=0, le=64, description="extra offline augmented copies of the training set")
+    scheduler: SchedulerInfo = Field(default_factory=SchedulerInfo)
+    ema: EmaInfo | None = None
+    grad_clip: float | None = Field(None, gt=0.0)
+    tta: bool = False
+    postprocess: PostprocessInfo = Field(default_factory=PostprocessInfo)
+    checkpoint_every: int = Field(10, ge=1)
+    num_workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)
+    channels_last: bool = False
+    device: str = "auto"
+
+    @field_validator("augmentation")
+    @classmethod
+    def _known_preset(cls, value: str | list[TransformSpec]) -> str | list[TransformSpec]:
+        from cmrseg.data.transforms import PRESETS
+
+        if isinstance(value, str) and value not in PRESETS:
+            raise ValueError(f"unknown augmentation preset '{value}', expected one of {sorted(PRESETS)}")
+        return value
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<root>"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    if first["type"] == "missing":
+        return f"{source}: missing key '{key}'"
+    given = first.get("input")
+    given_text = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{source}: bad value for '{key}': {first['msg']}{given_text}"
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a config dictionary; a bad key or value raises a one-line :class:`CmrsegError`."""
+    if not isinstance(data, dict):
+        raise CmrsegError(f"{source}: expected a JSON object at the top level, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise CmrsegError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a JSON config file; data paths are made absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise CmrsegError(f"{path}: config file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CmrsegError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    config = config_from_dict(data, source=str(path))
+    return resolve_paths(config, path.parent)
+
+
+def _resolve(value: str | None, base: Path) -> str | None:
+    if value is None or "://" in value:
+        return value
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute() or candidate.exists() or not (base / candidate).exists():
+        return str(candidate.resolve())
+    return str((base / candidate).resolve())
+
+
+def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Make every path in the config absolute (cwd first, then relative to ``base``)."""
+    info = config.dataset_info
+    dataset = DatasetInfo(**{key: _resolve(getattr(info, key), base) for key in DatasetInfo.model_fields})
+    model = config.model_info.model_copy(
+        update={"model_path": _resolve(config.model_info.model_path, base),
+                "pretrained": _resolve(config.model_info.pretrained, base)}
+    )
+    return config.model_copy(update={"dataset_info": dataset, "model_info": model})
+
+
+def apply_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    """Return a copy with dotted keys replaced (``optimizer_info.lr`` -> 1e-3), re-validated."""
+    data = config.model_dump()
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise CmrsegError(f"unknown config key '{dotted}'")
+            node = node[part]
+        if leaf not in node and not (parents and parents[-1] == "options"):
+            raise CmrsegError(f"unknown config key '{dotted}'")
+        node[leaf] = value
+    return config_from_dict(data, source="overrides")

@@ -1,0 +1,13 @@
+"""Model zoo. Importing this package registers every model family with the registry."""
+
+from cmrseg.models import unet  # noqa: F401  (registers UNet)
+from cmrseg.models.registry import (
+    SegmentationNet,
+    available_models,
+    build_model,
+    count_parameters,
+    model_entry,
+    register_model,
+)
+
+__all__ = ["SegmentationNet", "available_models", "build_model", "count_parameters", "model_entry", "register_model"]

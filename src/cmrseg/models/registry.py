@@ -1,0 +1,114 @@
+"""Model registry: maps a config's ``model_info.name`` to a builder, as timm's ``register_model`` does.
+
+Each model family lives in its own module and registers itself on import. ``build_model`` wraps the
+raw network in :class:`SegmentationNet`, which gives every model the same contract: 1 or
+``input_channels`` input channels, any height and width, ``N x NUM_CLASSES x H x W`` logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cmrseg.config import ModelInfo
+from cmrseg.constants import NUM_CLASSES
+from cmrseg.errors import CmrsegError
+
+Builder = Callable[[ModelInfo, int], nn.Module]
+"""A builder takes the model config and the number of output classes and returns the raw network."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Builder
+    size_divisor: Callable[[ModelInfo], int]
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, *, size_divisor: int | Callable[[ModelInfo], int] = 32, description: str = ""
+) -> Callable[[Builder], Builder]:
+    """Decorator that registers ``builder`` under ``name``.
+
+    ``size_divisor`` is the factor the input height and width must be a multiple of (the total
+    down-sampling); :class:`SegmentationNet` pads to it so the model accepts any size.
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' is already registered")
+        divisor = size_divisor if callable(size_divisor) else (lambda _info, d=size_divisor: d)
+        _REGISTRY[name] = ModelEntry(name, builder, divisor, description or (builder.__doc__ or "").strip())
+        return builder
+
+    return decorator
+
+
+def model_entry(name: str) -> ModelEntry:
+    """Look up a registered model, with a one-line error listing the valid names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise CmrsegError(f"unknown model_info.name '{name}', expected one of {available_models()}") from None
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+class SegmentationNet(nn.Module):
+    """Uniform wrapper: repeats gray input to ``input_channels``, pads to ``size_divisor``, crops back.
+
+    In training mode a deep-supervision network may return several outputs; they come back as a list
+    with the full-resolution output first. In eval mode only the main output is returned.
+    """
+
+    def __init__(self, net: nn.Module, input_channels: int, size_divisor: int, name: str) -> None:
+        super().__init__()
+        self.net = net
+        self.input_channels = input_channels
+        self.size_divisor = size_divisor
+        self.model_name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if x.shape[1] == 1 and self.input_channels > 1:
+            x = x.expand(-1, self.input_channels, -1, -1)
+        elif x.shape[1] != self.input_channels:
+            raise ValueError(f"{self.model_name} expects 1 or {self.input_channels} input channels, got {x.shape[1]}")
+        height, width = x.shape[-2:]
+        pad_h = (-height) % self.size_divisor
+        pad_w = (-width) % self.size_divisor
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode=mode)
+        out = self.net(x)
+        outputs = list(out) if isinstance(out, (list, tuple)) else [out]
+        outputs = [o[..., pad_h // 2 : pad_h // 2 + height, pad_w // 2 : pad_w // 2 + width] for o in outputs]
+        return outputs if (self.training and len(outputs) > 1) else outputs[0]
+
+
+def build_model(info: ModelInfo, num_classes: int = NUM_CLASSES) -> SegmentationNet:
+    """Build the network named in ``info`` and load ``info.pretrained`` weights when given."""
+    entry = model_entry(info.name)
+    try:
+        net = entry.builder(info, num_classes)
+    except (ValueError, TypeError) as err:
+        raise CmrsegError(f"cannot build model '{info.name}': {err}") from None
+    model = SegmentationNet(net, info.input_channels, entry.size_divisor(info), info.name)
+    if info.pretrained:
+        from cmrseg.models.pretrained import load_pretrained
+
+        load_pretrained(model, info.pretrained)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
