@@ -1,6 +1,6 @@
 """Model zoo. Importing this package registers every model family with the registry."""
 
-from cmrseg.models import unet  # noqa: F401  (registers UNet)
+from cmrseg.models import deeplab, unet  # noqa: F401  (each module registers its model family)
 from cmrseg.models.registry import (
     SegmentationNet,
     available_models,
