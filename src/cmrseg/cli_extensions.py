@@ -1,0 +1,1 @@
+"""Sub-commands that belong to later features (ensemble, cv, sweep, report) register here."""

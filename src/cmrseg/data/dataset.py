@@ -1,0 +1,175 @@
+"""Splits, intensity normalisation and the torch Dataset that feeds training."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cmrseg.config import ExperimentConfig
+from cmrseg.data.reader import Sample, load_folder
+from cmrseg.data.transforms import build_pipeline
+from cmrseg.errors import CmrsegError
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Intensity normalisation stored with every run.
+
+    ``dataset``: ``(x/255 - mean) / std`` with mean/std of the training split (fitted, not hard-coded).
+    ``per_image``: each image z-scored by its own mean/std (robust to scanner intensity scale).
+    """
+
+    mode: str = "dataset"
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, images: list[np.ndarray], mode: str = "dataset") -> Normalization:
+        if mode == "per_image":
+            return cls(mode)
+        pixels = np.concatenate([image.reshape(-1) for image in images]).astype(np.float64) / 255.0
+        return cls(mode, float(pixels.mean()), float(pixels.std() or 1.0))
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        scaled = image.astype(np.float32) / 255.0
+        if self.mode == "per_image":
+            return (scaled - scaled.mean()) / max(float(scaled.std()), 1e-6)
+        return (scaled - self.mean) / self.std
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normalization:
+        return cls(str(data["mode"]), float(data["mean"]), float(data["std"]))
+
+
+def patient_group(sample_id: str) -> str:
+    """Group key keeping ED/ES pairs together: cmr1+cmr2 -> 'cmr#1', cmr3+cmr4 -> 'cmr#2'."""
+    match = re.fullmatch(r"(.*?)(\d+)", sample_id)
+    if not match:
+        return sample_id
+    return f"{match.group(1)}#{(int(match.group(2)) + 1) // 2}"
+
+
+def _shuffled_groups(ids: list[str], seed: int, group_pairs: bool) -> list[list[str]]:
+    groups: dict[str, list[str]] = {}
+    for sample_id in ids:
+        groups.setdefault(patient_group(sample_id) if group_pairs else sample_id, []).append(sample_id)
+    keys = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    return [groups[keys[index]] for index in order]
+
+
+def holdout_split(ids: list[str], val_fraction: float, seed: int, group_pairs: bool = True) -> tuple[list[str], list[str]]:
+    """Random train/validation split of ``ids`` by patient group with a fixed seed."""
+    groups = _shuffled_groups(ids, seed, group_pairs)
+    if len(groups) < 2:
+        raise CmrsegError(f"need at least 2 patients to split into train and validation, found {len(groups)}")
+    n_val = min(len(groups) - 1, max(1, math.ceil(val_fraction * len(groups))))
+    val = {i for group in groups[:n_val] for i in group}
+    return [i for i in ids if i not in val], [i for i in ids if i in val]
+
+
+def kfold_split(ids: list[str], folds: int, fold: int, seed: int, group_pairs: bool = True) -> tuple[list[str], list[str]]:
+    """Fold ``fold`` of a ``folds``-fold split by patient group: (train ids, validation ids)."""
+    if not 0 <= fold < folds:
+        raise CmrsegError(f"fold must be in 0..{folds - 1}, got {fold}")
+    groups = _shuffled_groups(ids, seed, group_pairs)
+    if len(groups) < folds:
+        raise CmrsegError(f"{folds}-fold cross-validation needs at least {folds} patients, found {len(groups)}")
+    val = {i for index, group in enumerate(groups) if index % folds == fold for i in group}
+    return [i for i in ids if i not in val], [i for i in ids if i in val]
+
+
+@dataclass
+class DataBundle:
+    train: list[Sample]
+    val: list[Sample]
+
+
+def _select(samples: list[Sample], ids: list[str]) -> list[Sample]:
+    wanted = set(ids)
+    return [sample for sample in samples if sample.id in wanted]
+
+
+def prepare_data(config: ExperimentConfig) -> DataBundle:
+    """Load the labeled data named by the config and split it as ``split_mode``/``folds`` say."""
+    info = config.dataset_info
+    if not info.train_data_path:
+        raise CmrsegError("config: missing key 'dataset_info.train_data_path'")
+    train = load_folder(info.train_data_path, require_masks=True)
+    mode = config.split_mode
+    if mode == "auto":
+        mode = "folder" if info.val_data_path else "holdout"
+    if config.folds is not None:
+        train_ids, val_ids = kfold_split([s.id for s in train], config.folds, config.fold or 0, config.seed, config.group_pairs)
+        return DataBundle(_select(train, train_ids), _select(train, val_ids))
+    if mode == "holdout":
+        train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.seed, config.group_pairs)
+        return DataBundle(_select(train, train_ids), _select(train, val_ids))
+    val = load_folder(info.val_data_path, require_masks=True) if info.val_data_path else []
+    if mode == "folder":
+        if not val:
+            raise CmrsegError("config: split_mode 'folder' needs 'dataset_info.val_data_path'")
+        return DataBundle(train, val)
+    return DataBundle(train + val, [])
+
+
+class SegmentationDataset(Dataset):
+    """Samples as ``(image 1xHxW float32, mask HxW int64)`` tensors, augmented on-line each epoch.
+
+    ``n_aug`` adds that many offline augmented copies of every sample (drawn once, with fixed seeds),
+    as the origin study did; on-line augmentation applies on top of them.
+    """
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        normalization: Normalization,
+        augmentation: str | list[Any] = "none",
+        n_aug: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if any(sample.mask is None for sample in samples):
+            raise CmrsegError("training samples must all have masks")
+        self.normalization = normalization
+        self.seed = seed
+        self.pipeline = build_pipeline(augmentation, seed=seed)
+        self.items: list[tuple[np.ndarray, np.ndarray]] = [(s.image, s.mask) for s in samples]  # type: ignore[misc]
+        for copy in range(1, n_aug + 1):
+            offline = build_pipeline(augmentation, seed=seed * 7919 + copy)
+            for sample in samples:
+                result = offline(image=sample.image, mask=sample.mask)
+                self.items.append((result["image"], result["mask"]))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Re-seed on-line augmentation so epoch ``e`` draws the same transforms in a resumed run."""
+        self.pipeline.set_random_seed(self.seed * 100_003 + epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.items[index]
+        result = self.pipeline(image=image, mask=mask)
+        normalized = self.normalization.apply(result["image"])
+        return torch.from_numpy(np.ascontiguousarray(normalized))[None], torch.from_numpy(np.ascontiguousarray(result["mask"])).long()
+
+
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples, zero-padding (image) and background-padding (mask) to the largest size in the batch."""
+    height = max(image.shape[-2] for image, _ in batch)
+    width = max(image.shape[-1] for image, _ in batch)
+    images = torch.zeros(len(batch), 1, height, width)
+    masks = torch.zeros(len(batch), height, width, dtype=torch.long)
+    for index, (image, mask) in enumerate(batch):
+        images[index, :, : image.shape[-2], : image.shape[-1]] = image
+        masks[index, : mask.shape[-2], : mask.shape[-1]] = mask
+    return images, masks

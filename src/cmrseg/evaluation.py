@@ -1,0 +1,60 @@
+"""Evaluating a run folder (or a submission) against labeled masks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from cmrseg.constants import STRUCTURES
+from cmrseg.data.reader import load_folder, load_mask_folder
+from cmrseg.errors import CmrsegError
+from cmrseg.inference import load_run, predict_masks
+from cmrseg.metrics import summarize
+from cmrseg.submission import read_submission
+from cmrseg.utils import write_json_atomic
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    json_path: str | Path | None = None,
+    checkpoint: str = "best",
+    tta: bool | None = None,
+    postprocess: bool | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Per-structure Dice and HD95 of a run on a labeled folder; optionally saved as JSON."""
+    samples = load_folder(data_dir, require_masks=True)
+    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta)
+    use_post = settings.postprocess if postprocess is None else postprocess
+    preds = predict_masks(predictor, [s.image for s in samples], use_post)
+    summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
+    summary.update({"run": str(run_dir), "data": str(data_dir), "checkpoint": checkpoint, "tta": settings.tta, "postprocess": use_post})
+    if json_path:
+        write_json_atomic(json_path, summary)
+    return summary
+
+
+def score_submission(csv_path: str | Path, masks_dir: str | Path) -> dict[str, Any]:
+    """Decode a submission CSV and compare it with the ground-truth masks of ``masks_dir``."""
+    truths = load_mask_folder(masks_dir)
+    decoded = read_submission(csv_path, {stem: mask.shape for stem, mask in truths.items()})
+    stems = list(truths)
+    if not stems:
+        raise CmrsegError(f"{masks_dir}: no masks to score against")
+    return summarize(stems, [decoded[s] for s in stems], [truths[s] for s in stems])
+
+
+def _cell(value: float) -> str:
+    return "   n/a" if math.isnan(value) else f"{value:6.3f}"
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Plain-text table: one row per metric, one column per structure plus the mean."""
+    columns = [*STRUCTURES, "mean"]
+    lines = [f"{'metric':<10}" + "".join(f"{c:>8}" for c in columns)]
+    for metric, label in (("dice", "Dice"), ("hd95", "HD95 px")):
+        lines.append(f"{label:<10}" + "".join(f"  {_cell(summary[metric][c])}" for c in columns))
+    lines.append(f"({summary['n_images']} images; Dice per image, absent-in-both = 1; HD95 mean over defined values)")
+    return "\n".join(lines)

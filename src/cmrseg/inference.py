@@ -1,0 +1,153 @@
+"""Prediction from a run folder: softmax probabilities, optional flip TTA and largest-component clean-up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from cmrseg import runs
+from cmrseg.config import ModelInfo
+from cmrseg.constants import NUM_CLASSES
+from cmrseg.data.dataset import Normalization
+from cmrseg.errors import CmrsegError
+from cmrseg.models import build_model
+from cmrseg.models.pretrained import check_state_dict
+from cmrseg.utils import resolve_device
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+class Predictor(Protocol):
+    """Anything that turns grayscale uint8 images into per-class probabilities (C x H x W each)."""
+
+    def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """Keep only the largest connected component of each structure; dropped pixels become background."""
+    cleaned = mask.copy()
+    for label in range(1, NUM_CLASSES):
+        components, count = ndimage.label(mask == label)
+        if count > 1:
+            sizes = ndimage.sum_labels(np.ones_like(mask), components, index=range(1, count + 1))
+            cleaned[(components > 0) & (components != int(np.argmax(sizes)) + 1)] = 0
+    return cleaned
+
+
+def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(index)
+    return [group[i : i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
+
+
+@dataclass
+class ModelPredictor:
+    """One trained network with its normalisation; ``tta`` averages softmax over flips."""
+
+    model: nn.Module
+    normalization: Normalization
+    device: torch.device
+    tta: bool = False
+    batch_size: int = 32
+
+    @torch.no_grad()
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        flips = FLIPS if self.tta else FLIPS[:1]
+        total = torch.zeros(0)
+        for dims in flips:
+            flipped = batch.flip(dims) if dims else batch
+            probs = torch.softmax(self.model(flipped), dim=1)
+            probs = probs.flip(dims) if dims else probs
+            total = probs if total.numel() == 0 else total + probs
+        return total / len(flips)
+
+    def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.model.eval()
+        results: list[np.ndarray] = [np.empty(0)] * len(images)
+        for indices in _batches_by_shape(images, self.batch_size):
+            batch = np.stack([self.normalization.apply(images[i]) for i in indices])[:, None]
+            probs = self._forward(torch.from_numpy(batch).to(self.device)).cpu().numpy()
+            for slot, index in enumerate(indices):
+                results[index] = probs[slot]
+        return results
+
+
+def predict_masks(predictor: Predictor, images: Sequence[np.ndarray], postprocess: bool = False) -> list[np.ndarray]:
+    """Argmax class masks (uint8), optionally cleaned to the largest component per structure."""
+    masks = [probs.argmax(0).astype(np.uint8) for probs in predictor.predict_proba(images)]
+    return [largest_component(mask) for mask in masks] if postprocess else masks
+
+
+def load_model_from_checkpoint(checkpoint_path: Path, model_info: ModelInfo, device: torch.device) -> nn.Module:
+    """Build ``model_info``'s network and load the checkpoint, rejecting one made for another model."""
+    checkpoint = runs.load_checkpoint(checkpoint_path)
+    saved_name = (checkpoint.get("model_info") or {}).get("name")
+    if saved_name and saved_name != model_info.name:
+        raise CmrsegError(f"{checkpoint_path}: checkpoint is for model '{saved_name}', the run's config says '{model_info.name}'")
+    model = build_model(model_info.model_copy(update={"pretrained": None}))
+    check_state_dict(model, checkpoint["model"], str(checkpoint_path))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
+
+
+@dataclass
+class RunSettings:
+    """How a run folder predicts by default (its config's ``tta`` and ``postprocess``)."""
+
+    tta: bool
+    postprocess: bool
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto", tta: bool | None = None) -> tuple[Predictor, RunSettings]:
+    """Load a trained run (an ensemble run is one too) as a :class:`Predictor` plus its default settings."""
+    run_dir = runs.require_run_dir(run_dir)
+    config = runs.read_run_config(run_dir)
+    torch_device = resolve_device(device)
+    checkpoint_path = run_dir / (checkpoint if checkpoint.endswith(".pt") else f"{checkpoint}.pt")
+    model = load_model_from_checkpoint(checkpoint_path, config.model_info, torch_device)
+    normalization_path = run_dir / runs.NORMALIZATION_FILE
+    if not normalization_path.is_file():
+        raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
+    normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
+    use_tta = config.tta if tta is None else tta
+    return ModelPredictor(model, normalization, torch_device, tta=use_tta), RunSettings(use_tta, config.postprocess.largest_component)
+
+
+def predict_folder(
+    run_dir: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    overlays: bool = False,
+    tta: bool | None = None,
+    postprocess: bool | None = None,
+    device: str = "auto",
+) -> list[Path]:
+    """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
+
+    All files appear at once: they are written to a temporary folder that is renamed at the end.
+    """
+    from PIL import Image
+
+    from cmrseg.data.reader import load_folder
+    from cmrseg.plots import overlay
+    from cmrseg.utils import atomic_dir
+
+    samples = load_folder(images_dir, require_masks=False)
+    predictor, settings = load_run(run_dir, device=device, tta=tta)
+    masks = predict_masks(predictor, [s.image for s in samples], settings.postprocess if postprocess is None else postprocess)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for sample, mask in zip(samples, masks, strict=True):
+            Image.fromarray(mask).save(tmp / f"{sample.id}_mask.png")
+            if overlays:
+                Image.fromarray(overlay(sample.image, mask)).save(tmp / f"{sample.id}_overlay.png")
+    return [out_dir / f"{sample.id}_mask.png" for sample in samples]

@@ -1,0 +1,51 @@
+"""Loss functions by config name, from MONAI with the origin study's arguments (softmax, one-hot target)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceFocalLoss, DiceLoss, FocalLoss, TverskyLoss
+from torch import nn
+
+from cmrseg.config import CriterionInfo
+
+LossFn = Callable[[torch.Tensor | list[torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+class _CrossEntropy(nn.Module):
+    """Cross-entropy taking the MONAI-style ``N x 1 x H x W`` target."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss = nn.CrossEntropyLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, target[:, 0].long())
+
+
+def _base_loss(info: CriterionInfo) -> nn.Module:
+    common = {"to_onehot_y": True, "include_background": info.include_background}
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "CrossEntropy": _CrossEntropy,
+        "Dice": lambda: DiceLoss(softmax=True, **common),
+        "DiceCE": lambda: DiceCELoss(softmax=True, lambda_dice=info.lambda_dice, lambda_ce=info.lambda_ce, **common),
+        "DiceFocal": lambda: DiceFocalLoss(softmax=True, gamma=info.gamma, lambda_dice=info.lambda_dice, lambda_focal=info.lambda_ce, **common),
+        "Focal": lambda: FocalLoss(gamma=info.gamma, use_softmax=True, **common),
+        "Tversky": lambda: TverskyLoss(softmax=True, alpha=info.alpha, beta=info.beta, **common),
+    }
+    return builders[info.name]()
+
+
+def build_loss(info: CriterionInfo) -> LossFn:
+    """Return ``loss(logits_or_list, mask NxHxW)``; a list of outputs (deep supervision) is weighted 1, 1/2, 1/4..."""
+    base = _base_loss(info)
+    deep = DeepSupervisionLoss(base, weight_mode="exp")
+
+    def loss(output: torch.Tensor | list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        target = mask[:, None]
+        if isinstance(output, list):
+            return deep(output, target.float())
+        return base(output, target)
+
+    return loss

@@ -1,0 +1,261 @@
+"""Training loop: seeded, resumable, writing a complete run folder (see :mod:`cmrseg.runs`)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from cmrseg import runs
+from cmrseg.config import ExperimentConfig
+from cmrseg.constants import STRUCTURES
+from cmrseg.data.dataset import Normalization, SegmentationDataset, pad_collate, prepare_data
+from cmrseg.errors import CmrsegError
+from cmrseg.losses import build_loss
+from cmrseg.metrics import batch_dice
+from cmrseg.models import build_model
+from cmrseg.optim import build_optimizer, build_scheduler
+from cmrseg.plots import plot_history
+from cmrseg.utils import resolve_device, seed_everything, torch_save_atomic, write_json_atomic, write_text_atomic
+
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
+
+
+class TrainingInterrupted(CmrsegError):
+    """Raised on Ctrl-C after the last finished epoch has been saved, so ``--resume`` can continue."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_dice: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1000 + epoch
+
+
+class Trainer:
+    """Owns the model, optimiser, schedule and data of one run; ``fit`` runs (or resumes) the epochs."""
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path, progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        data = prepare_data(config)
+        self.has_val = bool(data.val)
+        self.normalization = Normalization.fit([s.image for s in data.train], config.normalization)
+        self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed)
+        self.val_set = SegmentationDataset(data.val, self.normalization) if data.val else None
+        seed_everything(config.seed)
+        self.model = build_model(config.model_info).to(self.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(config.optimizer_info, self.model)
+        self.steps_per_epoch = -(-len(self.train_set) // config.batch_size)
+        self.scheduler = build_scheduler(config.scheduler, self.optimizer, config.epochs, self.steps_per_epoch)
+        self.loss_fn = build_loss(config.criterion_info)
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema.decay), use_buffers=True)
+            if config.ema else None
+        )
+        self.history: list[dict[str, float]] = []
+        self.best_dice = -1.0
+        self.best_epoch = 0
+        self.start_epoch = 1
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and saved as ``best.pt``: the EMA copy when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _loader(self, dataset: SegmentationDataset, shuffle: bool, epoch: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))
+        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle, collate_fn=pad_collate,
+                          num_workers=self.config.num_workers, generator=generator, drop_last=False)
+
+    def _to_device(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return images.to(self.device, memory_format=self.memory_format), masks.to(self.device)
+
+    def train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        self.train_set.set_epoch(epoch)
+        seed_everything(_epoch_seed(self.config.seed, epoch))
+        total, count = 0.0, 0
+        for images, masks in self._loader(self.train_set, True, epoch):
+            images, masks = self._to_device(images, masks)
+            loss = self.loss_fn(self.model(images), masks)
+            if not torch.isfinite(loss):
+                raise CmrsegError(f"training diverged at epoch {epoch} (loss {loss.item()}); lower optimizer_info.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step()
+            total += loss.item() * len(images)
+            count += len(images)
+        return total / count
+
+    @torch.no_grad()
+    def validate(self) -> tuple[float, dict[str, float]]:
+        """Validation loss and per-image Dice of the evaluated weights."""
+        if self.val_set is None:
+            return float("nan"), {k: float("nan") for k in (*STRUCTURES, "mean")}
+        model = self.eval_model.eval()
+        losses, preds, truths = [], [], []
+        for images, masks in self._loader(self.val_set, False, 0):
+            images, masks = self._to_device(images, masks)
+            logits = model(images)
+            losses.append(self.loss_fn(logits, masks).item() * len(images))
+            preds.append(logits.argmax(1).cpu().numpy())
+            truths.append(masks.cpu().numpy())
+        return sum(losses) / len(self.val_set), batch_dice(np.concatenate(preds), np.concatenate(truths))
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "history": self.history,
+            "best_dice": self.best_dice,
+            "best_epoch": self.best_epoch,
+            "model_info": self.config.model_info.model_dump(),
+            "normalization": self.normalization.to_dict(),
+        }
+
+    def _weights(self, epoch: int, dice: float) -> dict[str, Any]:
+        return {"model": self.eval_model.state_dict(), "epoch": epoch, "val_dice": dice,
+                "model_info": self.config.model_info.model_dump(), "normalization": self.normalization.to_dict()}
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a ``last.pt``: weights, optimiser, schedule, EMA and history."""
+        self.model.load_state_dict(checkpoint["model"])
+        if self.ema is not None and checkpoint.get("ema") is not None:
+            self.ema.load_state_dict(checkpoint["ema"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.history = list(checkpoint["history"])
+        self.best_dice = float(checkpoint["best_dice"])
+        self.best_epoch = int(checkpoint["best_epoch"])
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+
+    def _record(self, epoch: int, train_loss: float, val_loss: float, dice: dict[str, float], seconds: float) -> None:
+        row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss, "val_loss": val_loss,
+               **{f"dice_{k}": v for k, v in dice.items()}, "seconds": seconds}
+        self.history.append(row)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in HISTORY_COLUMNS} for row in self.history)
+        write_text_atomic(self.run_dir / runs.HISTORY_FILE, buffer.getvalue())
+
+    def _save(self, epoch: int, dice: float) -> None:
+        improved = not self.has_val or dice > self.best_dice
+        if improved:
+            self.best_dice, self.best_epoch = (dice if self.has_val else float("nan")), epoch
+            torch_save_atomic(self._weights(epoch, dice), self.run_dir / runs.BEST_CHECKPOINT)
+        torch_save_atomic(self._state(epoch), self.run_dir / runs.LAST_CHECKPOINT)
+        if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
+            torch_save_atomic(self._weights(epoch, dice), self.run_dir / runs.CHECKPOINT_DIR / f"epoch_{epoch:04d}.pt")
+            plot_history(self.history, self.run_dir / runs.CURVE_FILE)
+
+    def fit(self) -> TrainResult:
+        """Run the remaining epochs; Ctrl-C keeps the last finished epoch and raises :class:`TrainingInterrupted`."""
+        bar = tqdm(range(self.start_epoch, self.config.epochs + 1), desc="train", unit="epoch",
+                   initial=self.start_epoch - 1, total=self.config.epochs, disable=not self.progress, dynamic_ncols=True)
+        epoch = self.start_epoch - 1
+        try:
+            for epoch in bar:
+                started = time.perf_counter()
+                train_loss = self.train_epoch(epoch)
+                val_loss, dice = self.validate()
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(val_loss if self.has_val else train_loss)
+                self._record(epoch, train_loss, val_loss, dice, time.perf_counter() - started)
+                self._save(epoch, dice["mean"])
+                bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", dice=f"{dice['mean']:.4f}",
+                                best=f"{self.best_dice:.4f}")
+        except KeyboardInterrupt:
+            bar.close()
+            raise TrainingInterrupted(
+                f"interrupted during epoch {epoch}; epochs up to {epoch - 1} are saved in {self.run_dir}, "
+                f"continue with: cmrseg train --out {self.run_dir} --resume"
+            ) from None
+        bar.close()
+        plot_history(self.history, self.run_dir / runs.CURVE_FILE)
+        self._export_model_path()
+        return TrainResult(self.run_dir, self.best_dice, self.best_epoch, self.history)
+
+    def _export_model_path(self) -> None:
+        target = self.config.model_info.model_path
+        if target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.run_dir / runs.BEST_CHECKPOINT, target)
+
+
+def default_run_dir(config: ExperimentConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.model_info.name}-{stamp}"
+
+
+def train(
+    config: ExperimentConfig | None,
+    run_dir: str | Path | None = None,
+    epochs: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train from ``config`` into ``run_dir``; with ``resume`` continue that folder's ``last.pt``.
+
+    On resume the folder's saved config is used (``config`` may be None); ``epochs`` may extend it.
+    """
+    if resume:
+        if run_dir is None:
+            raise CmrsegError("--resume needs --out RUN_DIR, the run folder to continue")
+        run_dir = Path(run_dir)
+        last = run_dir / runs.LAST_CHECKPOINT
+        if not last.is_file():
+            raise CmrsegError(f"{run_dir}: nothing to resume (no {runs.LAST_CHECKPOINT})")
+        config = runs.read_run_config(run_dir)
+    elif config is None:
+        raise CmrsegError("train needs --config CFG (or --resume with --out RUN_DIR)")
+    if epochs is not None:
+        config = config.model_copy(update={"epochs": epochs})
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    if not resume and (run_dir / runs.LAST_CHECKPOINT).exists():
+        raise CmrsegError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    trainer = Trainer(config, run_dir, progress=progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
+    write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
+    write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
+    return trainer.fit()
+
+
+def clone_config(config: ExperimentConfig, **updates: Any) -> ExperimentConfig:
+    """A deep copy of ``config`` with top-level ``updates`` applied (used by CV and sweeps)."""
+    return copy.deepcopy(config).model_copy(update=updates)

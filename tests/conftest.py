@@ -1,0 +1,55 @@
+"""Shared fixtures: a small synthetic dataset, a tiny training config, and the real data (when present)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmrseg.config import ExperimentConfig, config_from_dict
+from cmrseg.data.synth import write_synthetic_dataset
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def real_data_dir() -> Path | None:
+    """``$CMRSEG_DATA`` or ``../shared/data/cmr96`` beside the repo; None when absent."""
+    candidate = Path(os.environ.get("CMRSEG_DATA", REPO_ROOT.parent / "shared" / "data" / "cmr96"))
+    return candidate if (candidate / "train" / "image").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    path = real_data_dir()
+    if path is None:
+        pytest.skip("real cmr96 data not found (set CMRSEG_DATA or place it at ../shared/data/cmr96)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 labeled 64x64 phantoms, shared read-only by the tests."""
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synth") / "train", count=24, seed=3, size=64)
+
+
+def tiny_config_dict(train_dir: Path, **updates: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 8,
+        "dataset_info": {"train_data_path": str(train_dir)},
+        "model_info": {"name": "UNet", "depths": 2, "features": 8},
+        "optimizer_info": {"name": "Adam", "lr": 0.01},
+        "criterion_info": {"name": "DiceCE"},
+        "augmentation": "geometric",
+        "seed": 0,
+        "threads": 1,
+    }
+    data.update(updates)
+    return data
+
+
+@pytest.fixture()
+def tiny_config(synth_dir: Path) -> ExperimentConfig:
+    return config_from_dict(tiny_config_dict(synth_dir))

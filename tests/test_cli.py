@@ -1,0 +1,166 @@
+"""The ``cmrseg`` command end to end, and its one-line errors with exit code 2 for user mistakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cmrseg.cli import main
+from cmrseg.config import config_from_dict
+from cmrseg.data.reader import load_folder
+from cmrseg.training import train
+
+from conftest import tiny_config_dict
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    train(config_from_dict(tiny_config_dict(synth_dir, epochs=2)), run, progress=False)
+    return run
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run([sys.executable, "-m", "cmrseg.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("train", "evaluate", "predict", "submit", "score", "data"):
+        assert command in result.stdout
+
+
+def test_synth_train_evaluate_predict_submit_score(synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["data", "synth", "--out", str(tmp_path / "test"), "--count", "3", "--seed", "4", "--size", "64"], capsys)
+    assert code == 0 and len(list((tmp_path / "test" / "image").iterdir())) == 3
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(tiny_config_dict(synth_dir, epochs=1)))
+    code, out, _ = _run(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 0 and "best validation mean Dice" in out
+
+    code, out, _ = _run(["evaluate", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "test"), "--json", str(tmp_path / "m.json")], capsys)
+    assert code == 0 and "Dice" in out and "HD95" in out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics["dice"]) == set(metrics["hd95"]) == {"RV", "Myo", "LV", "mean"}
+    assert [row["id"] for row in metrics["per_image"]] == ["synth1", "synth2", "synth3"]
+
+    code, out, _ = _run(["predict", "--run", str(tmp_path / "run"), "--images", str(tmp_path / "test" / "image"), "--out", str(tmp_path / "pred"), "--overlays"], capsys)
+    assert code == 0
+    names = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    assert names == sorted([f"synth{i}_mask.png" for i in (1, 2, 3)] + [f"synth{i}_overlay.png" for i in (1, 2, 3)])
+    predicted = np.array(Image.open(tmp_path / "pred" / "synth1_mask.png"))
+    assert predicted.shape == (64, 64) and predicted.max() <= 3
+    assert np.array(Image.open(tmp_path / "pred" / "synth1_overlay.png")).shape == (64, 64, 3)
+
+    code, out, _ = _run(["submit", "--masks", str(tmp_path / "pred"), "--out", str(tmp_path / "sub.csv")], capsys)
+    assert code == 0 and (tmp_path / "sub.csv").read_text().startswith("id,encoding\nsynth1_mask1,")
+    code, out, _ = _run(["score", "--submission", str(tmp_path / "sub.csv"), "--masks", str(tmp_path / "test")], capsys)
+    assert code == 0
+    dice_row = next(line for line in out.splitlines() if line.startswith("Dice"))
+    assert float(dice_row.split()[-1]) == pytest.approx(metrics["dice"]["mean"], abs=1e-3)
+
+
+def test_predictions_match_between_library_and_evaluate(trained_run: Path, synth_dir: Path) -> None:
+    from cmrseg.evaluation import evaluate_run
+    from cmrseg.inference import load_run, predict_masks
+
+    samples = load_folder(synth_dir)[:4]
+    predictor, _ = load_run(trained_run)
+    masks = predict_masks(predictor, [s.image for s in samples])
+    tta_predictor, settings = load_run(trained_run, tta=True)
+    assert settings.tta and len(predict_masks(tta_predictor, [s.image for s in samples])) == 4
+    summary = evaluate_run(trained_run, synth_dir)
+    assert summary["n_images"] == 24 and all(m.shape == (64, 64) for m in masks)
+
+
+def _bad_image_dir(tmp_path: Path, problem: str) -> Path:
+    folder = tmp_path / problem
+    (folder / "image").mkdir(parents=True)
+    (folder / "mask").mkdir()
+    image = np.zeros((16, 16), np.uint8)
+    if problem == "corrupt":
+        (folder / "image" / "cmr1.png").write_bytes(b"not an image")
+    else:
+        Image.fromarray(image).save(folder / "image" / "cmr1.png")
+    if problem == "bad_mask_values":
+        Image.fromarray(np.full((16, 16), 9, np.uint8)).save(folder / "mask" / "cmr1_mask.png")
+    if problem == "size_mismatch":
+        Image.fromarray(np.zeros((8, 16), np.uint8)).save(folder / "mask" / "cmr1_mask.png")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("corrupt", "cmr1.png: not a PNG file"),
+        ("missing_mask", "cmr1.png: no mask found"),
+        ("bad_mask_values", "cmr1_mask.png: mask values must be 0-3"),
+        ("size_mismatch", "cmr1_mask.png: mask size"),
+    ],
+)
+def test_bad_data_exits_2_with_one_line_and_no_output(trained_run: Path, tmp_path: Path, problem: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _bad_image_dir(tmp_path, problem)
+    code, _, err = _run(["evaluate", "--run", str(trained_run), "--data", str(folder), "--json", str(tmp_path / "out.json")], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_predict_on_bad_folder_writes_nothing(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "a.png")
+    (folder / "b.png").write_text("hello")
+    code, _, err = _run(["predict", "--run", str(trained_run), "--images", str(folder), "--out", str(tmp_path / "pred")], capsys)
+    assert code == 2 and "b.png: not a PNG file" in err
+    assert not (tmp_path / "pred").exists() and not list(tmp_path.glob(".pred*"))
+
+
+def test_empty_folder_and_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(["submit", "--masks", str(tmp_path / "empty"), "--out", str(tmp_path / "s.csv")], capsys)
+    assert code == 2 and "no mask PNGs found" in err and not (tmp_path / "s.csv").exists()
+    code, _, err = _run(["train", "--config", str(tmp_path / "nope.json")], capsys)
+    assert code == 2 and "nope.json: config file not found" in err
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 1, "dataset_info": {}}))
+    code, _, err = _run(["train", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "missing key 'dataset_info.train_data_path'" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_checkpoint_of_another_model_is_rejected(trained_run: Path, tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(trained_run, other)
+    checkpoint = torch.load(other / "best.pt", weights_only=True)
+    checkpoint["model"] = {k: v for k, v in checkpoint["model"].items() if "0.conv" not in k}
+    torch.save(checkpoint, other / "best.pt")
+    code, _, err = _run(["evaluate", "--run", str(other), "--data", str(synth_dir)], capsys)
+    assert code == 2 and "best.pt: weights do not fit model UNet" in err
+    checkpoint["model_info"]["name"] = "SegNet"
+    torch.save(checkpoint, other / "best.pt")
+    code, _, err = _run(["evaluate", "--run", str(other), "--data", str(synth_dir)], capsys)
+    assert code == 2 and "checkpoint is for model 'SegNet'" in err
+    code, _, err = _run(["evaluate", "--run", str(tmp_path / "nothing"), "--data", str(synth_dir)], capsys)
+    assert code == 2 and "run folder not found" in err
+
+
+def test_rgb_input_warns_on_one_line(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "x.png")
+    with pytest.warns(UserWarning, match="x.png: RGB image converted to grayscale") as record:
+        code, _, _ = _run(["predict", "--run", str(trained_run), "--images", str(folder), "--out", str(tmp_path / "p")], capsys)
+    assert code == 0 and (tmp_path / "p" / "x_mask.png").is_file()
+    shown = warnings.formatwarning(record[0].message, record[0].category, record[0].filename, record[0].lineno)
+    assert shown.startswith("cmrseg: warning: ") and shown.count("\n") == 1

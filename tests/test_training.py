@@ -1,0 +1,115 @@
+"""Training: the loss falls, runs are repeatable, resume reproduces an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cmrseg import runs
+from cmrseg.config import CriterionInfo, ExperimentConfig, SchedulerInfo, config_from_dict
+from cmrseg.errors import CmrsegError
+from cmrseg.losses import build_loss
+from cmrseg.optim import lr_factor
+from cmrseg.training import Trainer, TrainingInterrupted, train
+
+from conftest import tiny_config_dict
+
+
+def _history(run_dir: Path) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run_dir)]
+
+
+def test_run_folder_contents_and_falling_loss(synth_dir: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=4, checkpoint_every=2))
+    result = train(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "normalization.json", "best.pt", "last.pt", "history.csv", "loss_curve.png"):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_0002.pt", "epoch_0004.pt"]
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    assert 0.0 <= result.best_dice <= 1.0 and result.best_dice == max(r["dice_mean"] for r in result.history)
+    assert (run / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_runs_give_the_same_history(synth_dir: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir))
+    train(config, tmp_path / "a", progress=False)
+    train(config, tmp_path / "b", progress=False)
+    assert _history(tmp_path / "a") == _history(tmp_path / "b")
+
+
+def test_resume_reaches_the_same_result(synth_dir: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=3, ema={"decay": 0.9}))
+    train(config, tmp_path / "full", progress=False)
+    train(config, tmp_path / "part", epochs=1, progress=False)
+    saved = runs.read_run_config(tmp_path / "part")
+    assert saved.epochs == 1
+    train(None, tmp_path / "part", epochs=3, resume=True, progress=False)
+    assert _history(tmp_path / "full") == _history(tmp_path / "part")
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    part = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(full[k], part[k]) for k in full)
+
+
+def test_existing_run_is_not_overwritten_and_resume_needs_a_run(synth_dir: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=1))
+    train(config, tmp_path / "run", progress=False)
+    with pytest.raises(CmrsegError, match="already holds a run"):
+        train(config, tmp_path / "run", progress=False)
+    with pytest.raises(CmrsegError, match="nothing to resume"):
+        train(None, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_ctrl_c_keeps_finished_epochs(synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=3))
+    original = Trainer.train_epoch
+
+    def interrupt_on_second(self: Trainer, epoch: int) -> float:
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt_on_second)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(config, tmp_path / "run", progress=False)
+    assert len(runs.read_history(tmp_path / "run")) == 1
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    result = train(None, tmp_path / "run", resume=True, progress=False)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["CrossEntropy", "Dice", "DiceCE", "DiceFocal", "Focal", "Tversky"])
+def test_every_loss_is_lower_for_a_better_prediction(name: str) -> None:
+    loss = build_loss(CriterionInfo(name=name))
+    target = torch.randint(0, 4, (2, 8, 8))
+    good = torch.nn.functional.one_hot(target, 4).permute(0, 3, 1, 2).float() * 8
+    bad = torch.zeros_like(good)
+    assert loss(good, target).item() < loss(bad, target).item()
+    deep = loss([good, good[..., ::2, ::2]], target)
+    assert torch.isfinite(deep)
+
+
+@pytest.mark.parametrize("optimizer", ["Adam", "RMSprop", "SGD"])
+def test_optimizers_train(synth_dir: Path, tmp_path: Path, optimizer: str) -> None:
+    data = tiny_config_dict(synth_dir, epochs=1, optimizer_info={"name": optimizer, "lr": 0.01})
+    result = train(config_from_dict(data), tmp_path / optimizer, progress=False)
+    assert len(result.history) == 1
+
+
+def test_schedules() -> None:
+    poly = SchedulerInfo(name="poly", warmup_epochs=1)
+    assert lr_factor(poly, 0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert lr_factor(poly, 10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_factor(poly, 100, 100, 10, 1.0) == pytest.approx(0.0)
+    cosine = SchedulerInfo(name="cosine")
+    assert lr_factor(cosine, 50, 100, 0, 1.0) == pytest.approx(0.5)
+
+
+def test_full_mode_saves_last_epoch_as_best(synth_dir: Path, tmp_path: Path) -> None:
+    config: ExperimentConfig = config_from_dict(tiny_config_dict(synth_dir, split_mode="full"))
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.best_epoch == 2
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 2
