@@ -11,7 +11,10 @@ from cmrseg.config import ModelInfo
 
 
 class ConvBNReLU(nn.Sequential):
-    """``k x k`` convolution (no bias, "same" padding for stride 1), batch norm, then ``act`` (none if None)."""
+    """``k x k`` convolution ("same" padding for stride 1), batch norm, then ``act`` (none if None).
+
+    With ``batch_norm=False`` the convolution gets a bias instead of the batch norm.
+    """
 
     def __init__(
         self,
@@ -22,15 +25,31 @@ class ConvBNReLU(nn.Sequential):
         dilation: int = 1,
         groups: int = 1,
         act: type[nn.Module] | None = nn.ReLU,
+        batch_norm: bool = True,
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False),
-            nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=not batch_norm)
         ]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
         if act is not None:
             layers.append(act(inplace=True))
         super().__init__(*layers)
+
+
+VGG16_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+"""VGG16's five convolution stages as (width, number of 3x3 convolutions); each ends in a 2x2 max pool."""
+
+
+def vgg_stage(in_channels: int, out_channels: int, convs: int, batch_norm: bool = True) -> nn.Sequential:
+    """``convs`` 3x3 conv(-BN)-ReLU layers, the first going from ``in_channels`` to ``out_channels``."""
+    return nn.Sequential(
+        *(
+            ConvBNReLU(in_channels if i == 0 else out_channels, out_channels, batch_norm=batch_norm)
+            for i in range(convs)
+        )
+    )
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -85,7 +104,9 @@ class Bottleneck(nn.Module):
             ConvBNReLU(planes, out_channels, 1, act=None),
         )
         needs_projection = stride != 1 or in_channels != out_channels
-        self.shortcut = ConvBNReLU(in_channels, out_channels, 1, stride=stride, act=None) if needs_projection else nn.Identity()
+        self.shortcut = (
+            ConvBNReLU(in_channels, out_channels, 1, stride=stride, act=None) if needs_projection else nn.Identity()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -67,7 +67,8 @@ class MobileNetV2(nn.Module):
             out_channels = make_divisible(width * width_multiplier)
             blocks = []
             for index in range(repeats):
-                blocks.append(InvertedResidual(channels, out_channels, stride if index == 0 else 1, dilation, expansion))
+                block_stride = stride if index == 0 else 1
+                blocks.append(InvertedResidual(channels, out_channels, block_stride, dilation, expansion))
                 channels = out_channels
             stages.append(nn.Sequential(*blocks))
         self.low_level = nn.Sequential(*stages[: LOW_LEVEL_STAGE + 1])
