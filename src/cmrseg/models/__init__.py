@@ -1,6 +1,15 @@
 """Model zoo. Importing this package registers every model family with the registry."""
 
-from cmrseg.models import deeplab, unet  # noqa: F401  (each module registers its model family)
+from cmrseg.models import (  # noqa: F401  (each module registers its model family)
+    attention_unet,
+    deeplab,
+    dynunet,
+    effunet,
+    fcn,
+    segnet,
+    swin_unetr,
+    unet,
+)
 from cmrseg.models.registry import (
     SegmentationNet,
     available_models,
