@@ -1,1 +1,3 @@
 """Sub-commands that belong to later features (ensemble, cv, sweep, report) register here."""
+
+from cmrseg import ensemble  # noqa: F401,E402

@@ -28,25 +28,32 @@ class ModelEntry:
     builder: Builder
     size_divisor: Callable[[ModelInfo], int]
     description: str
+    standalone: bool = True
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, *, size_divisor: int | Callable[[ModelInfo], int] = 32, description: str = ""
+    name: str,
+    *,
+    size_divisor: int | Callable[[ModelInfo], int] = 32,
+    description: str = "",
+    standalone: bool = True,
 ) -> Callable[[Builder], Builder]:
     """Decorator that registers ``builder`` under ``name``.
 
     ``size_divisor`` is the factor the input height and width must be a multiple of (the total
     down-sampling); :class:`SegmentationNet` pads to it so the model accepts any size.
+    ``standalone=False`` marks models built from other trained runs (the ensemble), which cannot
+    be built from defaults alone and are left out of :func:`available_models` unless asked for.
     """
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is already registered")
         divisor = size_divisor if callable(size_divisor) else (lambda _info, d=size_divisor: d)
-        _REGISTRY[name] = ModelEntry(name, builder, divisor, description or (builder.__doc__ or "").strip())
+        _REGISTRY[name] = ModelEntry(name, builder, divisor, description or (builder.__doc__ or "").strip(), standalone)
         return builder
 
     return decorator
@@ -57,11 +64,12 @@ def model_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise CmrsegError(f"unknown model_info.name '{name}', expected one of {available_models()}") from None
+        raise CmrsegError(f"unknown model_info.name '{name}', expected one of {available_models(composite=True)}") from None
 
 
-def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+def available_models(composite: bool = False) -> list[str]:
+    """Registered model names; ``composite`` also lists models made of trained runs (Ensemble)."""
+    return sorted(name for name, entry in _REGISTRY.items() if composite or entry.standalone)
 
 
 class SegmentationNet(nn.Module):

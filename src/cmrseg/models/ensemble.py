@@ -1,0 +1,87 @@
+"""Soft-voting ensemble: the weighted mean of N trained networks' per-class softmax probabilities.
+
+Each member keeps its own input channels and intensity normalisation, so the ensemble takes the
+image scaled to [0, 1] and normalises it once per member. It returns log-probabilities, so softmax
+and argmax downstream behave exactly as for a single network. Everything stays in torch on the
+model's device (no NumPy round trip, no hard-coded GPU).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cmrseg import runs
+from cmrseg.config import ModelInfo
+from cmrseg.models.registry import build_model, register_model
+
+EPSILON = 1e-8
+
+
+class MemberNormalization(nn.Module):
+    """A member's normalisation applied to [0, 1] input: fitted mean/std, or per-image z-score."""
+
+    def __init__(self, mode: str, mean: float, std: float) -> None:
+        super().__init__()
+        self.per_image = mode == "per_image"
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per_image:
+            mean = x.mean(dim=(-3, -2, -1), keepdim=True)
+            std = x.std(dim=(-3, -2, -1), keepdim=True, unbiased=False).clamp_min(1e-6)
+            return (x - mean) / std
+        return (x - self.mean) / self.std
+
+
+class EnsembleNet(nn.Module):
+    """Weighted soft voting over member networks; output is log of the averaged probabilities."""
+
+    def __init__(self, members: list[nn.Module], normalizations: list[MemberNormalization], weights: list[float]) -> None:
+        super().__init__()
+        if not members or len(members) != len(normalizations) or len(members) != len(weights):
+            raise ValueError("an ensemble needs one normalisation and one weight per member")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"ensemble weights must be non-negative with a positive sum, got {weights}")
+        self.members = nn.ModuleList(members)
+        self.normalizations = nn.ModuleList(normalizations)
+        self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32) / sum(weights))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(0, device=x.device)
+        for weight, member, normalize in zip(self.weights, self.members, self.normalizations):
+            probs = weight * torch.softmax(member(normalize(x)), dim=1)
+            total = probs if total.numel() == 0 else total + probs
+        return torch.log(total.clamp_min(EPSILON))
+
+
+def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalization]:
+    """Build one member from ``{"model_info", "normalization"}``, or from ``{"run": dir}`` with its weights."""
+    if "model_info" in spec:
+        member = build_model(ModelInfo.model_validate({**spec["model_info"], "pretrained": None}))
+        norm = spec["normalization"]
+    else:
+        from cmrseg.inference import load_model_from_checkpoint
+
+        run_dir = runs.require_run_dir(spec["run"])
+        config = runs.read_run_config(run_dir)
+        member = load_model_from_checkpoint(run_dir / runs.BEST_CHECKPOINT, config.model_info, torch.device("cpu"))
+        norm = json.loads((run_dir / runs.NORMALIZATION_FILE).read_text())
+    return member, MemberNormalization(norm["mode"], norm["mean"], norm["std"])
+
+
+@register_model("Ensemble", size_divisor=1, description="soft-voting ensemble of trained runs (options.members)", standalone=False)
+def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
+    """``options.members``: list of ``{"run": RUN_DIR}`` or ``{"model_info", "normalization"}``; ``options.weights``."""
+    specs = info.options.get("members")
+    if not specs:
+        raise ValueError("options.members must list the member runs")
+    specs = [{"run": str(Path(s))} if isinstance(s, str) else s for s in specs]
+    built = [_member_from_spec(spec) for spec in specs]
+    weights = [float(w) for w in info.options.get("weights") or [1.0] * len(built)]
+    return EnsembleNet([m for m, _ in built], [n for _, n in built], weights)
