@@ -5,6 +5,7 @@ from cmrseg.models import (  # noqa: F401  (each module registers its model fami
     deeplab,
     dynunet,
     effunet,
+    ensemble,
     fcn,
     segnet,
     swin_unetr,

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One command for the demo: install, synthetic data, train, evaluate, predict, submission. Outputs in demo_out/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup_env.sh
+OUT=demo_out
+rm -rf "$OUT"
+echo "==> synthetic phantoms: 80 for training, 20 labeled for evaluation, 20 unlabeled to predict"
+cmrseg data synth --out "$OUT/synth/train" --count 80 --seed 0
+cmrseg data synth --out "$OUT/synth/val" --count 20 --seed 1
+cmrseg data synth --out "$OUT/synth/test" --count 20 --seed 2 --no-masks
+echo "==> training (configs/demo.json)"
+cmrseg train --config configs/demo.json --out "$OUT/run"
+echo "==> evaluating on held-out phantoms"
+cmrseg evaluate --run "$OUT/run" --data "$OUT/synth/val" --json "$OUT/metrics.json"
+echo "==> predicting the unlabeled phantoms (masks + overlays)"
+cmrseg predict --run "$OUT/run" --images "$OUT/synth/test" --out "$OUT/predictions" --overlays
+cmrseg submit --masks "$OUT/predictions" --out "$OUT/submission.csv"
+echo "==> the submission decodes back to the predicted masks:"
+cmrseg score --submission "$OUT/submission.csv" --masks "$OUT/predictions"
+echo "demo finished: see $OUT/ (run/loss_curve.png, metrics.json, predictions/*_overlay.png, submission.csv)"
