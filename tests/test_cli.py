@@ -16,6 +16,7 @@ from PIL import Image
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.reader import load_folder
+from cmrseg.runs import read_history
 from cmrseg.training import train
 
 from conftest import tiny_config_dict
@@ -81,6 +82,9 @@ def test_predictions_match_between_library_and_evaluate(trained_run: Path, synth
     assert settings.tta and len(predict_masks(tta_predictor, [s.image for s in samples])) == 4
     summary = evaluate_run(trained_run, synth_dir)
     assert summary["n_images"] == 24 and all(m.shape == (64, 64) for m in masks)
+    validation = evaluate_run(trained_run)
+    history_best = max(row["dice_mean"] for row in read_history(trained_run))
+    assert validation["n_images"] == 6 and validation["dice"]["mean"] == pytest.approx(history_best, abs=1e-6)
 
 
 def _bad_image_dir(tmp_path: Path, problem: str) -> Path:

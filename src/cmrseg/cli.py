@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="per-structure Dice and HD95 of a run on labeled data")
     evaluate.add_argument("--run", required=True, help="run folder")
-    evaluate.add_argument("--data", required=True, help="labeled folder with image/ and mask/")
+    evaluate.add_argument("--data", help="labeled folder with image/ and mask/ (default: the run's validation split)")
     evaluate.add_argument("--json", help="also write the metrics as JSON here")
     evaluate.add_argument("--checkpoint", default="best", help="best, last or a file name in the run folder")
     _add_inference_options(evaluate)

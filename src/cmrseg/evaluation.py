@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.reader import load_folder, load_mask_folder
+from cmrseg.data.reader import Sample, load_folder, load_mask_folder
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import load_run, predict_masks
 from cmrseg.metrics import summarize
@@ -15,22 +15,34 @@ from cmrseg.submission import read_submission
 from cmrseg.utils import write_json_atomic
 
 
+def validation_samples(run_dir: str | Path) -> list[Sample]:
+    """The run's own validation split, rebuilt from its saved config (same data, seed and fold)."""
+    from cmrseg import runs
+    from cmrseg.data.dataset import prepare_data
+
+    config = runs.read_run_config(runs.require_run_dir(run_dir))
+    val = prepare_data(config).val
+    if not val:
+        raise CmrsegError(f"{run_dir}: the run has no validation split (split_mode 'full'); pass --data DIR")
+    return val
+
+
 def evaluate_run(
     run_dir: str | Path,
-    data_dir: str | Path,
+    data_dir: str | Path | None = None,
     json_path: str | Path | None = None,
     checkpoint: str = "best",
     tta: bool | None = None,
     postprocess: bool | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Per-structure Dice and HD95 of a run on a labeled folder; optionally saved as JSON."""
-    samples = load_folder(data_dir, require_masks=True)
+    """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split); optionally saved as JSON."""
+    samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
     predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta)
     use_post = settings.postprocess if postprocess is None else postprocess
     preds = predict_masks(predictor, [s.image for s in samples], use_post)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"run": str(run_dir), "data": str(data_dir), "checkpoint": checkpoint, "tta": settings.tta, "postprocess": use_post})
+    summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint, "tta": settings.tta, "postprocess": use_post})
     if json_path:
         write_json_atomic(json_path, summary)
     return summary

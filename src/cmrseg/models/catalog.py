@@ -29,6 +29,30 @@ def forward_ms(model: torch.nn.Module, size: int = 96, repeats: int = 3) -> floa
     return statistics.median(times)
 
 
+DEEPLAB_BACKBONES = ("drn", "resnet", "mobilenet", "xception")
+
+
+def catalog_variants() -> list[ModelInfo]:
+    """Every standalone registered model at its defaults, DeepLab_v3 once per backbone."""
+    variants = []
+    for name in available_models():
+        backbones = DEEPLAB_BACKBONES if name == "DeepLab_v3" else (None,)
+        variants.extend(ModelInfo(name=name, backbone=backbone) for backbone in backbones)
+    return variants
+
+
+def variant_label(info: ModelInfo) -> str:
+    return f"{info.name}/{info.backbone}" if info.backbone else info.name
+
+
+def format_model_table(rows: list[dict[str, Any]]) -> str:
+    """Aligned text table of :func:`model_table` rows."""
+    lines = [f"{'model':<22}{'parameters':>14}{'forward ms':>12}  description"]
+    lines += [f"{row['name']:<22}{row['parameters']:>14,}{row['forward_ms']:>12.1f}  {row['description'].split(';')[0]}" for row in rows]
+    lines.append(f"(forward: batch 1, 1x96x96, CPU, {torch.get_num_threads()} threads, median of repeats)")
+    return "\n".join(lines)
+
+
 def model_table(names: Iterable[str] | None = None, size: int = 96, repeats: int = 3) -> list[dict[str, Any]]:
     """One row per model (all registered ones by default): name, description, parameters, forward_ms.
 
@@ -37,12 +61,13 @@ def model_table(names: Iterable[str] | None = None, size: int = 96, repeats: int
     :class:`~cmrseg.errors.CmrsegError`.
     """
     rows = []
-    for name in available_models() if names is None else list(names):
-        entry = model_entry(name)
-        model = build_model(ModelInfo(name=name))
+    infos = catalog_variants() if names is None else [ModelInfo(name=name) for name in names]
+    for info in infos:
+        entry = model_entry(info.name)
+        model = build_model(info)
         rows.append(
             {
-                "name": name,
+                "name": variant_label(info),
                 "description": entry.description,
                 "parameters": count_parameters(model),
                 "forward_ms": round(forward_ms(model, size, repeats), 1),
