@@ -1,0 +1,92 @@
+"""Cross-validation: per-fold table and mean, resume skips finished folds, the fold ensemble evaluates."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from cmrseg import crossval, runs
+from cmrseg.cli import main
+from cmrseg.config import config_from_dict
+from cmrseg.data.synth import write_synthetic_dataset
+from cmrseg.errors import CmrsegError
+from cmrseg.evaluation import evaluate_run
+from cmrseg.training import clone_config, train
+
+from conftest import tiny_config_dict
+
+
+@pytest.fixture(scope="module")
+def cv_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_dataset(tmp_path_factory.mktemp("cv") / "train", count=16, seed=5, size=64)
+
+
+@pytest.fixture(scope="module")
+def cv_run(cv_data: Path, tmp_path_factory: pytest.TempPathFactory) -> crossval.CvResult:
+    config = config_from_dict(tiny_config_dict(cv_data, epochs=1))
+    return crossval.cross_validate(config, folds=2, out_dir=tmp_path_factory.mktemp("cvout") / "cv", ensemble=True, progress=False)
+
+
+def test_table_has_every_fold_and_the_pooled_mean(cv_run: crossval.CvResult) -> None:
+    assert [row["fold"] for row in cv_run.rows] == [0, 1, "mean"]
+    folds, mean = cv_run.rows[:2], cv_run.rows[2]
+    assert sum(row["n_images"] for row in folds) == mean["n_images"] == 16
+    expected = sum(row["dice_RV"] * row["n_images"] for row in folds) / 16
+    assert mean["dice_RV"] == pytest.approx(expected)
+    assert mean["dice_mean"] == pytest.approx((mean["dice_RV"] + mean["dice_Myo"] + mean["dice_LV"]) / 3)
+    with (cv_run.out_dir / "cv.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["fold"] for row in table] == ["0", "1", "mean"]
+    assert float(table[2]["dice_mean"]) == pytest.approx(mean["dice_mean"])
+    saved = json.loads((cv_run.out_dir / "cv.json").read_text())
+    assert saved["folds"] == 2 and saved["mean"]["dice"]["mean"] == pytest.approx(mean["dice_mean"])
+    ids = [row["id"] for row in csv.DictReader((cv_run.out_dir / "cv_per_image.csv").open())]
+    assert len(ids) == len(set(ids)) == 16
+
+
+def test_resume_skips_finished_folds(cv_run: crossval.CvResult, cv_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stamps = {k: (crossval.fold_dir(cv_run.out_dir, k) / "best.pt").stat().st_mtime_ns for k in (0, 1)}
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr(crossval, "train", no_training)
+    config = config_from_dict(tiny_config_dict(cv_data, epochs=1))
+    again = crossval.cross_validate(config, folds=2, out_dir=cv_run.out_dir, progress=False)
+    assert again.rows == cv_run.rows
+    assert all((crossval.fold_dir(cv_run.out_dir, k) / "best.pt").stat().st_mtime_ns == stamps[k] for k in (0, 1))
+    other = config_from_dict(tiny_config_dict(cv_data, epochs=2))
+    with pytest.raises(CmrsegError, match="another config"):
+        crossval.cross_validate(other, folds=2, out_dir=cv_run.out_dir, progress=False)
+
+
+def test_unfinished_fold_is_resumed_not_restarted(cv_data: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(cv_data, epochs=2))
+    partial = crossval.fold_dir(tmp_path / "cv", 0)
+    train(clone_config(config, folds=2, fold=0), partial, epochs=1, progress=False)
+    first_epoch = runs.read_history(partial)[0]
+    assert not crossval.fold_finished(partial, 2)
+    result = crossval.cross_validate(config, folds=2, out_dir=tmp_path / "cv", only=[0], progress=False)
+    assert [row["fold"] for row in result.rows] == [0, "mean"]
+    history = runs.read_history(partial)
+    assert [row["epoch"] for row in history] == [1, 2] and history[0] == first_epoch
+
+
+def test_fold_ensemble_is_a_run_folder_that_evaluates(cv_run: crossval.CvResult, cv_data: Path) -> None:
+    assert cv_run.ensemble_dir == cv_run.out_dir / "ensemble"
+    summary = evaluate_run(cv_run.ensemble_dir, cv_data)
+    assert summary["n_images"] == 16 and 0.0 <= summary["dice"]["mean"] <= 1.0
+
+
+def test_cli_prints_the_table_and_rejects_bad_folds(cv_run: crossval.CvResult, cv_data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    config_path = tmp_path / "cfg.json"
+    config_path.write_text(json.dumps(tiny_config_dict(cv_data, epochs=1)))
+    assert main(["cv", "--config", str(config_path), "--folds", "2", "--out", str(cv_run.out_dir), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Dice RV" in printed and "mean" in printed
+    assert main(["cv", "--config", str(config_path), "--folds", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "at least 2" in capsys.readouterr().err
