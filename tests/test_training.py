@@ -113,3 +113,18 @@ def test_full_mode_saves_last_epoch_as_best(synth_dir: Path, tmp_path: Path) -> 
     result = train(config, tmp_path / "run", progress=False)
     assert result.best_epoch == 2
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 2
+
+
+def test_unet_learns_the_synthetic_phantoms(tmp_path: Path) -> None:
+    """The demo's promise: a small U-Net passes 0.8 mean Dice on held-out phantoms within seconds."""
+    from cmrseg.data.synth import write_synthetic_dataset
+    from cmrseg.evaluation import evaluate_run
+
+    train_dir = write_synthetic_dataset(tmp_path / "train", count=40, seed=11, size=64)
+    held_out = write_synthetic_dataset(tmp_path / "held_out", count=10, seed=12, size=64)
+    data = tiny_config_dict(train_dir, epochs=14, batch_size=8, threads=2, split_mode="full",
+                            model_info={"name": "UNet", "depths": 3, "features": 16, "model_path": str(tmp_path / "export" / "unet.pt")},
+                            optimizer_info={"name": "Adam", "lr": 0.003}, scheduler={"name": "poly"})
+    train(config_from_dict(data), tmp_path / "run", progress=False)
+    assert evaluate_run(tmp_path / "run", held_out)["dice"]["mean"] > 0.8
+    assert (tmp_path / "export" / "unet.pt").read_bytes() == (tmp_path / "run" / "best.pt").read_bytes()
