@@ -1,0 +1,238 @@
+"""Self-contained HTML reports of a run or a sweep, for a person to read in a browser.
+
+Every picture is embedded as a base64 PNG, so the single ``.html`` file can be mailed or archived.
+A run report evaluates the run on its own validation split (rebuilt from its config) or on ``--data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cmrseg.cli import extension
+from cmrseg.constants import STRUCTURES
+from cmrseg.errors import CmrsegError
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 32px; color: #1d2430; background: #fff; }
+h1 { font-size: 1.6em; margin-bottom: 4px; } h2 { margin-top: 32px; border-bottom: 1px solid #d6dbe3; padding-bottom: 4px; }
+.meta { color: #5b6575; margin-top: 0; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 0.92em; }
+th, td { border: 1px solid #d6dbe3; padding: 4px 10px; text-align: right; }
+th { background: #eef1f6; } td.text, th.text { text-align: left; }
+tr.best td { font-weight: bold; }
+.wide { overflow-x: auto; } td:has(img) { text-align: center; }
+img.plot { max-width: 100%; border: 1px solid #e3e7ee; }
+img.slice { width: 144px; height: 144px; image-rendering: pixelated; display: block; }
+pre { background: #f5f7fa; padding: 12px; border: 1px solid #e3e7ee; font-size: 0.85em; overflow-x: auto; }
+.swatch { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }
+"""
+
+
+SWEEP_COLUMNS = {"choice": "choice", "status": "status", "epochs_done": "epochs", "best_epoch": "best epoch",
+                 **{f"dice_{name}": f"Dice {name}" for name in (*STRUCTURES, "mean")},
+                 "final_train_loss": "final train loss", "final_val_loss": "final val loss", "minutes": "minutes"}
+"""``sweep.csv`` columns shown in the report and their headings (the swept values are in ``choice``)."""
+
+
+def png_data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _img(data: bytes, alt: str, css: str) -> str:
+    return f'<img class="{css}" alt="{html.escape(alt)}" src="{png_data_uri(data)}">'
+
+
+def _array_png(array: Any) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _dice_cell(value: float) -> str:
+    """A Dice cell tinted from red (0) through yellow to green (1) so weak structures stand out."""
+    if math.isnan(value):
+        return "<td>n/a</td>"
+    return f'<td style="background: hsl({int(120 * max(0.0, min(1.0, value)))}, 70%, 88%)">{value:.3f}</td>'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1, classes: Sequence[str] = ()) -> str:
+    """An HTML table; cells of ``rows`` are already HTML (``<td>``...), except plain strings get wrapped."""
+    head = "".join(f'<th class="{"text" if i < text_columns else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
+    body = []
+    for index, row in enumerate(rows):
+        cells = "".join(cell if cell.startswith("<td") else
+                        f'<td class="{"text" if i < text_columns else ""}">{html.escape(cell)}</td>' for i, cell in enumerate(row))
+        css = f' class="{classes[index]}"' if index < len(classes) and classes[index] else ""
+        body.append(f"<tr{css}>{cells}</tr>")
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _page(title: str, subtitle: str, sections: Sequence[tuple[str, str]]) -> str:
+    parts = [f"<h2>{html.escape(heading)}</h2>\n{body}" for heading, body in sections]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f'<p class="meta">{html.escape(subtitle)}</p>\n' + "\n".join(parts) + "\n</body></html>\n")
+
+
+def _pre_json(data: object) -> str:
+    return f"<pre>{html.escape(json.dumps(data, indent=2), quote=False)}</pre>"
+
+
+def _legend() -> str:
+    from cmrseg.plots import CLASS_COLORS
+
+    items = "".join(f'<span class="swatch" style="background: rgb({",".join(str(int(c)) for c in CLASS_COLORS[i])})"></span>{name}'
+                    for i, name in enumerate(STRUCTURES, start=1))
+    return f"<p>Overlay colours:{items}</p>"
+
+
+def _evaluation_samples(run_dir: Path, data_dir: str | Path | None) -> tuple[list[Any], str]:
+    """The labeled slices to evaluate on and a sentence saying where they come from."""
+    from cmrseg import runs
+    from cmrseg.data.dataset import prepare_data
+    from cmrseg.data.reader import load_folder
+
+    if data_dir is not None:
+        samples = load_folder(data_dir, require_masks=True)
+        return samples, f"{len(samples)} labeled images of {data_dir}"
+    config = runs.read_run_config(run_dir)
+    samples = prepare_data(config).val
+    if not samples:
+        raise CmrsegError(f"{run_dir}: the run was trained without a validation split; pass --data DIR to evaluate on")
+    return samples, f"the run's validation split ({len(samples)} images, rebuilt from its config)"
+
+
+def _curve_png(history: list[dict[str, float]]) -> bytes:
+    from cmrseg.plots import plot_history
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "curves.png"
+        plot_history(history, path)
+        return path.read_bytes()
+
+
+def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> str:
+    """HTML of one run: metrics per structure, per-image Dice worst first with overlays, curves, config."""
+    from cmrseg import runs
+    from cmrseg.inference import load_run, predict_masks
+    from cmrseg.metrics import summarize
+    from cmrseg.plots import overlay
+
+    run_dir = runs.require_run_dir(run_dir)
+    config = runs.read_run_config(run_dir)
+    samples, source = _evaluation_samples(run_dir, data_dir)
+    predictor, settings = load_run(run_dir)
+    preds = predict_masks(predictor, [s.image for s in samples], settings.postprocess)
+    summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])
+    columns = [*STRUCTURES, "mean"]
+    metrics = _table(["metric", *columns], [
+        ["Dice", *(_dice_cell(summary["dice"][c]) for c in columns)],
+        ["HD95 (px)", *(_number(summary["hd95"][c], 2) for c in columns)],
+    ])
+    by_id = {s.id: (s, p) for s, p in zip(samples, preds, strict=True)}
+    ranked = sorted(summary["per_image"], key=lambda row: row["dice"]["mean"])
+    rows = []
+    for rank, row in enumerate(ranked, start=1):
+        sample, pred = by_id[row["id"]]
+        pictures = ([_img(_array_png(pic), f"{row['id']} {kind}", "slice") for kind, pic in
+                     (("image", sample.image), ("truth", overlay(sample.image, sample.mask)), ("prediction", overlay(sample.image, pred)))]
+                    if rank <= max_images else ["", "", ""])
+        rows.append([str(rank), row["id"], *(_dice_cell(row["dice"][c]) for c in columns), _number(row["hd95"]["mean"], 2),
+                     *(f"<td>{picture}</td>" for picture in pictures)])
+    per_image = _table(["#", "image id", *(f"Dice {c}" for c in columns), "HD95 mean", "image", "truth", "prediction"], rows, 2)
+    history = runs.read_history(run_dir)
+    best = max(history, key=lambda r: r["dice_mean"]) if history else None
+    best_text = f"; best validation mean Dice {best['dice_mean']:.3f} at epoch {int(best['epoch'])}" if best else ""
+    curves = _img(_curve_png(history), "loss and Dice curves", "plot") if history else "<p>No history.csv yet.</p>"
+    shown = min(max_images, len(ranked))
+    sections = [
+        ("Metrics", f"<p>Evaluated on {html.escape(source)} with best.pt"
+                    f"{' and flip TTA' if settings.tta else ''}{' and largest-component clean-up' if settings.postprocess else ''}. "
+                    "Dice is per image then averaged; HD95 in pixels, averaged where defined.</p>" + metrics),
+        ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
+        ("Training curves", curves),
+        ("Config", _pre_json(config.model_dump(mode="json"))),
+    ]
+    subtitle = f"{run_dir.resolve()} - {config.model_info.name}, {len(history)}/{config.epochs} epochs{best_text}"
+    return _page(f"cmrseg run report: {run_dir.resolve().name}", subtitle, sections)
+
+
+def sweep_report(sweep_dir: str | Path) -> str:
+    """HTML of a sweep: the comparison table (best choice in bold), loss curves and best-score bars."""
+    from cmrseg import sweep
+
+    sweep_dir = Path(sweep_dir)
+    spec = json.loads((sweep_dir / sweep.SWEEP_FILE).read_text())
+    missing = [name for name in (sweep.TABLE_FILE, sweep.LOSS_PLOT, sweep.SCORE_PLOT) if not (sweep_dir / name).is_file()]
+    if missing:
+        raise CmrsegError(f"{sweep_dir}: no {missing[0]} yet; run the sweep first")
+    table = sweep.read_table(sweep_dir / sweep.TABLE_FILE)
+    scores = [float(row["dice_mean"]) if row.get("dice_mean") else -1.0 for row in table]
+    best = scores.index(max(scores)) if table and max(scores) >= 0 else -1
+    rows = [[_dice_cell(float(row[key])) if key in sweep.SCORE_COLUMNS and row[key] else row[key] for key in SWEEP_COLUMNS]
+            for row in table]
+    grid = "".join(f"<li><code>{html.escape(key)}</code>: {html.escape(', '.join(sweep.value_text(v) for v in values))}</li>"
+                   for key, values in spec["grid"].items())
+    sections = [
+        ("Choices", f"<ul>{grid}</ul><p>Dice columns: validation Dice at the epoch with the best mean Dice "
+                    "(the run's best.pt); losses of the last epoch; minutes of training.</p>"
+                    + _table(list(SWEEP_COLUMNS.values()), rows, 2, ["best" if i == best else "" for i in range(len(rows))])),
+        ("Loss curves", _img((sweep_dir / sweep.LOSS_PLOT).read_bytes(), "loss curves per choice", "plot")),
+        ("Best validation Dice per structure", _img((sweep_dir / sweep.SCORE_PLOT).read_bytes(), "best Dice per choice", "plot")),
+        ("Base config", f"<p>{html.escape(spec['base_config'])}</p>" + _pre_json(spec["config"])),
+    ]
+    subtitle = f"{sweep_dir.resolve()} - {len(table)} choices"
+    return _page(f"cmrseg sweep report: {sweep_dir.resolve().name}", subtitle, sections)
+
+
+def write_report(target: str | Path, out: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> Path:
+    """Write the report of a run or sweep folder ``target`` to ``out`` atomically; returns ``out``."""
+    from cmrseg import runs, sweep
+    from cmrseg.utils import write_text_atomic
+
+    target = Path(target)
+    if (target / sweep.SWEEP_FILE).is_file():
+        if data_dir is not None:
+            raise CmrsegError("--data applies to a run folder, not a sweep")
+        page = sweep_report(target)
+    elif (target / runs.CONFIG_FILE).is_file():
+        page = run_report(target, data_dir, max_images)
+    elif target.is_dir():
+        raise CmrsegError(f"{target}: neither a run folder ({runs.CONFIG_FILE}) nor a sweep folder ({sweep.SWEEP_FILE})")
+    else:
+        raise CmrsegError(f"{target}: folder not found")
+    write_text_atomic(out, page)
+    return Path(out)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    if args.max_images < 0:
+        raise CmrsegError(f"--max-images must be 0 or more, got {args.max_images}")
+    path = write_report(args.folder, args.out, args.data, args.max_images)
+    print(f"wrote {path}")
+
+
+@extension
+def register(sub: argparse._SubParsersAction) -> None:
+    """``cmrseg report``: add the sub-command to the CLI."""
+    parser = sub.add_parser("report", help="write a self-contained HTML report of a run or a sweep")
+    parser.add_argument("folder", metavar="RUN_DIR|SWEEP_DIR")
+    parser.add_argument("--out", required=True, help="HTML file to write")
+    parser.add_argument("--data", help="labeled folder to evaluate a run on (default: its validation split)")
+    parser.add_argument("--max-images", type=int, default=24, help="overlays for this many worst images (default 24)")
+    parser.set_defaults(handler=_cmd_report)
