@@ -57,6 +57,8 @@ def test_resume_skips_finished_folds(cv_run: crossval.CvResult, cv_data: Path, m
     config = config_from_dict(tiny_config_dict(cv_data, epochs=1))
     again = crossval.cross_validate(config, folds=2, out_dir=cv_run.out_dir, progress=False)
     assert again.rows == cv_run.rows
+    rescored = crossval.cross_validate(config.model_copy(update={"tta": True}), folds=2, out_dir=cv_run.out_dir, progress=False)
+    assert len(rescored.rows) == 3 and json.loads((cv_run.out_dir / "cv.json").read_text())["tta"] is True
     assert all((crossval.fold_dir(cv_run.out_dir, k) / "best.pt").stat().st_mtime_ns == stamps[k] for k in (0, 1))
     other = config_from_dict(tiny_config_dict(cv_data, epochs=2))
     with pytest.raises(CmrsegError, match="another config"):

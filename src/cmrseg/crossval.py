@@ -37,8 +37,8 @@ from cmrseg.utils import write_json_atomic, write_text_atomic
 
 TABLE_COLUMNS = ["fold", "n_images", *[f"dice_{s}" for s in (*STRUCTURES, "mean")],
                  *[f"hd95_{s}" for s in (*STRUCTURES, "mean")], "train_minutes"]
-# Keys that differ between folds by construction; everything else must match a resumed CV's config.
-_FOLD_KEYS = ("folds", "fold")
+# Keys that do not change what a fold trains (the fold index, how it is scored); the rest must match on resume.
+_NOT_TRAINING_KEYS = ("folds", "fold", "tta", "postprocess")
 
 
 @dataclass
@@ -56,7 +56,7 @@ def fold_dir(out_dir: Path, fold: int) -> Path:
 
 def _comparable(config: ExperimentConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json")
-    for key in _FOLD_KEYS:
+    for key in _NOT_TRAINING_KEYS:
         data.pop(key, None)
     return data
 
@@ -89,16 +89,12 @@ def final_checkpoint(config: ExperimentConfig) -> str:
     return f"{runs.CHECKPOINT_DIR}/epoch_{config.epochs:04d}.pt"
 
 
-def _score_fold(config: ExperimentConfig, run_dir: Path, checkpoint: str, tta: bool | None, postprocess: bool | None) -> dict[str, Any]:
-    """Dice/HD95 of the fold's weights on its held-out slices (run's own TTA/post-processing unless given)."""
+def _score_fold(config: ExperimentConfig, run_dir: Path, checkpoint: str, tta: bool, postprocess: bool) -> dict[str, Any]:
+    """Dice/HD95 of the fold's weights on its held-out slices."""
     samples = prepare_data(config).val
-    predictor, settings = load_run(run_dir, checkpoint=checkpoint, tta=tta, device=config.device)
-    use_post = settings.postprocess if postprocess is None else postprocess
-    started = time.perf_counter()
-    preds = predict_masks(predictor, [s.image for s in samples], use_post)
-    seconds = time.perf_counter() - started
-    summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"tta": settings.tta, "postprocess": use_post, "predict_seconds": seconds})
+    predictor, _ = load_run(run_dir, checkpoint=checkpoint, tta=tta, device=config.device)
+    summary = summarize([s.id for s in samples], predict_masks(predictor, [s.image for s in samples], postprocess),
+                        [s.mask for s in samples])  # type: ignore[misc]
     return summary
 
 
@@ -157,6 +153,8 @@ def cross_validate(
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out, base)
 
+    tta = base.tta if tta is None else tta
+    postprocess = base.postprocess.largest_component if postprocess is None else postprocess
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
@@ -193,7 +191,7 @@ def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return {"dice": dice, "hd95": hd95, "n_images": len(images)}
 
 
-def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, tta: bool | None, postprocess: bool | None) -> None:
+def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, tta: bool, postprocess: bool) -> None:
     write_text_atomic(result.out_dir / "cv.csv", _csv_text(result.rows, TABLE_COLUMNS))
     image_columns = ["fold", "id", *[f"dice_{s}" for s in (*STRUCTURES, "mean")], *[f"hd95_{s}" for s in (*STRUCTURES, "mean")]]
     flat = [{"fold": im["fold"], "id": im["id"], **{f"dice_{k}": v for k, v in im["dice"].items()},
@@ -201,8 +199,7 @@ def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, t
     write_text_atomic(result.out_dir / "cv_per_image.csv", _csv_text(flat, image_columns))
     write_json_atomic(result.out_dir / "cv.json", {
         "folds": config.folds, "checkpoint": checkpoint, "rows": result.rows, "mean": result.summary,
-        "tta": config.tta if tta is None else tta,
-        "postprocess": config.postprocess.largest_component if postprocess is None else postprocess,
+        "tta": tta, "postprocess": postprocess,
     })
 
 
