@@ -100,7 +100,10 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cmrseg import __version__
+
     parser = argparse.ArgumentParser(prog="cmrseg", description="Cardiac MR short-axis segmentation (RV, Myo, LV).")
+    parser.add_argument("--version", action="version", version=f"cmrseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True, metavar="ACTION")
