@@ -1,0 +1,92 @@
+"""Issue #5 ablation: each recipe lever on/off, scored by patient-wise cross-validation on cmr96/train.
+
+Every variant is ``cmrseg cv`` of a config in benchmarks/configs/ plus ``--set`` overrides, on the
+folds given (screening: fold 0; the final recipe: all 5). Eval-only levers (TTA, largest component)
+re-score a finished variant without training. Results are appended to runs/acc/ablation.jsonl and
+printed as a Markdown table (CV Dice per structure of the final-epoch weights, training minutes).
+
+    .venv/bin/python benchmarks/ablation.py --folds 0            # screening, one fold
+    .venv/bin/python benchmarks/ablation.py --only final --folds 0 1 2 3 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from cmrseg.config import apply_overrides, load_config
+from cmrseg.crossval import cross_validate
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+OUT = REPO / "runs" / "acc"
+# configs/best.json with what a CV fold needs: one thread (folds run side by side), no periodic checkpoints,
+# and k-fold splitting instead of training on everything. It trains exactly what ``flip_aug`` trains.
+CV_OVERRIDES = {"threads": 1, "checkpoint_every": 1000, "split_mode": "auto"}
+SHARED_FOLDS = {"final": "flip_aug", "final+tta": "flip_aug", "final+tta+lcc": "flip_aug"}
+
+AFFINE_ONLY = [{"name": "Affine", "scale": [0.8, 1.2], "rotate": [-30, 30], "translate_percent": [-0.08, 0.08],
+                "shear": [-8, 8], "border_mode": "BORDER_CONSTANT", "p": 0.8}]
+
+# name: (config file, overrides, None) to train, or ("", {}, {"of": trained variant, **scoring}) to re-score
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
+    "base": ("screen_base.json", {}, None),
+    "noflip_aug": ("screen_noflip.json", {}, None),
+    "noflip_ema": ("screen_noflip.json", {"ema": {"decay": 0.99}}, None),
+    "noflip_f32": ("screen_noflip.json", {"model_info.features": 32}, None),
+    "noflip_e200": ("screen_noflip.json", {"epochs": 200}, None),
+    "base+tta": ("", {}, {"of": "base", "tta": True}),
+    "base+lcc": ("", {}, {"of": "base", "postprocess": True}),
+    "noflip+tta": ("", {}, {"of": "noflip_aug", "tta": True}),
+    "noflip+lcc": ("", {}, {"of": "noflip_aug", "postprocess": True}),
+    "flip_aug": ("screen_flip.json", {}, None),
+    "flip+tta": ("", {}, {"of": "flip_aug", "tta": True}),
+    "flip_dyn8_ds": ("screen_flip.json", {"model_info": {"name": "DynUNet", "depths": 4, "features": 8, "deep_supervision": True}}, None),
+    "flip_dyn8_ds+tta": ("", {}, {"of": "flip_dyn8_ds", "tta": True}),
+    "final": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "tta": False, "postprocess": {"largest_component": False}}, None),
+    "final+tta": ("", {}, {"of": "final", "tta": True, "postprocess": False}),
+    "final+tta+lcc": ("", {}, {"of": "final", "tta": True, "postprocess": True}),
+    "noflip_bs4": ("screen_noflip.json", {"batch_size": 4}, None),
+    "noflip_affine_only": ("screen_noflip.json", {"augmentation": AFFINE_ONLY}, None),
+}
+
+
+def run_variant(name: str, folds: list[int]) -> dict[str, Any]:
+    """Cross-validate one variant on ``folds`` and return its pooled row plus wall minutes."""
+    _, _, evaluation = VARIANTS[name]
+    trained = (evaluation or {}).get("of", name)
+    config_name, overrides, _ = VARIANTS[trained]
+    config = apply_overrides(load_config(HERE / "configs" / config_name), overrides)
+    settings = {k: v for k, v in (evaluation or {}).items() if k != "of"}
+    started = time.perf_counter()
+    out_dir = OUT / f"cv_{SHARED_FOLDS.get(name, trained)}"
+    result = cross_validate(config, folds=5, out_dir=out_dir, only=folds, progress=False, **settings)
+    row = {"variant": name, "folds": folds, **result.rows[-1], "wall_minutes": (time.perf_counter() - started) / 60}
+    with (OUT / "ablation.jsonl").open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    return row
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| variant | folds | RV | Myo | LV | mean | HD95 mean (px) | train min/fold |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {','.join(map(str, r['folds']))} | {r['dice_RV']:.3f} | {r['dice_Myo']:.3f} | "
+                     f"{r['dice_LV']:.3f} | {r['dice_mean']:.3f} | {r['hd95_mean']:.2f} | {r['train_minutes']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="variants to run (default: all)")
+    parser.add_argument("--folds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = [run_variant(name, args.folds) for name in (args.only or VARIANTS)]
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Issue #5 inference speed: images/s of a model on the CPU with a given thread count.
+
+Times ``ModelPredictor.predict_proba`` (normalisation, forward, softmax; flip TTA when asked) on the
+100 training images, best of ``--repeats`` passes after one warm-up pass. With ``--run`` the trained
+run's weights are used, otherwise the default ``ModelInfo`` (the recommended recipe) with random weights.
+
+    .venv/bin/python benchmarks/speed.py --threads 2 [--run RUN_DIR] [--tta]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from cmrseg.config import ModelInfo
+from cmrseg.data.dataset import Normalization
+from cmrseg.data.reader import load_folder
+from cmrseg.inference import ModelPredictor, load_run
+from cmrseg.models import build_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/cmr96/train")
+    parser.add_argument("--run", help="trained run folder (default: untrained default model)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images = [s.image for s in load_folder(args.data, require_masks=False)]
+    if args.run:
+        predictor, _ = load_run(args.run, device="cpu", tta=args.tta)
+        name = args.run
+    else:
+        info = ModelInfo()
+        predictor = ModelPredictor(build_model(info).eval(), Normalization("per_image"), torch.device("cpu"), tta=args.tta)
+        name = f"default {info.name} depths={info.depths} features={info.features}"
+    predictor.predict_proba(images)
+    best = min(_timed(predictor, images) for _ in range(args.repeats))
+    print(f"{name}: {len(images) / best:.0f} images/s ({args.threads} threads, tta={args.tta}, {len(images)} images)")
+
+
+def _timed(predictor: ModelPredictor, images: list) -> float:
+    started = time.perf_counter()
+    predictor.predict_proba(images)
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()
