@@ -249,3 +249,11 @@ def test_model_table_rows() -> None:
     assert rows[0]["description"]
     with pytest.raises(CmrsegError, match="NoSuchNet"):
         model_table(["NoSuchNet"])
+
+
+def test_effunet_batch_norm_tracks_the_data_quickly() -> None:
+    from cmrseg.models.effunet import BATCH_NORM_MOMENTUM
+
+    model = build_model(ModelInfo(name="EffUNet", backbone="efficientnet-b0", features=8))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == BATCH_NORM_MOMENTUM for m in norms)
