@@ -46,9 +46,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "flip+tta": ("", {}, {"of": "flip_aug", "tta": True}),
     "flip_dyn8_ds": ("screen_flip.json", {"model_info": {"name": "DynUNet", "depths": 4, "features": 8, "deep_supervision": True}}, None),
     "flip_dyn8_ds+tta": ("", {}, {"of": "flip_dyn8_ds", "tta": True}),
+    "flip_dyn8_ds+tta+lcc": ("", {}, {"of": "flip_dyn8_ds", "tta": True, "postprocess": True}),
     "final": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "tta": False, "postprocess": {"largest_component": False}}, None),
     "final+tta": ("", {}, {"of": "final", "tta": True, "postprocess": False}),
     "final+tta+lcc": ("", {}, {"of": "final", "tta": True, "postprocess": True}),
+    "final_timing": (str(REPO / "configs" / "best.json"), CV_OVERRIDES, None),
+    "quick40": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "epochs": 40}, None),
     "noflip_bs4": ("screen_noflip.json", {"batch_size": 4}, None),
     "noflip_affine_only": ("screen_noflip.json", {"augmentation": AFFINE_ONLY}, None),
 }
