@@ -10,10 +10,11 @@ import pytest
 
 from cmrseg import crossval, runs
 from cmrseg.cli import main
-from cmrseg.config import config_from_dict
+from cmrseg.config import ExperimentConfig, config_from_dict, load_config
 from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import evaluate_run
+from cmrseg.models.unet import DEFAULT_DEPTH as UNET_DEFAULT_DEPTH
 from cmrseg.training import clone_config, train
 
 from conftest import tiny_config_dict
@@ -92,3 +93,15 @@ def test_cli_prints_the_table_and_rejects_bad_folds(cv_run: crossval.CvResult, c
     assert "Dice RV" in printed and "mean" in printed
     assert main(["cv", "--config", str(config_path), "--folds", "1", "--out", str(tmp_path / "x")]) == 2
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_config_defaults_train_what_best_json_trains() -> None:
+    """An origin-style config that omits the recipe keys trains the cross-validated recipe."""
+    best = load_config(Path(__file__).resolve().parent.parent / "configs" / "best.json")
+    defaults = ExperimentConfig(dataset_info=best.dataset_info).model_dump(mode="json")
+    defaults["model_info"]["depths"] = defaults["model_info"]["depths"] or UNET_DEFAULT_DEPTH
+    recipe = best.model_dump(mode="json")
+    prediction_and_data = ("split_mode", "threads", "tta", "postprocess")
+    assert {k: v for k, v in defaults.items() if k not in prediction_and_data} == \
+        {k: v for k, v in recipe.items() if k not in prediction_and_data}
+    assert recipe["tta"] and recipe["postprocess"]["largest_component"]
