@@ -28,9 +28,6 @@ OUT = REPO / "runs" / "acc"
 CV_OVERRIDES = {"threads": 1, "checkpoint_every": 1000, "split_mode": "auto"}
 SHARED_FOLDS = {"final": "flip_aug", "final+tta": "flip_aug", "final+tta+lcc": "flip_aug"}
 
-AFFINE_ONLY = [{"name": "Affine", "scale": [0.8, 1.2], "rotate": [-30, 30], "translate_percent": [-0.08, 0.08],
-                "shear": [-8, 8], "border_mode": "BORDER_CONSTANT", "p": 0.8}]
-
 # name: (config file, overrides, None) to train, or ("", {}, {"of": trained variant, **scoring}) to re-score
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "base": ("screen_base.json", {}, None),
@@ -53,7 +50,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "final_timing": (str(REPO / "configs" / "best.json"), CV_OVERRIDES, None),
     "quick40": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "epochs": 40}, None),
     "noflip_bs4": ("screen_noflip.json", {"batch_size": 4}, None),
-    "noflip_affine_only": ("screen_noflip.json", {"augmentation": AFFINE_ONLY}, None),
 }
 
 
