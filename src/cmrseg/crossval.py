@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.dataset import prepare_data
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import load_run, predict_masks
-from cmrseg.metrics import summarize
+from cmrseg.metrics import aggregate, summarize
 from cmrseg.training import clone_config, train
 from cmrseg.utils import write_json_atomic, write_text_atomic
 
@@ -181,14 +180,7 @@ def cross_validate(
 
 def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean Dice/HD95 over every held-out slice of every fold."""
-    images = [image for summary in summaries for image in summary["per_image"]]
-    dice = {k: float(np.mean([im["dice"][k] for im in images])) for k in STRUCTURES}
-    dice["mean"] = float(np.mean([dice[k] for k in STRUCTURES]))
-    hd95 = {}
-    for k in (*STRUCTURES, "mean"):
-        values = [im["hd95"][k] for im in images if not math.isnan(im["hd95"][k])]
-        hd95[k] = float(np.mean(values)) if values else math.nan
-    return {"dice": dice, "hd95": hd95, "n_images": len(images)}
+    return aggregate([image for summary in summaries for image in summary["per_image"]])
 
 
 def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, tta: bool, postprocess: bool) -> None:

@@ -61,11 +61,15 @@ def _nanmean(values: list[float]) -> float:
 def summarize(ids: list[str], preds: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, Any]:
     """Evaluate a set of images: ``{"dice": {...}, "hd95": {...}, "per_image": [{"id", "dice", "hd95"}]}``."""
     per_image = [{"id": i, **image_metrics(p, t)} for i, p, t in zip(ids, preds, truths, strict=True)]
-    keys = [*STRUCTURES, "mean"]
+    return {**aggregate(per_image), "per_image": per_image}
+
+
+def aggregate(per_image: list[dict[str, Any]]) -> dict[str, Any]:
+    """Average per-image rows (``{"dice": {...}, "hd95": {...}}``) into one summary, HD95 over defined values."""
     dice = {k: float(np.mean([row["dice"][k] for row in per_image])) for k in STRUCTURES}
     dice["mean"] = float(np.mean([dice[k] for k in STRUCTURES]))
-    hd95 = {k: _nanmean([row["hd95"][k] for row in per_image]) for k in keys}
-    return {"dice": dice, "hd95": hd95, "n_images": len(per_image), "per_image": per_image}
+    hd95 = {k: _nanmean([row["hd95"][k] for row in per_image]) for k in (*STRUCTURES, "mean")}
+    return {"dice": dice, "hd95": hd95, "n_images": len(per_image)}
 
 
 def batch_dice(preds: np.ndarray, truths: np.ndarray) -> dict[str, float]:
