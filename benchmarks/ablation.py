@@ -50,8 +50,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "final_timing": (str(REPO / "configs" / "best.json"), CV_OVERRIDES, None),
     "quick40": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "epochs": 40}, None),
     "noflip_bs4": ("screen_noflip.json", {"batch_size": 4}, None),
+    # best.json's own scoring (flip TTA + largest component) with a 2x wider U-Net
     "final_f32": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "model_info.features": 32}, None),
-    "final_f32+tta+lcc": ("", {}, {"of": "final_f32", "tta": True, "postprocess": True}),
 }
 
 
