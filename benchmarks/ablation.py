@@ -52,6 +52,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "noflip_bs4": ("screen_noflip.json", {"batch_size": 4}, None),
     # best.json's own scoring (flip TTA + largest component) with a 2x wider U-Net
     "final_f32": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "model_info.features": 32}, None),
+    "final_batchdice": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "criterion_info.batch_dice": True}, None),
 }
 
 

@@ -128,3 +128,15 @@ def test_unet_learns_the_synthetic_phantoms(tmp_path: Path) -> None:
     train(config_from_dict(data), tmp_path / "run", progress=False)
     assert evaluate_run(tmp_path / "run", held_out)["dice"]["mean"] > 0.8
     assert (tmp_path / "export" / "unet.pt").read_bytes() == (tmp_path / "run" / "best.pt").read_bytes()
+
+
+def test_batch_dice_pools_the_batch() -> None:
+    """With batch Dice, a class missing from one image is not scored on that image alone."""
+    target = torch.zeros(2, 8, 8, dtype=torch.long)
+    target[0, :4] = 1
+    logits = torch.nn.functional.one_hot(target, 4).permute(0, 3, 1, 2).float() * 8
+    logits[1, 1, 0, 0] = 20.0  # one false-positive RV pixel in the image without RV
+    info = CriterionInfo(name="Dice", include_background=False)
+    per_image = build_loss(info)(logits, target).item()
+    pooled = build_loss(info.model_copy(update={"batch_dice": True}))(logits, target).item()
+    assert pooled < per_image

@@ -59,6 +59,7 @@ class CriterionInfo(_Strict):
     gamma: float = Field(2.0, ge=0.0)
     alpha: float = Field(0.3, ge=0.0, le=1.0, description="Tversky false-positive weight")
     beta: float = Field(0.7, ge=0.0, le=1.0, description="Tversky false-negative weight")
+    batch_dice: bool = Field(False, description="Dice over the whole batch rather than per image (nnU-Net's batch Dice)")
 
 
 class SchedulerInfo(_Strict):

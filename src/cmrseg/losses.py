@@ -26,13 +26,14 @@ class _CrossEntropy(nn.Module):
 
 def _base_loss(info: CriterionInfo) -> nn.Module:
     common = {"to_onehot_y": True, "include_background": info.include_background}
+    dice = {**common, "batch": info.batch_dice}
     builders: dict[str, Callable[[], nn.Module]] = {
         "CrossEntropy": _CrossEntropy,
-        "Dice": lambda: DiceLoss(softmax=True, **common),
-        "DiceCE": lambda: DiceCELoss(softmax=True, lambda_dice=info.lambda_dice, lambda_ce=info.lambda_ce, **common),
-        "DiceFocal": lambda: DiceFocalLoss(softmax=True, gamma=info.gamma, lambda_dice=info.lambda_dice, lambda_focal=info.lambda_ce, **common),
+        "Dice": lambda: DiceLoss(softmax=True, **dice),
+        "DiceCE": lambda: DiceCELoss(softmax=True, lambda_dice=info.lambda_dice, lambda_ce=info.lambda_ce, **dice),
+        "DiceFocal": lambda: DiceFocalLoss(softmax=True, gamma=info.gamma, lambda_dice=info.lambda_dice, lambda_focal=info.lambda_ce, **dice),
         "Focal": lambda: FocalLoss(gamma=info.gamma, use_softmax=True, **common),
-        "Tversky": lambda: TverskyLoss(softmax=True, alpha=info.alpha, beta=info.beta, **common),
+        "Tversky": lambda: TverskyLoss(softmax=True, alpha=info.alpha, beta=info.beta, **dice),
     }
     return builders[info.name]()
 
