@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,11 +32,10 @@ def _load_config_with_overrides(path: str | None, overrides: Sequence[str]) -> o
 def _parse_assignment(item: str) -> tuple[str, object]:
     if "=" not in item:
         raise CmrsegError(f"--set '{item}': expected KEY=VALUE")
+    from cmrseg.config import parse_override_value
+
     key, raw = item.split("=", 1)
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
+    return key, parse_override_value(raw)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -203,6 +203,14 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
     return config.model_copy(update={"dataset_info": dataset, "model_info": model})
 
 
+def parse_override_value(raw: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, true/false, null, lists), the plain string otherwise."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
 def apply_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
     """Return a copy with dotted keys replaced (``optimizer_info.lr`` -> 1e-3), re-validated."""
     data = config.model_dump()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cmrseg.cli import extension
+from cmrseg.config import parse_override_value
 from cmrseg.constants import STRUCTURES
 from cmrseg.errors import CmrsegError
 
@@ -69,14 +70,6 @@ def split_choices(raw: str) -> list[str]:
     return [part.strip() for part in parts]
 
 
-def parse_value(raw: str) -> Any:
-    """JSON when it parses (numbers, true/false, null, lists), the plain string otherwise."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
 def parse_sets(items: Sequence[str]) -> dict[str, list[Any]]:
     """``["optimizer_info.lr=1e-1,1e-2"]`` -> ``{"optimizer_info.lr": [0.1, 0.01]}``, checked for mistakes."""
     if not items:
@@ -92,7 +85,7 @@ def parse_sets(items: Sequence[str]) -> dict[str, list[Any]]:
         choices = split_choices(raw)
         if any(not choice for choice in choices):
             raise CmrsegError(f"--set '{item}': empty value in the list")
-        grid[key] = [parse_value(choice) for choice in choices]
+        grid[key] = [parse_override_value(choice) for choice in choices]
     return grid
 
 
