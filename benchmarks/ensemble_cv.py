@@ -29,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cv_dirs", nargs="+", type=Path, help="CV folders made with the same seed and folds")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only", type=int, nargs="+", help="score only these folds (default: all)")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--lcc", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
@@ -36,7 +37,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = runs.read_run_config(args.cv_dirs[0])
     ids, preds, truths, seconds = [], [], [], 0.0
-    for k in range(args.folds):
+    selected = args.only or list(range(args.folds))
+    for k in selected:
         samples = prepare_data(clone_config(base, folds=args.folds, fold=k)).val
         images = [s.image for s in samples]
         started = time.perf_counter()
@@ -55,7 +57,7 @@ def main() -> None:
     summary = summarize(ids, preds, truths)
     dice, hd95 = summary["dice"], summary["hd95"]
     members = " + ".join(d.name for d in args.cv_dirs)
-    print(f"{members} (tta={args.tta}, lcc={args.lcc}), {summary['n_images']} held-out slices over {args.folds} folds")
+    print(f"{members} (tta={args.tta}, lcc={args.lcc}), {summary['n_images']} held-out slices, folds {selected}")
     print("Dice " + "  ".join(f"{k} {v:.4f}" for k, v in dice.items()))
     print("HD95 " + "  ".join(f"{k} {v:.2f}" for k, v in hd95.items()))
     print(f"prediction: {len(ids) / seconds:.1f} images/s incl. loading ({args.threads} threads)")
