@@ -26,7 +26,7 @@ from cmrseg.data.reader import load_folder
 from cmrseg.ensemble import make_ensemble
 from cmrseg.evaluation import evaluate_run
 from cmrseg.inference import images_per_second, load_run
-from cmrseg.training import train
+from cmrseg.training import continue_run
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "zoo"
@@ -54,9 +54,8 @@ def _slug(variant: str) -> str:
 
 
 def _finished(run_dir: Path) -> bool:
-    if not (run_dir / runs.LAST_CHECKPOINT).is_file():
-        return False
-    return len(runs.read_history(run_dir)) >= runs.read_run_config(run_dir).epochs
+    done = runs.epochs_done(run_dir)
+    return done > 0 and done >= runs.read_run_config(run_dir).epochs
 
 
 def train_variants(names: list[str], epoch_scale: float, threads: int) -> None:
@@ -69,9 +68,8 @@ def train_variants(names: list[str], epoch_scale: float, threads: int) -> None:
             continue
         config = apply_overrides(base, {"model_info": {**base.model_info.model_dump(), **overrides}, "threads": threads,
                                         "epochs": max(1, round(epochs * epoch_scale))})
-        resume = (run_dir / runs.LAST_CHECKPOINT).is_file()
-        print(f"{name}: training {config.epochs} epochs{' (resumed)' if resume else ''}", flush=True)
-        train(None if resume else config, run_dir, resume=resume, progress=False)
+        print(f"{name}: training {config.epochs} epochs", flush=True)
+        continue_run(config, run_dir, progress=False)
 
 
 def _trained() -> list[str]:

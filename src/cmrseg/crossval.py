@@ -31,7 +31,7 @@ from cmrseg.data.dataset import prepare_data
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import load_run, predict_masks
 from cmrseg.metrics import aggregate, summarize
-from cmrseg.training import clone_config, train
+from cmrseg.training import clone_config, continue_run
 from cmrseg.utils import write_json_atomic, write_text_atomic
 
 TABLE_COLUMNS = ["fold", "n_images", *[f"dice_{s}" for s in (*STRUCTURES, "mean")],
@@ -68,19 +68,6 @@ def _check_same_config(out_dir: Path, config: ExperimentConfig) -> None:
         if _comparable(saved) != _comparable(config):
             raise CmrsegError(f"{out_dir}: holds a cross-validation of another config; choose another --out")
     write_json_atomic(path, config.model_dump(mode="json"))
-
-
-def fold_finished(run_dir: Path, epochs: int) -> bool:
-    """A fold is done when its history reaches the configured epochs and best weights exist."""
-    history = runs.read_history(run_dir)
-    return (run_dir / runs.BEST_CHECKPOINT).is_file() and len(history) >= epochs
-
-
-def _train_fold(config: ExperimentConfig, run_dir: Path, progress: bool) -> None:
-    if fold_finished(run_dir, config.epochs):
-        return
-    resume = (run_dir / runs.LAST_CHECKPOINT).is_file()
-    train(None if resume else config, run_dir, epochs=config.epochs, resume=resume, progress=progress)
 
 
 def final_checkpoint(config: ExperimentConfig) -> str:
@@ -161,7 +148,7 @@ def cross_validate(
     for k in selected:
         fold_config = clone_config(base, fold=k)
         run_dir = fold_dir(out, k)
-        _train_fold(fold_config, run_dir, progress)
+        continue_run(fold_config, run_dir, progress)
         chosen = final_checkpoint(fold_config) if checkpoint == "final" else checkpoint
         summary = _score_fold(fold_config, run_dir, chosen, tta, postprocess)
         minutes = sum(row["seconds"] for row in runs.read_history(run_dir)) / 60.0

@@ -60,6 +60,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def epochs_done(run_dir: Path) -> int:
+    """Epochs a run folder holds: rows of ``history.csv`` beside a ``last.pt`` (0 for a fresh folder).
+
+    The trainer writes ``history.csv`` after the checkpoints, so it never runs ahead of ``last.pt``.
+    """
+    return len(read_history(run_dir)) if (run_dir / LAST_CHECKPOINT).is_file() else 0
+
+
 def read_history(run_dir: Path) -> list[dict[str, float]]:
     """Rows of ``history.csv`` as floats (empty list when the file is missing)."""
     import csv

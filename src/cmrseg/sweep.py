@@ -151,24 +151,19 @@ def trial_state(trial: Trial) -> str:
     saved = json.loads((trial.run_dir / runs.CONFIG_FILE).read_text())
     if _comparable(saved) != _comparable(trial.config.model_dump(mode="json")):
         raise CmrsegError(f"{trial.run_dir}: holds a run of another config; choose another --out for this sweep")
-    done = runs.load_checkpoint(trial.run_dir / runs.LAST_CHECKPOINT)["epoch"]
-    return "finished" if done >= trial.config.epochs else "partial"
+    return "finished" if runs.epochs_done(trial.run_dir) >= trial.config.epochs else "partial"
 
 
-def run_trial(config_json: dict[str, Any], run_dir: str, resume: bool, progress: bool = False) -> str:
+def run_trial(config_json: dict[str, Any], run_dir: str, progress: bool = False) -> str:
     """Train (or resume) one trial; returns ``""`` on success or the one-line error of a failed run.
 
     A failed choice (e.g. a diverging learning rate) is a result of the sweep, so it is reported, not raised.
     """
     from cmrseg.config import config_from_dict
-    from cmrseg.training import TrainingInterrupted, train
+    from cmrseg.training import TrainingInterrupted, continue_run
 
-    config = config_from_dict(config_json)
     try:
-        if resume:
-            train(None, run_dir, epochs=config.epochs, resume=True, progress=progress)
-        else:
-            train(config, run_dir, progress=progress)
+        continue_run(config_from_dict(config_json), run_dir, progress=progress)
     except TrainingInterrupted:
         raise
     except CmrsegError as err:
@@ -183,14 +178,10 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-Job = tuple[Trial, bool]
-"""A trial to run and whether it resumes."""
-
-
-def _run_local(jobs: list[Job], workers: int, progress: bool) -> Iterator[tuple[Trial, str]]:
+def _run_local(jobs: list[Trial], workers: int, progress: bool) -> Iterator[tuple[Trial, str]]:
     if workers <= 1:
-        for trial, resume in jobs:
-            yield trial, run_trial(trial.config.model_dump(mode="json"), str(trial.run_dir), resume, progress)
+        for trial in jobs:
+            yield trial, run_trial(trial.config.model_dump(mode="json"), str(trial.run_dir), progress)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -198,8 +189,8 @@ def _run_local(jobs: list[Job], workers: int, progress: bool) -> Iterator[tuple[
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_limit_threads, initargs=(threads,)) as pool:
-        futures = {pool.submit(run_trial, trial.config.model_dump(mode="json"), str(trial.run_dir), resume): trial
-                   for trial, resume in jobs}
+        futures = {pool.submit(run_trial, trial.config.model_dump(mode="json"), str(trial.run_dir)): trial
+                   for trial in jobs}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -216,7 +207,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_ray(jobs: list[Job], address: str) -> Iterator[tuple[Trial, str]]:
+def _run_ray(jobs: list[Trial], address: str) -> Iterator[tuple[Trial, str]]:
     """Each trial is a Ray task asking for ``threads`` CPUs (1 by default); Ray places them on the cluster.
 
     The sweep folder and the data paths must be on storage every node sees (shared filesystem).
@@ -225,9 +216,9 @@ def _run_ray(jobs: list[Job], address: str) -> Iterator[tuple[Trial, str]]:
     ray.init(address=None if address == "local" else address, log_to_driver=False)
     try:
         pending = {}
-        for trial, resume in jobs:
+        for trial in jobs:
             task = ray.remote(num_cpus=trial.config.threads or 1)(run_trial)
-            pending[task.remote(trial.config.model_dump(mode="json"), str(trial.run_dir), resume)] = trial
+            pending[task.remote(trial.config.model_dump(mode="json"), str(trial.run_dir))] = trial
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             yield pending.pop(done[0]), ray.get(done[0])
@@ -371,7 +362,7 @@ def run_sweep(
     write_json_atomic(sweep_dir / SWEEP_FILE, {"base_config": str(Path(config_path).resolve()), "grid": grid,
                                                "choices": {t.label: t.run_dir.name for t in trials},
                                                "config": base.model_dump(mode="json")})
-    jobs = [(trial, states[trial.label] == "partial") for trial in trials if states[trial.label] != "finished"]
+    jobs = [trial for trial in trials if states[trial.label] != "finished"]
     skipped = len(trials) - len(jobs)
     if skipped:
         log(f"skipping {skipped} finished run(s) of {len(trials)}")

@@ -166,6 +166,8 @@ class Trainer:
         row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss, "val_loss": val_loss,
                **{f"dice_{k}": v for k, v in dice.items()}, "seconds": seconds}
         self.history.append(row)
+
+    def _write_history(self) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
@@ -196,6 +198,7 @@ class Trainer:
                     self.scheduler.step(val_loss if self.has_val else train_loss)
                 self._record(epoch, train_loss, val_loss, dice, time.perf_counter() - started)
                 self._save(epoch, dice["mean"])
+                self._write_history()
                 bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", dice=f"{dice['mean']:.4f}",
                                 best=f"{self.best_dice:.4f}")
         except KeyboardInterrupt:
@@ -254,6 +257,20 @@ def train(
     write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
     write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
     return trainer.fit()
+
+
+def continue_run(config: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> None:
+    """Bring ``run_dir`` to ``config.epochs``: train it fresh, resume its ``last.pt``, or leave a finished run alone.
+
+    Used by everything that re-runs many trainings (cv folds, sweep trials, benchmarks) so that running
+    the same command again continues where it stopped.
+    """
+    run_dir = Path(run_dir)
+    done = runs.epochs_done(run_dir)
+    if done == 0:
+        train(config, run_dir, progress=progress)
+    elif done < config.epochs:
+        train(None, run_dir, epochs=config.epochs, resume=True, progress=progress)
 
 
 def clone_config(config: ExperimentConfig, **updates: Any) -> ExperimentConfig:
