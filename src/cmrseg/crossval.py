@@ -29,8 +29,8 @@ from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.dataset import prepare_data
 from cmrseg.errors import CmrsegError
-from cmrseg.inference import load_run, predict_masks
-from cmrseg.metrics import aggregate, summarize
+from cmrseg.evaluation import score_samples
+from cmrseg.metrics import aggregate
 from cmrseg.training import clone_config, continue_run
 from cmrseg.utils import write_json_atomic, write_text_atomic
 
@@ -77,10 +77,8 @@ def final_checkpoint(config: ExperimentConfig) -> str:
 
 def _score_fold(config: ExperimentConfig, run_dir: Path, checkpoint: str, tta: bool, postprocess: bool) -> dict[str, Any]:
     """Dice/HD95 of the fold's weights on its held-out slices."""
-    samples = prepare_data(config).val
-    predictor, _ = load_run(run_dir, checkpoint=checkpoint, tta=tta, device=config.device)
-    summary = summarize([s.id for s in samples], predict_masks(predictor, [s.image for s in samples], postprocess),
-                        [s.mask for s in samples])  # type: ignore[misc]
+    summary, _ = score_samples(run_dir, prepare_data(config).val, checkpoint=checkpoint, tta=tta,
+                               postprocess=postprocess, device=config.device)
     return summary
 
 

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.reader import Sample, load_folder, load_mask_folder
 from cmrseg.errors import CmrsegError
@@ -27,6 +29,24 @@ def validation_samples(run_dir: str | Path) -> list[Sample]:
     return val
 
 
+def score_samples(
+    run_dir: str | Path,
+    samples: list[Sample],
+    checkpoint: str = "best",
+    tta: bool | None = None,
+    postprocess: bool | None = None,
+    device: str = "auto",
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Predict labeled ``samples`` with a run and score them; returns the summary (with the TTA and
+    clean-up settings used) and the predicted masks, for callers that also show them."""
+    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta)
+    use_post = settings.postprocess if postprocess is None else postprocess
+    preds = predict_masks(predictor, [s.image for s in samples], use_post)
+    summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
+    summary.update({"tta": settings.tta, "postprocess": use_post})
+    return summary, preds
+
+
 def evaluate_run(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
@@ -38,11 +58,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split); optionally saved as JSON."""
     samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
-    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta)
-    use_post = settings.postprocess if postprocess is None else postprocess
-    preds = predict_masks(predictor, [s.image for s in samples], use_post)
-    summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint, "tta": settings.tta, "postprocess": use_post})
+    summary, _ = score_samples(run_dir, samples, checkpoint=checkpoint, tta=tta, postprocess=postprocess, device=device)
+    summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint})
     if json_path:
         write_json_atomic(json_path, summary)
     return summary

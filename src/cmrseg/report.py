@@ -103,17 +103,13 @@ def _legend() -> str:
 
 def _evaluation_samples(run_dir: Path, data_dir: str | Path | None) -> tuple[list[Any], str]:
     """The labeled slices to evaluate on and a sentence saying where they come from."""
-    from cmrseg import runs
-    from cmrseg.data.dataset import prepare_data
     from cmrseg.data.reader import load_folder
+    from cmrseg.evaluation import validation_samples
 
     if data_dir is not None:
         samples = load_folder(data_dir, require_masks=True)
         return samples, f"{len(samples)} labeled images of {data_dir}"
-    config = runs.read_run_config(run_dir)
-    samples = prepare_data(config).val
-    if not samples:
-        raise CmrsegError(f"{run_dir}: the run was trained without a validation split; pass --data DIR to evaluate on")
+    samples = validation_samples(run_dir)
     return samples, f"the run's validation split ({len(samples)} images, rebuilt from its config)"
 
 
@@ -129,16 +125,13 @@ def _curve_png(history: list[dict[str, float]]) -> bytes:
 def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> str:
     """HTML of one run: metrics per structure, per-image Dice worst first with overlays, curves, config."""
     from cmrseg import runs
-    from cmrseg.inference import load_run, predict_masks
-    from cmrseg.metrics import summarize
+    from cmrseg.evaluation import score_samples
     from cmrseg.plots import overlay
 
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
     samples, source = _evaluation_samples(run_dir, data_dir)
-    predictor, settings = load_run(run_dir)
-    preds = predict_masks(predictor, [s.image for s in samples], settings.postprocess)
-    summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])
+    summary, preds = score_samples(run_dir, samples)
     columns = [*STRUCTURES, "mean"]
     metrics = _table(["metric", *columns], [
         ["Dice", *(_dice_cell(summary["dice"][c]) for c in columns)],
@@ -162,7 +155,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     shown = min(max_images, len(ranked))
     sections = [
         ("Metrics", f"<p>Evaluated on {html.escape(source)} with best.pt"
-                    f"{' and flip TTA' if settings.tta else ''}{' and largest-component clean-up' if settings.postprocess else ''}. "
+                    f"{' and flip TTA' if summary['tta'] else ''}{' and largest-component clean-up' if summary['postprocess'] else ''}. "
                     "Dice is per image then averaged; HD95 in pixels, averaged where defined.</p>" + metrics),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
         ("Training curves", curves),
