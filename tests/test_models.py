@@ -145,6 +145,17 @@ def test_dynunet_deep_supervision_list_in_training_tensor_in_eval() -> None:
         assert model.eval()(torch.randn(1, 1, 96, 96)).shape == (1, NUM_CLASSES, 96, 96)
 
 
+@pytest.mark.parametrize("name", ["UNet", "DynUNet"])
+def test_input_scale_keeps_the_input_size_and_sees_more_pixels(name: str) -> None:
+    model = build_model(tiny(name, input_scale=2)).eval()
+    seen: list[tuple[int, ...]] = []
+    model.net.register_forward_hook(lambda _module, args, _out: seen.append(tuple(args[0].shape)))
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, 97, 75))
+    assert out.shape == (2, NUM_CLASSES, 97, 75)
+    assert seen[0][-2:] == (200, 152)  # 194 x 150 padded to a multiple of 8
+
+
 def test_dynunet_deep_supervision_needs_depth() -> None:
     with pytest.raises(CmrsegError, match="deep_supr_num"):
         build_model(tiny("DynUNet", depths=1, deep_supervision=True))

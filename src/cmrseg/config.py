@@ -39,6 +39,9 @@ class ModelInfo(_Strict):
     output_stride: Literal[8, 16] = 8
     deep_supervision: bool = False
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    input_scale: Literal[1, 2, 3] = Field(
+        1, description="run the network on the image up-sampled this many times, average its logits back down"
+    )
     pretrained: str | None = Field(None, description="local path or URL of weights to start from")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the builder")
 
