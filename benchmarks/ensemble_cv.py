@@ -6,6 +6,9 @@ averaged, then largest-component clean-up. Every slice is thus scored by models 
 unlike the deployable ``cmrseg cv --ensemble`` fold ensemble, which cannot be scored on this data.
 
     .venv/bin/python benchmarks/ensemble_cv.py runs/acc/cv_flip_aug runs/acc/cv_flip_dyn8_ds --tta --lcc
+
+With one CV folder and several ``--class-weights`` it calibrates ``postprocess.class_weights`` instead:
+each weighting of the same held-out probabilities gets a row.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ import torch
 from cmrseg import runs
 from cmrseg.crossval import final_checkpoint, fold_dir
 from cmrseg.data.dataset import prepare_data
-from cmrseg.inference import largest_component, load_run
+from cmrseg.inference import largest_component, load_run, to_mask
 from cmrseg.metrics import summarize
 from cmrseg.training import clone_config
+
+
+def parse_weights(text: str) -> tuple[float, ...]:
+    """``"1,2,1,1"`` -> class weights (background, RV, Myo, LV) for the weighted argmax."""
+    return tuple(float(value) for value in text.split(","))
 
 
 def main() -> None:
@@ -32,35 +40,39 @@ def main() -> None:
     parser.add_argument("--only", type=int, nargs="+", help="score only these folds (default: all)")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--lcc", action="store_true")
+    parser.add_argument("--class-weights", type=parse_weights, nargs="+", default=[(1.0, 1.0, 1.0, 1.0)],
+                        help="score each of these postprocess.class_weights, e.g. 1,1,1,1 1,2,1,1")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = runs.read_run_config(args.cv_dirs[0])
-    ids, preds, truths, seconds = [], [], [], 0.0
+    ids, probs, truths, seconds = [], [], [], 0.0
     selected = args.only or list(range(args.folds))
     for k in selected:
         samples = prepare_data(clone_config(base, folds=args.folds, fold=k)).val
         images = [s.image for s in samples]
         started = time.perf_counter()
-        probs = [np.zeros(0)] * len(images)
+        fold_probs = [np.zeros(0)] * len(images)
         for cv_dir in args.cv_dirs:
             config = runs.read_run_config(cv_dir)
             predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=args.tta)
             member = predictor.predict_proba(images)
-            probs = [m if p.size == 0 else p + m for p, m in zip(probs, member, strict=True)]
-        masks = [p.argmax(0).astype(np.uint8) for p in probs]
-        masks = [largest_component(m) for m in masks] if args.lcc else masks
+            fold_probs = [m if p.size == 0 else p + m for p, m in zip(fold_probs, member, strict=True)]
         seconds += time.perf_counter() - started
         ids += [s.id for s in samples]
-        preds += masks
+        probs += fold_probs
         truths += [s.mask for s in samples]
-    summary = summarize(ids, preds, truths)
-    dice, hd95 = summary["dice"], summary["hd95"]
     members = " + ".join(d.name for d in args.cv_dirs)
-    print(f"{members} (tta={args.tta}, lcc={args.lcc}), {summary['n_images']} held-out slices, folds {selected}")
-    print("Dice " + "  ".join(f"{k} {v:.4f}" for k, v in dice.items()))
-    print("HD95 " + "  ".join(f"{k} {v:.2f}" for k, v in hd95.items()))
-    print(f"prediction: {len(ids) / seconds:.1f} images/s incl. loading ({args.threads} threads)")
+    print(f"{members} (tta={args.tta}, lcc={args.lcc}), {len(ids)} held-out slices, folds {selected}")
+    print(f"prediction: {len(ids) / seconds:.1f} images/s incl. loading ({args.threads} threads)\n")
+    print("| class weights | RV | Myo | LV | mean | HD95 mean |\n|---|---|---|---|---|---|")
+    for weights in args.class_weights:
+        masks = [to_mask(p, weights) for p in probs]
+        masks = [largest_component(m) for m in masks] if args.lcc else masks
+        summary = summarize(ids, masks, truths)
+        dice = summary["dice"]
+        print(f"| {','.join(f'{w:g}' for w in weights)} | {dice['RV']:.4f} | {dice['Myo']:.4f} | {dice['LV']:.4f} | "
+              f"{dice['mean']:.4f} | {summary['hd95']['mean']:.2f} |")
 
 
 if __name__ == "__main__":

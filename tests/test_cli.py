@@ -87,6 +87,24 @@ def test_predictions_match_between_library_and_evaluate(trained_run: Path, synth
     assert validation["n_images"] == 6 and validation["dice"]["mean"] == pytest.approx(history_best, abs=1e-6)
 
 
+def test_class_weights_in_a_run_config_steer_predict_and_evaluate(trained_run: Path, synth_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from cmrseg.evaluation import evaluate_run
+    from cmrseg.inference import predict_folder
+
+    weighted = tmp_path / "weighted"
+    shutil.copytree(trained_run, weighted)
+    config = json.loads((weighted / "config.json").read_text())
+    config["postprocess"] = {"largest_component": False, "class_weights": [1e-6, 1e6, 1e-6, 1e-6]}
+    (weighted / "config.json").write_text(json.dumps(config))
+    paths = predict_folder(weighted, synth_dir / "image", tmp_path / "pred")
+    assert all((np.array(Image.open(path)) == 1).all() for path in paths[:3])
+    summary = evaluate_run(weighted, synth_dir)
+    assert summary["class_weights"] == [1e-6, 1e6, 1e-6, 1e-6]
+    assert summary["dice"]["Myo"] == 0.0 and summary["dice"]["LV"] == 0.0
+
+
 def _bad_image_dir(tmp_path: Path, problem: str) -> Path:
     folder = tmp_path / problem
     (folder / "image").mkdir(parents=True)

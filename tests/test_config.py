@@ -49,6 +49,9 @@ def test_shipped_configs_are_valid() -> None:
         ({"optimizer_info": {"name": "Adam", "lr": -1}}, "bad value for 'optimizer_info.lr'"),
         ({"criterion_info": {"name": "Hinge"}}, "bad value for 'criterion_info.name'"),
         ({"augmentation": "fancy"}, "unknown augmentation preset 'fancy'"),
+        ({"postprocess": {"class_weights": [1, 2, 1]}}, r"'postprocess.class_weights'.*expected 4 positive numbers"),
+        ({"postprocess": {"class_weights": [1, 0, 1, 1]}}, r"'postprocess.class_weights'.*expected 4 positive numbers"),
+        ({"model_info": {"name": "UNet", "input_scale": 4}}, "bad value for 'model_info.input_scale'"),
     ],
 )
 def test_bad_keys_and_values_are_named(tmp_path: Path, patch: dict, message: str) -> None:

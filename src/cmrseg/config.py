@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cmrseg.constants import NUM_CLASSES
 from cmrseg.errors import CmrsegError
 
 
@@ -87,7 +88,21 @@ class EmaInfo(_Strict):
 
 
 class PostprocessInfo(_Strict):
+    """How probabilities become a mask: weighted argmax, then optional largest-component clean-up."""
+
     largest_component: bool = False
+    class_weights: list[float] | None = Field(
+        None,
+        description="one factor per class (background, RV, Myo, LV) applied to the probabilities before the argmax; "
+        "above 1 a structure wins pixels it is unsure of, which raises Dice when the model under-segments it",
+    )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _one_positive_weight_per_class(cls, weights: list[float] | None) -> list[float] | None:
+        if weights is not None and (len(weights) != NUM_CLASSES or min(weights) <= 0):
+            raise ValueError(f"expected {NUM_CLASSES} positive numbers (background, RV, Myo, LV), got {weights}")
+        return weights
 
 
 RECIPE_AUGMENTATION: list[dict[str, Any]] = [
@@ -105,7 +120,8 @@ class ExperimentConfig(_Strict):
     """A whole training run. The first five keys are the origin study's; the rest are cmrseg's.
 
     Defaults not given by a config are the recipe measured best in issue #5 (see BENCHMARKS.md):
-    MONAI U-Net depth 4 / 16 features, Adam 3e-3 + poly, DiceCE, per-image z-score, flips + affine +
+    MONAI U-Net depth 4 / 16 features on the 2x up-sampled image (a config that names its own
+    ``model_info`` gets ``input_scale`` 1 unless it asks), Adam 3e-3 + poly, DiceCE, per-image z-score, flips + affine +
     intensity augmentation, 100 epochs of batch 8. Prediction-time flip TTA and largest-component
     clean-up stay opt-in (``tta``, ``postprocess``; configs/best.json turns both on): they change what
     an existing run's ``evaluate`` reports, while the training defaults only affect new runs.
@@ -114,7 +130,7 @@ class ExperimentConfig(_Strict):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(8, ge=1)
     dataset_info: DatasetInfo = Field(default_factory=DatasetInfo)
-    model_info: ModelInfo = Field(default_factory=ModelInfo)
+    model_info: ModelInfo = Field(default_factory=lambda: ModelInfo(input_scale=2))
     optimizer_info: OptimizerInfo = Field(default_factory=OptimizerInfo)
     criterion_info: CriterionInfo = Field(default_factory=CriterionInfo)
 

@@ -41,9 +41,9 @@ def score_samples(
     clean-up settings used) and the predicted masks, for callers that also show them."""
     predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta)
     use_post = settings.postprocess if postprocess is None else postprocess
-    preds = predict_masks(predictor, [s.image for s in samples], use_post)
+    preds = predict_masks(predictor, [s.image for s in samples], use_post, settings.class_weights)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"tta": settings.tta, "postprocess": use_post})
+    summary.update({"tta": settings.tta, "postprocess": use_post, "class_weights": settings.class_weights})
     return summary, preds
 
 

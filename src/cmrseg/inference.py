@@ -81,9 +81,21 @@ class ModelPredictor:
         return results
 
 
-def predict_masks(predictor: Predictor, images: Sequence[np.ndarray], postprocess: bool = False) -> list[np.ndarray]:
-    """Argmax class masks (uint8), optionally cleaned to the largest component per structure."""
-    masks = [probs.argmax(0).astype(np.uint8) for probs in predictor.predict_proba(images)]
+def to_mask(probs: np.ndarray, class_weights: Sequence[float] | None = None) -> np.ndarray:
+    """Class mask (uint8) of ``C x H x W`` probabilities: the argmax, after scaling class c by ``class_weights[c]``."""
+    if class_weights is not None:
+        probs = probs * np.asarray(class_weights, dtype=probs.dtype)[:, None, None]
+    return probs.argmax(0).astype(np.uint8)
+
+
+def predict_masks(
+    predictor: Predictor,
+    images: Sequence[np.ndarray],
+    postprocess: bool = False,
+    class_weights: Sequence[float] | None = None,
+) -> list[np.ndarray]:
+    """Class masks (weighted argmax), optionally cleaned to the largest component per structure."""
+    masks = [to_mask(probs, class_weights) for probs in predictor.predict_proba(images)]
     return [largest_component(mask) for mask in masks] if postprocess else masks
 
 
@@ -105,6 +117,7 @@ class RunSettings:
 
     tta: bool
     postprocess: bool
+    class_weights: list[float] | None = None
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto", tta: bool | None = None) -> tuple[Predictor, RunSettings]:
@@ -119,7 +132,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
         raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
     normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
     use_tta = config.tta if tta is None else tta
-    return ModelPredictor(model, normalization, torch_device, tta=use_tta), RunSettings(use_tta, config.postprocess.largest_component)
+    return ModelPredictor(model, normalization, torch_device, tta=use_tta), RunSettings(
+        use_tta, config.postprocess.largest_component, config.postprocess.class_weights
+    )
 
 
 def predict_folder(
@@ -143,7 +158,8 @@ def predict_folder(
 
     samples = load_folder(images_dir, require_masks=False)
     predictor, settings = load_run(run_dir, device=device, tta=tta)
-    masks = predict_masks(predictor, [s.image for s in samples], settings.postprocess if postprocess is None else postprocess)
+    use_post = settings.postprocess if postprocess is None else postprocess
+    masks = predict_masks(predictor, [s.image for s in samples], use_post, settings.class_weights)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         for sample, mask in zip(samples, masks, strict=True):
