@@ -10,7 +10,7 @@ import pytest
 
 from cmrseg import crossval, runs, training
 from cmrseg.cli import main
-from cmrseg.config import ExperimentConfig, config_from_dict, load_config
+from cmrseg.config import ExperimentConfig, PostprocessInfo, config_from_dict, load_config
 from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import evaluate_run
@@ -60,6 +60,10 @@ def test_resume_skips_finished_folds(cv_run: crossval.CvResult, cv_data: Path, m
     assert again.rows == cv_run.rows
     rescored = crossval.cross_validate(config.model_copy(update={"tta": True}), folds=2, out_dir=cv_run.out_dir, progress=False)
     assert len(rescored.rows) == 3 and json.loads((cv_run.out_dir / "cv.json").read_text())["tta"] is True
+    all_rv = PostprocessInfo(class_weights=[1e-6, 1e6, 1e-6, 1e-6])
+    weighted = crossval.cross_validate(config.model_copy(update={"postprocess": all_rv}), folds=2, out_dir=cv_run.out_dir, progress=False)
+    assert weighted.rows[-1]["dice_LV"] == 0.0 < cv_run.rows[-1]["dice_LV"]
+    assert json.loads((cv_run.out_dir / "cv.json").read_text())["class_weights"] == all_rv.class_weights
     assert all((crossval.fold_dir(cv_run.out_dir, k) / "best.pt").stat().st_mtime_ns == stamps[k] for k in (0, 1))
     other = config_from_dict(tiny_config_dict(cv_data, epochs=2))
     with pytest.raises(CmrsegError, match="another config"):

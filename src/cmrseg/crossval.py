@@ -77,8 +77,8 @@ def final_checkpoint(config: ExperimentConfig) -> str:
 
 def _score_fold(config: ExperimentConfig, run_dir: Path, checkpoint: str, tta: bool, postprocess: bool) -> dict[str, Any]:
     """Dice/HD95 of the fold's weights on its held-out slices."""
-    summary, _ = score_samples(run_dir, prepare_data(config).val, checkpoint=checkpoint, tta=tta,
-                               postprocess=postprocess, device=config.device)
+    summary, _ = score_samples(run_dir, prepare_data(config).val, checkpoint=checkpoint, tta=tta, postprocess=postprocess,
+                               device=config.device, class_weights=config.postprocess.class_weights)
     return summary
 
 
@@ -124,7 +124,7 @@ def cross_validate(
 
     Folds are scored with their ``final`` epoch's weights: picking ``best`` selects the epoch on the
     held-out slices themselves, which flatters the estimate. ``tta``/``postprocess`` override how the
-    fold models predict (default: the config's). With
+    fold models predict (default: the config's; its ``postprocess.class_weights`` always apply). With
     ``ensemble`` the fold models are combined into ``out_dir/ensemble`` (needs every fold).
     """
     if folds < 2:
@@ -176,7 +176,7 @@ def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, t
     write_text_atomic(result.out_dir / "cv_per_image.csv", _csv_text(flat, image_columns))
     write_json_atomic(result.out_dir / "cv.json", {
         "folds": config.folds, "checkpoint": checkpoint, "rows": result.rows, "mean": result.summary,
-        "tta": tta, "postprocess": postprocess,
+        "tta": tta, "postprocess": postprocess, "class_weights": config.postprocess.class_weights,
     })
 
 

@@ -36,14 +36,17 @@ def score_samples(
     tta: bool | None = None,
     postprocess: bool | None = None,
     device: str = "auto",
+    class_weights: list[float] | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Predict labeled ``samples`` with a run and score them; returns the summary (with the TTA and
-    clean-up settings used) and the predicted masks, for callers that also show them."""
+    clean-up settings used) and the predicted masks, for callers that also show them.
+    ``tta``, ``postprocess`` and ``class_weights`` override the run's own settings when given."""
     predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta)
     use_post = settings.postprocess if postprocess is None else postprocess
-    preds = predict_masks(predictor, [s.image for s in samples], use_post, settings.class_weights)
+    weights = settings.class_weights if class_weights is None else class_weights
+    preds = predict_masks(predictor, [s.image for s in samples], use_post, weights)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"tta": settings.tta, "postprocess": use_post, "class_weights": settings.class_weights})
+    summary.update({"tta": settings.tta, "postprocess": use_post, "class_weights": weights})
     return summary, preds
 
 
