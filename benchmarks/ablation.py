@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cmrseg.config import apply_overrides, load_config
+from cmrseg.config import RECIPE_AUGMENTATION, apply_overrides, load_config
 from cmrseg.crossval import cross_validate
 
 HERE = Path(__file__).resolve().parent
@@ -26,7 +26,22 @@ OUT = REPO / "runs" / "acc"
 # configs/best.json with what a CV fold needs: one thread (folds run side by side), no periodic checkpoints,
 # and k-fold splitting instead of training on everything. It trains exactly what ``flip_aug`` trains.
 CV_OVERRIDES = {"threads": 1, "checkpoint_every": 1000, "split_mode": "auto"}
-SHARED_FOLDS = {"final": "flip_aug", "final+tta": "flip_aug", "final+tta+lcc": "flip_aug"}
+# variants score with the plain argmax unless they say otherwise (best.json weights RV by 2)
+X2 = {**CV_OVERRIDES, "postprocess.class_weights": None}
+# the first recipe (best.json before input_scale 2), which the older rows of the table measured
+V1 = {**X2, "model_info.input_scale": 1}
+RV2 = [1.0, 2.0, 1.0, 1.0]
+NOISE_OR_BLUR = {"name": "OneOf", "p": 0.3, "transforms": [{"name": "GaussNoise", "std_range": [0.02, 0.06]},
+                                                          {"name": "Blur", "blur_limit": [3, 3]}]}
+# the recipe's augmentation at about half the strength (the fold models fit their own training slices only to ~0.92)
+LIGHT_AUGMENTATION = [
+    {"name": "HorizontalFlip", "p": 0.5},
+    {"name": "VerticalFlip", "p": 0.5},
+    {"name": "Affine", "scale": [0.9, 1.1], "rotate": [-15, 15], "translate_percent": [-0.05, 0.05],
+     "border_mode": "BORDER_CONSTANT", "p": 0.5},
+    {"name": "RandomBrightnessContrast", "brightness_limit": 0.1, "contrast_limit": 0.1, "p": 0.3},
+]
+SHARED_FOLDS = {"final": "flip_aug", "final+tta": "flip_aug", "final+tta+lcc": "flip_aug", "best": "final_x2"}
 
 # name: (config file, overrides, None) to train, or ("", {}, {"of": trained variant, **scoring}) to re-score
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
@@ -44,15 +59,34 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "flip_dyn8_ds": ("screen_flip.json", {"model_info": {"name": "DynUNet", "depths": 4, "features": 8, "deep_supervision": True}}, None),
     "flip_dyn8_ds+tta": ("", {}, {"of": "flip_dyn8_ds", "tta": True}),
     "flip_dyn8_ds+tta+lcc": ("", {}, {"of": "flip_dyn8_ds", "tta": True, "postprocess": True}),
-    "final": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "tta": False, "postprocess": {"largest_component": False}}, None),
+    "final": (str(REPO / "configs" / "best.json"), {**V1, "tta": False, "postprocess": {"largest_component": False}}, None),
     "final+tta": ("", {}, {"of": "final", "tta": True, "postprocess": False}),
     "final+tta+lcc": ("", {}, {"of": "final", "tta": True, "postprocess": True}),
-    "final_timing": (str(REPO / "configs" / "best.json"), CV_OVERRIDES, None),
-    "quick40": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "epochs": 40}, None),
+    "final_timing": (str(REPO / "configs" / "best.json"), V1, None),
+    "quick40": (str(REPO / "configs" / "best.json"), {**V1, "epochs": 40}, None),
     "noflip_bs4": ("screen_noflip.json", {"batch_size": 4}, None),
     # best.json's own scoring (flip TTA + largest component) with a 2x wider U-Net
-    "final_f32": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "model_info.features": 32}, None),
-    "final_batchdice": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "criterion_info.batch_dice": True}, None),
+    "final_f32": (str(REPO / "configs" / "best.json"), {**V1, "model_info.features": 32}, None),
+    "final_batchdice": (str(REPO / "configs" / "best.json"), {**V1, "criterion_info.batch_dice": True}, None),
+    # capacity at the same budget class: the network on 2x up-sampled input, or 3x the epochs
+    "final_x2": (str(REPO / "configs" / "best.json"), {**X2, "model_info.input_scale": 2}, None),
+    "final_e300": (str(REPO / "configs" / "best.json"), {**V1, "epochs": 300}, None),
+    "final_x2_e200": (str(REPO / "configs" / "best.json"), {**X2, "epochs": 200}, None),
+    "quick50": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "epochs": 50}, None),
+    "final_x2_light": (str(REPO / "configs" / "best.json"),
+                       {**X2, "augmentation": LIGHT_AUGMENTATION}, None),
+    "final_x3": (str(REPO / "configs" / "best.json"), {**X2, "model_info.input_scale": 3}, None),
+    # levers the issue lists, screened on the first recipe (V1; compare with final_timing / flip_aug per fold)
+    "v1_cosine": (str(REPO / "configs" / "best.json"), {**V1, "scheduler": {"name": "cosine", "warmup_epochs": 2}}, None),
+    "v1_no_warmup": (str(REPO / "configs" / "best.json"), {**V1, "scheduler": {"name": "poly", "warmup_epochs": 0}}, None),
+    "v1_noise_blur": (str(REPO / "configs" / "best.json"), {**V1, "augmentation": [*RECIPE_AUGMENTATION, NOISE_OR_BLUR]}, None),
+    # RV weighted by 2 before the argmax (postprocess.class_weights), re-scoring trained variants
+    "flip+tta+lcc+rv2": ("", {}, {"of": "flip_aug", "tta": True, "postprocess": True, "class_weights": RV2}),
+    "final_e300+rv2": ("", {}, {"of": "final_e300", "class_weights": RV2}),
+    "final_x2+rv2": ("", {}, {"of": "final_x2", "class_weights": RV2}),
+    # configs/best.json as it is; it trains what final_x2 trains, so it scores those fold models
+    "best": (str(REPO / "configs" / "best.json"), CV_OVERRIDES, None),
+    "final_dyn16": (str(REPO / "configs" / "best.json"), {**V1, "model_info": {"name": "DynUNet", "features": 16}}, None),
 }
 
 
@@ -61,8 +95,10 @@ def run_variant(name: str, folds: list[int]) -> dict[str, Any]:
     _, _, evaluation = VARIANTS[name]
     trained = (evaluation or {}).get("of", name)
     config_name, overrides, _ = VARIANTS[trained]
+    settings = {k: v for k, v in (evaluation or {}).items() if k not in ("of", "class_weights")}
+    if evaluation and "class_weights" in evaluation:
+        overrides = {**overrides, "postprocess.class_weights": evaluation["class_weights"]}
     config = apply_overrides(load_config(HERE / "configs" / config_name), overrides)
-    settings = {k: v for k, v in (evaluation or {}).items() if k != "of"}
     started = time.perf_counter()
     out_dir = OUT / f"cv_{SHARED_FOLDS.get(name, trained)}"
     result = cross_validate(config, folds=5, out_dir=out_dir, only=folds, progress=False, **settings)

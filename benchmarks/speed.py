@@ -2,7 +2,7 @@
 
 Times ``ModelPredictor.predict_proba`` (normalisation, forward, softmax; flip TTA when asked) on the
 100 training images, best of ``--repeats`` passes after one warm-up pass. With ``--run`` the trained
-run's weights are used, otherwise the default ``ModelInfo`` (the recommended recipe) with random weights.
+run's weights are used, otherwise the default model of ``ExperimentConfig`` (the recommended recipe) with random weights.
 
     .venv/bin/python benchmarks/speed.py --threads 2 [--run RUN_DIR] [--tta]
 """
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from cmrseg.config import ModelInfo
+from cmrseg.config import ExperimentConfig
 from cmrseg.data.dataset import Normalization
 from cmrseg.data.reader import load_folder
 from cmrseg.inference import ModelPredictor, load_run
@@ -35,9 +35,9 @@ def main() -> None:
         predictor, _ = load_run(args.run, device="cpu", tta=args.tta)
         name = args.run
     else:
-        info = ModelInfo()
+        info = ExperimentConfig().model_info
         predictor = ModelPredictor(build_model(info).eval(), Normalization("per_image"), torch.device("cpu"), tta=args.tta)
-        name = f"default {info.name} depths={info.depths} features={info.features}"
+        name = f"default {info.name} depths={info.depths} features={info.features} input_scale={info.input_scale}"
     predictor.predict_proba(images)
     best = min(_timed(predictor, images) for _ in range(args.repeats))
     print(f"{name}: {len(images) / best:.0f} images/s ({args.threads} threads, tta={args.tta}, {len(images)} images)")
