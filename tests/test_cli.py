@@ -87,6 +87,26 @@ def test_predictions_match_between_library_and_evaluate(trained_run: Path, synth
     assert validation["n_images"] == 6 and validation["dice"]["mean"] == pytest.approx(history_best, abs=1e-6)
 
 
+def test_predictor_runs_channels_last_and_matches_the_plain_forward(synth_dir: Path) -> None:
+    import copy
+
+    from cmrseg.config import ModelInfo
+    from cmrseg.data.dataset import Normalization
+    from cmrseg.inference import ModelPredictor
+    from cmrseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelInfo(name="UNet", depths=2, features=8, input_scale=2)).eval()
+    reference = copy.deepcopy(model)
+    predictor = ModelPredictor(model, Normalization("per_image"), torch.device("cpu"), batch_size=3)
+    images = [s.image for s in load_folder(synth_dir)[:5]]
+    assert next(p for p in predictor.model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        batch = torch.from_numpy(np.stack([predictor.normalization.apply(image) for image in images])[:, None])
+        expected = torch.softmax(reference(batch), dim=1).numpy()
+    np.testing.assert_allclose(np.stack(predictor.predict_proba(images)), expected, atol=1e-5)
+
+
 def test_class_weights_in_a_run_config_steer_predict_and_evaluate(trained_run: Path, synth_dir: Path, tmp_path: Path) -> None:
     import shutil
 
