@@ -81,6 +81,18 @@ def test_run_report_embeds_metrics_overlays_curves_and_config(run_dir: Path, syn
     assert parts.tables == 2 and parts.rows == (1 + 2) + (1 + n_val)
     assert "validation split" in page and '"depths": 2' in page
     assert "<link" not in page and "<script" not in page
+    assert "class weights" not in page
+
+
+def test_run_report_names_the_class_weights_it_scored_with(run_dir: Path, tmp_path: Path) -> None:
+    weighted = tmp_path / "weighted"
+    shutil.copytree(run_dir, weighted)
+    config = json.loads((weighted / "config.json").read_text())
+    config["postprocess"] = {"largest_component": False, "class_weights": [1, 2, 1, 1]}
+    (weighted / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "report.html"
+    assert main(["report", str(weighted), "--out", str(out)]) == 0
+    assert "class weights 1, 2, 1, 1 (background, RV, Myo, LV)" in out.read_text()
 
 
 def test_run_report_on_other_data_limits_overlays(run_dir: Path, synth_dir: Path, tmp_path: Path) -> None:

@@ -43,6 +43,11 @@ SWEEP_COLUMNS = {"choice": "choice", "status": "status", "epochs_done": "epochs"
 """``sweep.csv`` columns shown in the report and their headings (the swept values are in ``choice``)."""
 
 
+def _weights_text(weights: list[float] | None) -> str:
+    """How the argmax was weighted, for the metrics sentence (empty for the plain argmax)."""
+    return "" if not weights else f" and class weights {', '.join(f'{w:g}' for w in weights)} (background, RV, Myo, LV)"
+
+
 def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
@@ -155,7 +160,8 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     shown = min(max_images, len(ranked))
     sections = [
         ("Metrics", f"<p>Evaluated on {html.escape(source)} with best.pt"
-                    f"{' and flip TTA' if summary['tta'] else ''}{' and largest-component clean-up' if summary['postprocess'] else ''}. "
+                    f"{' and flip TTA' if summary['tta'] else ''}{_weights_text(summary.get('class_weights'))}"
+                    f"{' and largest-component clean-up' if summary['postprocess'] else ''}. "
                     "Dice is per image then averaged; HD95 in pixels, averaged where defined.</p>" + metrics),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
         ("Training curves", curves),
