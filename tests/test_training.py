@@ -140,3 +140,20 @@ def test_batch_dice_pools_the_batch() -> None:
     per_image = build_loss(info)(logits, target).item()
     pooled = build_loss(info.model_copy(update={"batch_dice": True}))(logits, target).item()
     assert pooled < per_image
+
+
+def test_class_weights_weight_the_cross_entropy_per_class() -> None:
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 8, 8))
+    weights = [1.0, 3.0, 1.0, 0.5]
+    loss = build_loss(CriterionInfo(name="CrossEntropy", class_weights=weights))(logits, target)
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor(weights))
+    torch.testing.assert_close(loss, expected)
+    plain = build_loss(CriterionInfo(name="DiceCE"))(logits, target)
+    assert build_loss(CriterionInfo(name="DiceCE", class_weights=weights))(logits, target).item() != pytest.approx(plain.item())
+
+
+@pytest.mark.parametrize("settings", [{"name": "Tversky"}, {"name": "DiceCE", "include_background": False}])
+def test_class_weights_need_every_class_in_the_loss(settings: dict) -> None:
+    with pytest.raises(ValueError, match="class_weights needs include_background"):
+        CriterionInfo(class_weights=[1, 2, 1, 1], **settings)

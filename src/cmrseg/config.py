@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cmrseg.constants import NUM_CLASSES
 from cmrseg.errors import CmrsegError
@@ -55,6 +55,12 @@ class OptimizerInfo(_Strict):
     nesterov: bool = True
 
 
+def _check_class_weights(weights: list[float] | None) -> list[float] | None:
+    if weights is not None and (len(weights) != NUM_CLASSES or min(weights) <= 0):
+        raise ValueError(f"expected {NUM_CLASSES} positive numbers (background, RV, Myo, LV), got {weights}")
+    return weights
+
+
 class CriterionInfo(_Strict):
     name: Literal["CrossEntropy", "Dice", "DiceCE", "DiceFocal", "Focal", "Tversky"] = "DiceCE"
     include_background: bool = True
@@ -64,6 +70,20 @@ class CriterionInfo(_Strict):
     alpha: float = Field(0.3, ge=0.0, le=1.0, description="Tversky false-positive weight")
     beta: float = Field(0.7, ge=0.0, le=1.0, description="Tversky false-negative weight")
     batch_dice: bool = Field(False, description="Dice over the whole batch rather than per image (nnU-Net's batch Dice)")
+    class_weights: list[float] | None = Field(
+        None, description="per-class loss weights (background, RV, Myo, LV) for the CE and Dice terms; needs include_background"
+    )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _one_positive_weight_per_class(cls, weights: list[float] | None) -> list[float] | None:
+        return _check_class_weights(weights)
+
+    @model_validator(mode="after")
+    def _weights_need_every_class(self) -> CriterionInfo:
+        if self.class_weights is not None and (not self.include_background or self.name == "Tversky"):
+            raise ValueError("class_weights needs include_background true and a loss other than Tversky")
+        return self
 
 
 class SchedulerInfo(_Strict):
@@ -100,9 +120,7 @@ class PostprocessInfo(_Strict):
     @field_validator("class_weights")
     @classmethod
     def _one_positive_weight_per_class(cls, weights: list[float] | None) -> list[float] | None:
-        if weights is not None and (len(weights) != NUM_CLASSES or min(weights) <= 0):
-            raise ValueError(f"expected {NUM_CLASSES} positive numbers (background, RV, Myo, LV), got {weights}")
-        return weights
+        return _check_class_weights(weights)
 
 
 RECIPE_AUGMENTATION: list[dict[str, Any]] = [

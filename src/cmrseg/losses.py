@@ -16,24 +16,26 @@ LossFn = Callable[[torch.Tensor | list[torch.Tensor], torch.Tensor], torch.Tenso
 class _CrossEntropy(nn.Module):
     """Cross-entropy taking the MONAI-style ``N x 1 x H x W`` target."""
 
-    def __init__(self) -> None:
+    def __init__(self, weight: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.loss = nn.CrossEntropyLoss()
+        self.loss = nn.CrossEntropyLoss(weight=weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss(logits, target[:, 0].long())
 
 
 def _base_loss(info: CriterionInfo) -> nn.Module:
-    common = {"to_onehot_y": True, "include_background": info.include_background}
+    weight = None if info.class_weights is None else torch.tensor(info.class_weights, dtype=torch.float32)
+    common = {"to_onehot_y": True, "include_background": info.include_background, "weight": weight}
     dice = {**common, "batch": info.batch_dice}
     builders: dict[str, Callable[[], nn.Module]] = {
-        "CrossEntropy": _CrossEntropy,
+        "CrossEntropy": lambda: _CrossEntropy(weight),
         "Dice": lambda: DiceLoss(softmax=True, **dice),
         "DiceCE": lambda: DiceCELoss(softmax=True, lambda_dice=info.lambda_dice, lambda_ce=info.lambda_ce, **dice),
         "DiceFocal": lambda: DiceFocalLoss(softmax=True, gamma=info.gamma, lambda_dice=info.lambda_dice, lambda_focal=info.lambda_ce, **dice),
         "Focal": lambda: FocalLoss(gamma=info.gamma, use_softmax=True, **common),
-        "Tversky": lambda: TverskyLoss(softmax=True, alpha=info.alpha, beta=info.beta, **dice),
+        "Tversky": lambda: TverskyLoss(softmax=True, alpha=info.alpha, beta=info.beta, to_onehot_y=True,
+                                       include_background=info.include_background, batch=info.batch_dice),
     }
     return builders[info.name]()
 
@@ -45,6 +47,7 @@ def build_loss(info: CriterionInfo) -> LossFn:
 
     def loss(output: torch.Tensor | list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         target = mask[:, None]
+        deep.to(mask.device)  # class weights are buffers: they follow the data to the GPU
         if isinstance(output, list):
             return deep(output, target.float())
         return base(output, target)
