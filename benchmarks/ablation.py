@@ -72,6 +72,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "final_x2": (str(REPO / "configs" / "best.json"), {**X2, "model_info.input_scale": 2}, None),
     "final_e300": (str(REPO / "configs" / "best.json"), {**V1, "epochs": 300}, None),
     "final_x2_e200": (str(REPO / "configs" / "best.json"), {**X2, "epochs": 200}, None),
+    # RV weighted by 2 in the loss (criterion_info.class_weights) instead of, or as well as, at the argmax
+    "x2_loss_rv2": (str(REPO / "configs" / "best.json"), {**X2, "criterion_info.class_weights": RV2}, None),
+    "x2_loss_rv2+rv2": ("", {}, {"of": "x2_loss_rv2", "class_weights": RV2}),
     "quick50": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "epochs": 50}, None),
     "final_x2_light": (str(REPO / "configs" / "best.json"),
                        {**X2, "augmentation": LIGHT_AUGMENTATION}, None),
