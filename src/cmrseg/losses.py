@@ -40,14 +40,16 @@ def _base_loss(info: CriterionInfo) -> nn.Module:
     return builders[info.name]()
 
 
-def build_loss(info: CriterionInfo) -> LossFn:
-    """Return ``loss(logits_or_list, mask NxHxW)``; a list of outputs (deep supervision) is weighted 1, 1/2, 1/4..."""
-    base = _base_loss(info)
+def build_loss(info: CriterionInfo, device: torch.device | str = "cpu") -> LossFn:
+    """Return ``loss(logits_or_list, mask NxHxW)``; a list of outputs (deep supervision) is weighted 1, 1/2, 1/4...
+
+    ``device`` is where the training data lives: class weights are buffers of the loss modules.
+    """
+    base = _base_loss(info).to(device)
     deep = DeepSupervisionLoss(base, weight_mode="exp")
 
     def loss(output: torch.Tensor | list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         target = mask[:, None]
-        deep.to(mask.device)  # class weights are buffers: they follow the data to the GPU
         if isinstance(output, list):
             return deep(output, target.float())
         return base(output, target)

@@ -71,7 +71,7 @@ class Trainer:
         self.optimizer = build_optimizer(config.optimizer_info, self.model)
         self.steps_per_epoch = -(-len(self.train_set) // config.batch_size)
         self.scheduler = build_scheduler(config.scheduler, self.optimizer, config.epochs, self.steps_per_epoch)
-        self.loss_fn = build_loss(config.criterion_info)
+        self.loss_fn = build_loss(config.criterion_info, self.device)
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema.decay), use_buffers=True)
             if config.ema else None
