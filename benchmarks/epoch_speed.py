@@ -2,7 +2,8 @@
 
 One warm-up epoch, then the fastest of ``--repeats`` epochs (80 training slices of fold 0, no validation).
 
-    .venv/bin/python benchmarks/epoch_speed.py
+    .venv/bin/python benchmarks/epoch_speed.py                             # the grid for best.json's model
+    .venv/bin/python benchmarks/epoch_speed.py --quick --input-scales 1 2   # cost of input_scale 2
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ def epoch_seconds(overrides: dict[str, object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--input-scales", type=int, nargs="+", help="model_info.input_scale values (default: best.json's)")
+    parser.add_argument("--quick", action="store_true", help="only 1 thread, batch 8, contiguous memory")
     args = parser.parse_args()
-    print("| threads | batch | channels_last | s/epoch |\n|---|---|---|---|")
-    for threads, batch, channels_last in itertools.product((1, 2), (4, 8, 16), (False, True)):
-        if channels_last and batch != 8:
-            continue
-        seconds = epoch_seconds({"threads": threads, "batch_size": batch, "channels_last": channels_last}, args.repeats)
-        print(f"| {threads} | {batch} | {channels_last} | {seconds:.2f} |")
+    grid = [(1, 8, False)] if args.quick else [
+        (threads, batch, channels_last)
+        for threads, batch, channels_last in itertools.product((1, 2), (4, 8, 16), (False, True))
+        if batch == 8 or not channels_last
+    ]
+    scales = args.input_scales or [load_config(REPO / "configs" / "best.json").model_info.input_scale]
+    print("| input_scale | threads | batch | channels_last | s/epoch |\n|---|---|---|---|---|")
+    for scale in scales:
+        for threads, batch, channels_last in grid:
+            overrides = {"threads": threads, "batch_size": batch, "channels_last": channels_last, "model_info.input_scale": scale}
+            print(f"| {scale} | {threads} | {batch} | {channels_last} | {epoch_seconds(overrides, args.repeats):.2f} |")
 
 
 if __name__ == "__main__":
