@@ -157,3 +157,50 @@ def test_class_weights_weight_the_cross_entropy_per_class() -> None:
 def test_class_weights_need_every_class_in_the_loss(settings: dict) -> None:
     with pytest.raises(ValueError, match="class_weights needs include_background"):
         CriterionInfo(class_weights=[1, 2, 1, 1], **settings)
+
+
+def test_swa_averages_the_last_epochs_at_a_constant_lr(synth_dir: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=4, swa={"start_fraction": 0.5, "lr": 0.002}))
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    snapshots = []
+    for epoch in range(1, 5):
+        trainer.train_epoch(epoch)
+        snapshots.append({k: v.detach().clone() for k, v in trainer.model.named_parameters()})
+        trainer._average_weights(epoch)
+    assert trainer.swa_start == 3 and int(trainer.swa.n_averaged) == 2
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.002
+    averaged = dict(trainer.eval_model.named_parameters())
+    for name, value in averaged.items():
+        torch.testing.assert_close(value, (snapshots[2][name] + snapshots[3][name]) / 2)
+    running_mean = next(v for k, v in trainer.eval_model.state_dict().items() if k.endswith("running_mean"))
+    trained_mean = next(v for k, v in trainer.model.state_dict().items() if k.endswith("running_mean"))
+    assert not torch.allclose(running_mean, trained_mean), "batch-norm statistics are refit for the averaged weights"
+
+
+def test_swa_run_interrupted_while_averaging_resumes_to_the_same_weights(
+    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=4, swa={"start_fraction": 0.5}))
+    train(config, tmp_path / "full", progress=False)
+    original = Trainer.train_epoch
+
+    def interrupt_on_last(self: Trainer, epoch: int) -> float:
+        if epoch == 4:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt_on_last)
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "part", progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    train(None, tmp_path / "part", resume=True, progress=False)
+    assert _history(tmp_path / "full") == _history(tmp_path / "part")
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["swa"]
+    part = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["swa"]
+    assert int(full["n_averaged"]) == 2
+    assert all(torch.equal(full[k], part[k]) for k in full)
+
+
+def test_ema_and_swa_together_are_refused(synth_dir: Path) -> None:
+    with pytest.raises(CmrsegError, match="ema and swa"):
+        config_from_dict(tiny_config_dict(synth_dir, ema={"decay": 0.9}, swa={}))

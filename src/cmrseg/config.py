@@ -107,6 +107,16 @@ class EmaInfo(_Strict):
     decay: float = Field(0.99, gt=0.0, lt=1.0)
 
 
+class SwaInfo(_Strict):
+    """Stochastic weight averaging (Izmailov et al., 2018): the equal average of the weights at the end of
+    each of the last epochs, with batch-norm statistics recomputed on the training data at the end."""
+
+    start_fraction: float = Field(0.75, gt=0.0, lt=1.0, description="fraction of the epochs before averaging starts")
+    lr: float | None = Field(
+        None, gt=0.0, le=10.0, description="constant learning rate while averaging (default: keep the schedule)"
+    )
+
+
 class PostprocessInfo(_Strict):
     """How probabilities become a mask: weighted argmax, then optional largest-component clean-up."""
 
@@ -166,6 +176,7 @@ class ExperimentConfig(_Strict):
     n_aug: int = Field(0, ge=0, le=64, description="extra offline augmented copies of the training set")
     scheduler: SchedulerInfo = Field(default_factory=SchedulerInfo)
     ema: EmaInfo | None = None
+    swa: SwaInfo | None = None
     grad_clip: float | None = Field(None, gt=0.0)
     tta: bool = False
     postprocess: PostprocessInfo = Field(default_factory=PostprocessInfo)
@@ -174,6 +185,12 @@ class ExperimentConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     channels_last: bool = False
     device: str = "auto"
+
+    @model_validator(mode="after")
+    def _one_weight_average(self) -> ExperimentConfig:
+        if self.ema is not None and self.swa is not None:
+            raise ValueError("ema and swa both average the weights; keep one of them")
+        return self
 
     @field_validator("augmentation")
     @classmethod

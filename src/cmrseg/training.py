@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -76,6 +76,8 @@ class Trainer:
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema.decay), use_buffers=True)
             if config.ema else None
         )
+        self.swa = AveragedModel(self.model, use_buffers=True) if config.swa else None
+        self.swa_start = int(config.epochs * config.swa.start_fraction) + 1 if config.swa else config.epochs + 1
         self.history: list[dict[str, float]] = []
         self.best_dice = -1.0
         self.best_epoch = 0
@@ -83,8 +85,22 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights that are validated and saved as ``best.pt``: the EMA copy when enabled."""
+        """The weights that are validated and saved as ``best.pt``: the SWA or EMA copy when enabled."""
+        if self.swa is not None and int(self.swa.n_averaged) > 0:
+            return self.swa.module
         return self.ema.module if self.ema is not None else self.model
+
+    def _swa_constant_lr(self, epoch: int) -> bool:
+        """Whether this epoch trains at SWA's constant learning rate instead of the schedule."""
+        return self.config.swa is not None and self.config.swa.lr is not None and epoch >= self.swa_start
+
+    def _average_weights(self, epoch: int) -> None:
+        """Add this epoch's weights to the SWA average; after the last epoch, refit its batch-norm statistics."""
+        if self.swa is None or epoch < self.swa_start:
+            return
+        self.swa.update_parameters(self.model)
+        if epoch == self.config.epochs:
+            update_bn(self._loader(self.train_set, True, epoch), self.swa, device=self.device)
 
     def _loader(self, dataset: SegmentationDataset, shuffle: bool, epoch: int) -> DataLoader:
         generator = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))
@@ -99,6 +115,10 @@ class Trainer:
         self.train_set.set_epoch(epoch)
         seed_everything(_epoch_seed(self.config.seed, epoch))
         total, count = 0.0, 0
+        constant_lr = self._swa_constant_lr(epoch)
+        if constant_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.swa.lr  # type: ignore[union-attr]
         for images, masks in self._loader(self.train_set, True, epoch):
             images, masks = self._to_device(images, masks)
             loss = self.loss_fn(self.model(images), masks)
@@ -111,7 +131,7 @@ class Trainer:
             self.optimizer.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
-            if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if not constant_lr and not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step()
             total += loss.item() * len(images)
             count += len(images)
@@ -136,6 +156,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "swa": self.swa.state_dict() if self.swa is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
@@ -151,10 +172,12 @@ class Trainer:
                 "model_info": self.config.model_info.model_dump(), "normalization": self.normalization.to_dict()}
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a ``last.pt``: weights, optimiser, schedule, EMA and history."""
+        """Continue from a ``last.pt``: weights, optimiser, schedule, EMA/SWA and history."""
         self.model.load_state_dict(checkpoint["model"])
         if self.ema is not None and checkpoint.get("ema") is not None:
             self.ema.load_state_dict(checkpoint["ema"])
+        if self.swa is not None and checkpoint.get("swa") is not None:
+            self.swa.load_state_dict(checkpoint["swa"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.history = list(checkpoint["history"])
@@ -193,6 +216,7 @@ class Trainer:
             for epoch in bar:
                 started = time.perf_counter()
                 train_loss = self.train_epoch(epoch)
+                self._average_weights(epoch)
                 val_loss, dice = self.validate()
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(val_loss if self.has_val else train_loss)
