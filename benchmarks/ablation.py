@@ -92,6 +92,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "final_dyn16": (str(REPO / "configs" / "best.json"), {**V1, "model_info": {"name": "DynUNet", "features": 16}}, None),
     # third session: normalisation, optimiser and weight averaging on recipe v2 (compare with final_x2 per fold)
     "x2_instance_norm": (str(REPO / "configs" / "best.json"), {**X2, "model_info.options": {"norm": "instance"}}, None),
+    "dyn16_ds": (str(REPO / "configs" / "best.json"),
+                 {**X2, "model_info": {"name": "DynUNet", "features": 16, "deep_supervision": True}}, None),
     "x2_swa": (str(REPO / "configs" / "best.json"), {**X2, "swa": {"start_fraction": 0.75, "lr": 0.001}}, None),
 }
 

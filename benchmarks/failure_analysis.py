@@ -54,7 +54,7 @@ def main() -> None:
         config = clone_config(base, folds=args.folds, fold=k)
         predictor, _ = load_run(fold_dir(args.cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=base.tta)
         val = prepare_data(config).val
-        train_ids = set(kfold_split([s.id for s in everything], args.folds, k, base.seed, base.group_pairs)[0])
+        train_ids = set(kfold_split([s.id for s in everything], args.folds, k, base.data_split_seed, base.group_pairs)[0])
         val_summary, val_ratio = score(predictor, val, base.postprocess.largest_component, weights)
         train_summary, train_ratio = score(predictor, [s for s in everything if s.id in train_ids],
                                            base.postprocess.largest_component, weights)

@@ -110,6 +110,14 @@ def test_kfold_covers_every_id_once() -> None:
     assert sorted(i for fold in val_sets for i in fold) == sorted(ids)
 
 
+def test_split_seed_fixes_the_split_while_the_training_seed_varies(synth_dir: Path) -> None:
+    def val_ids(**keys: int) -> list[str]:
+        return sorted(s.id for s in prepare_data(config_from_dict(tiny_config_dict(synth_dir, folds=4, fold=1, **keys))).val)
+
+    assert val_ids(seed=1, split_seed=0) == val_ids(seed=0) == val_ids(seed=5, split_seed=0)
+    assert val_ids(seed=1) != val_ids(seed=0)
+
+
 def test_split_modes(synth_dir: Path, tmp_path: Path) -> None:
     other = write_synthetic_dataset(tmp_path / "val", count=4, seed=9, size=64)
     holdout = prepare_data(config_from_dict(tiny_config_dict(synth_dir)))

@@ -163,6 +163,9 @@ class ExperimentConfig(_Strict):
     criterion_info: CriterionInfo = Field(default_factory=CriterionInfo)
 
     seed: int = 0
+    split_seed: int | None = Field(
+        None, description="seed of the validation / k-fold split (default: seed); fix it to vary only the training seed"
+    )
     split_mode: Literal["auto", "holdout", "folder", "full"] = "auto"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     group_pairs: bool = Field(True, description="keep cmrN/cmrN+1 ED/ES pairs of one patient on one side")
@@ -185,6 +188,11 @@ class ExperimentConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     channels_last: bool = False
     device: str = "auto"
+
+    @property
+    def data_split_seed(self) -> int:
+        """The seed that partitions the labeled slices: ``split_seed``, or ``seed`` when unset."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @model_validator(mode="after")
     def _one_weight_average(self) -> ExperimentConfig:

@@ -6,7 +6,7 @@
     OUT/cv_per_image.csv   every held-out slice's scores, to find the worst cases
     OUT/ensemble/          with ``ensemble``: the soft-voting ensemble of the fold models (a run folder)
 
-Folds split by patient (``group_pairs``) with the config's seed, so every fold sees the same partition.
+Folds split by patient (``group_pairs``) with the config's split seed (``split_seed``, else ``seed``), so every fold sees the same partition.
 The "mean" row pools all held-out slices (per-image Dice, absent-in-both = 1), which for equal folds is
 the mean of the fold rows.
 """

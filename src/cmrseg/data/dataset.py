@@ -109,10 +109,11 @@ def prepare_data(config: ExperimentConfig) -> DataBundle:
     if mode == "auto":
         mode = "folder" if info.val_data_path else "holdout"
     if config.folds is not None:
-        train_ids, val_ids = kfold_split([s.id for s in train], config.folds, config.fold or 0, config.seed, config.group_pairs)
+        train_ids, val_ids = kfold_split([s.id for s in train], config.folds, config.fold or 0, config.data_split_seed,
+                                       config.group_pairs)
         return DataBundle(_select(train, train_ids), _select(train, val_ids))
     if mode == "holdout":
-        train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.seed, config.group_pairs)
+        train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.data_split_seed, config.group_pairs)
         return DataBundle(_select(train, train_ids), _select(train, val_ids))
     val = load_folder(info.val_data_path, require_masks=True) if info.val_data_path else []
     if mode == "folder":
