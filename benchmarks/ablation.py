@@ -94,6 +94,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "x2_instance_norm": (str(REPO / "configs" / "best.json"), {**X2, "model_info.options": {"norm": "instance"}}, None),
     "dyn16_ds": (str(REPO / "configs" / "best.json"),
                  {**X2, "model_info": {"name": "DynUNet", "features": 16, "deep_supervision": True}}, None),
+    # recipe v2 again with another initialisation on the same folds: seed noise, and a seed ensemble
+    "x2_seed1": (str(REPO / "configs" / "best.json"), {**X2, "seed": 1, "split_seed": 0}, None),
     "x2_swa": (str(REPO / "configs" / "best.json"), {**X2, "swa": {"start_fraction": 0.75, "lr": 0.001}}, None),
 }
 

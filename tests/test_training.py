@@ -63,20 +63,25 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_run(synth_dir: Path,
         train(None, tmp_path / "empty", resume=True, progress=False)
 
 
-def test_ctrl_c_keeps_finished_epochs(synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = config_from_dict(tiny_config_dict(synth_dir, epochs=3))
+def _train_until_ctrl_c(config: ExperimentConfig, run_dir: Path, epoch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train ``config`` into ``run_dir`` as if Ctrl-C were pressed during ``epoch``."""
     original = Trainer.train_epoch
 
-    def interrupt_on_second(self: Trainer, epoch: int) -> float:
-        if epoch == 2:
+    def interrupt(self: Trainer, current: int) -> float:
+        if current == epoch:
             raise KeyboardInterrupt
-        return original(self, epoch)
+        return original(self, current)
 
-    monkeypatch.setattr(Trainer, "train_epoch", interrupt_on_second)
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt)
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(config, tmp_path / "run", progress=False)
-    assert len(runs.read_history(tmp_path / "run")) == 1
+        train(config, run_dir, progress=False)
     monkeypatch.setattr(Trainer, "train_epoch", original)
+
+
+def test_ctrl_c_keeps_finished_epochs(synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=3))
+    _train_until_ctrl_c(config, tmp_path / "run", 2, monkeypatch)
+    assert len(runs.read_history(tmp_path / "run")) == 1
     result = train(None, tmp_path / "run", resume=True, progress=False)
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
 
@@ -182,17 +187,7 @@ def test_swa_run_interrupted_while_averaging_resumes_to_the_same_weights(
 ) -> None:
     config = config_from_dict(tiny_config_dict(synth_dir, epochs=4, swa={"start_fraction": 0.5}))
     train(config, tmp_path / "full", progress=False)
-    original = Trainer.train_epoch
-
-    def interrupt_on_last(self: Trainer, epoch: int) -> float:
-        if epoch == 4:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", interrupt_on_last)
-    with pytest.raises(TrainingInterrupted):
-        train(config, tmp_path / "part", progress=False)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    _train_until_ctrl_c(config, tmp_path / "part", 4, monkeypatch)
     train(None, tmp_path / "part", resume=True, progress=False)
     assert _history(tmp_path / "full") == _history(tmp_path / "part")
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["swa"]
