@@ -101,6 +101,28 @@ def test_two_workers_train_choices_in_parallel(synth_dir: Path, tmp_path: Path) 
     assert {row["choice"] for row in _table(tmp_path / "sweep")} == {"name=Dice", "name=CrossEntropy"}
 
 
+def test_seed_sweep_with_ensemble_writes_a_soft_vote_of_the_seeds(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write_config(tmp_path / "base.json", synth_dir, epochs=1, split_seed=0, tta=True)
+    out = tmp_path / "seeds"
+    assert main(["sweep", "--config", str(config), "--set", "seed=0,1", "--workers", "2", "--ensemble",
+                 "--out", str(out), "--quiet"]) == 0
+    assert f"ensemble of the 2 runs: {out / 'ensemble'}" in capsys.readouterr().out
+    saved = json.loads((out / "ensemble" / "config.json").read_text())
+    members = [Path(m["run"]) for m in saved["model_info"]["options"]["members"]]
+    assert sorted(m.name for m in members) == sorted(row["run_dir"].split("/")[-1] for row in _table(out))
+    assert saved["tta"] is True and saved["split_seed"] == 0
+    assert main(["evaluate", "--run", str(out / "ensemble")]) == 0
+
+
+def test_ensemble_of_one_choice_is_a_one_line_error(synth_dir: Path, tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "base.json", synth_dir, epochs=1)
+    with pytest.raises(CmrsegError, match="--ensemble needs at least 2 choices"):
+        run_sweep(config, ["seed=3"], tmp_path / "sweep", ensemble=True, log=lambda _: None)
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_ray_address_without_ray_is_a_one_line_error(synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     config = _write_config(tmp_path / "base.json", synth_dir)

@@ -5,6 +5,8 @@
     SWEEP_DIR/sweep.csv         choice, best validation Dice per structure, final losses, minutes
     SWEEP_DIR/loss_curves.png   train and validation loss of every choice, overlaid
     SWEEP_DIR/best_dice.png     best validation Dice per structure, one bar per choice
+    SWEEP_DIR/ensemble/         with ``ensemble``: the soft-voting ensemble of every choice (a run folder),
+                                e.g. of ``--set seed=0,1`` trained side by side with ``--workers 2``
 
 Running the same command again resumes: finished runs are skipped and half-finished ones continue
 from their ``last.pt``. Trials run one after another, in local processes (``workers``) or as Ray
@@ -334,6 +336,7 @@ class SweepResult:
     trained: int
     skipped: int
     failed: int
+    ensemble_dir: Path | None = None
 
 
 def run_sweep(
@@ -344,8 +347,12 @@ def run_sweep(
     ray_address: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    ensemble: bool = False,
 ) -> SweepResult:
-    """Train every choice of ``sets`` on top of the config at ``config_path`` into ``sweep_dir`` (resumable)."""
+    """Train every choice of ``sets`` on top of the config at ``config_path`` into ``sweep_dir`` (resumable).
+
+    With ``ensemble`` the trained runs are combined into ``sweep_dir/ensemble``, which predicts with the
+    base config's TTA and post-processing."""
     from cmrseg.config import load_config
     from cmrseg.training import TrainingInterrupted
     from cmrseg.utils import write_json_atomic
@@ -358,6 +365,8 @@ def run_sweep(
     grid = parse_sets(sets)
     sweep_dir = Path(sweep_dir)
     trials = expand_grid(base, grid, sweep_dir)
+    if ensemble and len(trials) < 2:
+        raise CmrsegError("--ensemble needs at least 2 choices, e.g. --set seed=0,1")
     states = {trial.label: trial_state(trial) for trial in trials}
     write_json_atomic(sweep_dir / SWEEP_FILE, {"base_config": str(Path(config_path).resolve()), "grid": grid,
                                                "choices": {t.label: t.run_dir.name for t in trials},
@@ -379,14 +388,19 @@ def run_sweep(
         summarize_sweep(trials, grid, sweep_dir, errors)
         raise SweepInterrupted(f"sweep interrupted; finished epochs are kept in {sweep_dir}, rerun the same command to resume") from None
     rows = summarize_sweep(trials, grid, sweep_dir, errors)
-    return SweepResult(sweep_dir, rows, len(jobs), skipped, len(errors))
+    result = SweepResult(sweep_dir, rows, len(jobs), skipped, len(errors))
+    if ensemble and not errors:
+        from cmrseg.ensemble import make_ensemble
+
+        result.ensemble_dir = make_ensemble([t.run_dir for t in trials], sweep_dir / "ensemble", tta=base.tta)
+    return result
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     out = args.out or Path("sweeps") / Path(args.config).stem
     try:
         result = run_sweep(args.config, args.set, out, workers=args.workers, ray_address=args.ray_address,
-                           progress=not args.quiet)
+                           progress=not args.quiet, ensemble=args.ensemble)
     except SweepInterrupted as err:
         print(f"cmrseg: {err}", file=sys.stderr)
         return 130
@@ -395,6 +409,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     summary = f"; best mean Dice {float(best['dice_mean']):.4f} ({best['choice']})" if best else ""
     print(f"{result.trained} trained, {result.skipped} skipped, {result.failed} failed{summary}; "
           f"table and plots in {result.sweep_dir}")
+    if result.ensemble_dir is not None:
+        print(f"ensemble of the {len(result.rows)} runs: {result.ensemble_dir}")
     return 1 if result.failed else 0
 
 
@@ -408,5 +424,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="sweep folder (default sweeps/<config name>); rerun to resume")
     parser.add_argument("--workers", type=int, default=1, help="trials trained in parallel local processes")
     parser.add_argument("--ray-address", help="run trials as Ray tasks on this cluster (auto, ray://host:port, or local)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also write SWEEP_DIR/ensemble, the soft-vote of every trained choice (e.g. of seeds)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_sweep)
