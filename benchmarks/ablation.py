@@ -96,6 +96,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
                  {**X2, "model_info": {"name": "DynUNet", "features": 16, "deep_supervision": True}}, None),
     # recipe v2 again with another initialisation on the same folds: seed noise, and a seed ensemble
     "x2_seed1": (str(REPO / "configs" / "best.json"), {**X2, "seed": 1, "split_seed": 0}, None),
+    "x2_seed1+rv2": ("", {}, {"of": "x2_seed1", "class_weights": RV2}),
+    # one more down-sampling level: a 6x6 bottleneck sees the whole heart (RV context at base and apex)
+    "x2_depth5": (str(REPO / "configs" / "best.json"), {**X2, "model_info.depths": 5}, None),
     "x2_swa": (str(REPO / "configs" / "best.json"), {**X2, "swa": {"start_fraction": 0.75, "lr": 0.001}}, None),
 }
 
