@@ -41,6 +41,15 @@ LIGHT_AUGMENTATION = [
      "border_mode": "BORDER_CONSTANT", "p": 0.5},
     {"name": "RandomBrightnessContrast", "brightness_limit": 0.1, "contrast_limit": 0.1, "p": 0.3},
 ]
+# the recipe's augmentation at about 1.5x the strength (the opposite probe to LIGHT_AUGMENTATION)
+STRONG_AUGMENTATION = [
+    {"name": "HorizontalFlip", "p": 0.5},
+    {"name": "VerticalFlip", "p": 0.5},
+    {"name": "Affine", "scale": [0.7, 1.4], "rotate": [-45, 45], "translate_percent": [-0.12, 0.12], "shear": [-12, 12],
+     "border_mode": "BORDER_CONSTANT", "p": 0.9},
+    {"name": "RandomBrightnessContrast", "brightness_limit": 0.3, "contrast_limit": 0.3, "p": 0.6},
+    {"name": "RandomGamma", "gamma_limit": [60, 170], "p": 0.6},
+]
 SHARED_FOLDS = {"final": "flip_aug", "final+tta": "flip_aug", "final+tta+lcc": "flip_aug", "best": "final_x2"}
 
 # name: (config file, overrides, None) to train, or ("", {}, {"of": trained variant, **scoring}) to re-score
@@ -99,6 +108,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "x2_seed1+rv2": ("", {}, {"of": "x2_seed1", "class_weights": RV2}),
     # one more down-sampling level: a 6x6 bottleneck sees the whole heart (RV context at base and apex)
     "x2_depth5": (str(REPO / "configs" / "best.json"), {**X2, "model_info.depths": 5}, None),
+    "x2_strong_aug": (str(REPO / "configs" / "best.json"), {**X2, "augmentation": STRONG_AUGMENTATION}, None),
     "x2_swa": (str(REPO / "configs" / "best.json"), {**X2, "swa": {"start_fraction": 0.75, "lr": 0.001}}, None),
 }
 
