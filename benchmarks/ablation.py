@@ -106,6 +106,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     # recipe v2 again with another initialisation on the same folds: seed noise, and a seed ensemble
     "x2_seed1": (str(REPO / "configs" / "best.json"), {**X2, "seed": 1, "split_seed": 0}, None),
     "x2_seed1+rv2": ("", {}, {"of": "x2_seed1", "class_weights": RV2}),
+    "x2_seed2": (str(REPO / "configs" / "best.json"), {**X2, "seed": 2, "split_seed": 0}, None),
+    "x2_seed2+rv2": ("", {}, {"of": "x2_seed2", "class_weights": RV2}),
     # one more down-sampling level: a 6x6 bottleneck sees the whole heart (RV context at base and apex)
     "x2_depth5": (str(REPO / "configs" / "best.json"), {**X2, "model_info.depths": 5}, None),
     "x2_strong_aug": (str(REPO / "configs" / "best.json"), {**X2, "augmentation": STRONG_AUGMENTATION}, None),

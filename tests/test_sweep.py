@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cmrseg.cli import main
+from cmrseg.config import ExperimentConfig
 from cmrseg.errors import CmrsegError
 from cmrseg.sweep import parse_sets, run_sweep, split_choices, value_text
 
@@ -114,6 +115,26 @@ def test_seed_sweep_with_ensemble_writes_a_soft_vote_of_the_seeds(
     assert sorted(m.name for m in members) == sorted(row["run_dir"].split("/")[-1] for row in _table(out))
     assert saved["tta"] is True and saved["split_seed"] == 0
     assert main(["evaluate", "--run", str(out / "ensemble")]) == 0
+
+
+def test_no_ensemble_when_a_choice_fails(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cmrseg.training
+
+    original = cmrseg.training.continue_run
+
+    def diverge_for_seed_1(config: ExperimentConfig, run_dir: Path, progress: bool = True) -> None:
+        if config.seed == 1:
+            raise CmrsegError("training diverged at epoch 1 (loss nan); lower optimizer_info.lr")
+        original(config, run_dir, progress=progress)
+
+    monkeypatch.setattr(cmrseg.training, "continue_run", diverge_for_seed_1)
+    config = _write_config(tmp_path / "base.json", synth_dir, epochs=1)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--config", str(config), "--set", "seed=0,1", "--ensemble", "--out", str(out), "--quiet"]) == 1
+    assert "no ensemble written: 1 choice(s) failed" in capsys.readouterr().err
+    assert not (out / "ensemble").exists()
 
 
 def test_ensemble_of_one_choice_is_a_one_line_error(synth_dir: Path, tmp_path: Path) -> None:

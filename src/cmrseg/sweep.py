@@ -411,6 +411,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"table and plots in {result.sweep_dir}")
     if result.ensemble_dir is not None:
         print(f"ensemble of the {len(result.rows)} runs: {result.ensemble_dir}")
+    elif args.ensemble:
+        print(f"cmrseg: no ensemble written: {result.failed} choice(s) failed", file=sys.stderr)
     return 1 if result.failed else 0
 
 
