@@ -99,7 +99,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     # configs/best.json as it is; it trains what final_x2 trains, so it scores those fold models
     "best": (str(REPO / "configs" / "best.json"), CV_OVERRIDES, None),
     "final_dyn16": (str(REPO / "configs" / "best.json"), {**V1, "model_info": {"name": "DynUNet", "features": 16}}, None),
-    # third session: normalisation, optimiser and weight averaging on recipe v2 (compare with final_x2 per fold)
+    # third session: normalisation, architecture, depth, augmentation strength and weight averaging on recipe v2,
+    # each compared with the recipe's own seeds (final_x2, x2_seed1, x2_seed2) on the same folds
     "x2_instance_norm": (str(REPO / "configs" / "best.json"), {**X2, "model_info.options": {"norm": "instance"}}, None),
     "dyn16_ds": (str(REPO / "configs" / "best.json"),
                  {**X2, "model_info": {"name": "DynUNet", "features": 16, "deep_supervision": True}}, None),

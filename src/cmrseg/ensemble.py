@@ -39,7 +39,8 @@ def make_ensemble(run_dirs: list[str | Path], out_dir: str | Path, weights: list
     stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
-        val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold, tta=tta, postprocess=first.postprocess,
+        val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
+        tta=tta, postprocess=first.postprocess,
         model_info=ModelInfo(name="Ensemble", options=stored),
     )
     out_dir = Path(out_dir)
