@@ -25,9 +25,13 @@ def cv_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_dataset(tmp_path_factory.mktemp("cv") / "train", count=16, seed=5, size=64)
 
 
+# how the fixture's folds predict: flip TTA at two zooms, which the fold ensemble must inherit
+ZOOM_TTA = {"tta": True, "tta_scales": [1.0, 1.25]}
+
+
 @pytest.fixture(scope="module")
 def cv_run(cv_data: Path, tmp_path_factory: pytest.TempPathFactory) -> crossval.CvResult:
-    config = config_from_dict(tiny_config_dict(cv_data, epochs=1))
+    config = config_from_dict(tiny_config_dict(cv_data, epochs=1, **ZOOM_TTA))
     return crossval.cross_validate(config, folds=2, out_dir=tmp_path_factory.mktemp("cvout") / "cv", ensemble=True, progress=False)
 
 
@@ -55,11 +59,15 @@ def test_resume_skips_finished_folds(cv_run: crossval.CvResult, cv_data: Path, m
         raise AssertionError("a finished fold was trained again")
 
     monkeypatch.setattr(training, "train", no_training)
-    config = config_from_dict(tiny_config_dict(cv_data, epochs=1))
+    config = config_from_dict(tiny_config_dict(cv_data, epochs=1, **ZOOM_TTA))
     again = crossval.cross_validate(config, folds=2, out_dir=cv_run.out_dir, progress=False)
     assert again.rows == cv_run.rows
-    rescored = crossval.cross_validate(config.model_copy(update={"tta": True}), folds=2, out_dir=cv_run.out_dir, progress=False)
-    assert len(rescored.rows) == 3 and json.loads((cv_run.out_dir / "cv.json").read_text())["tta"] is True
+    saved = json.loads((cv_run.out_dir / "cv.json").read_text())
+    assert saved["tta"] is True and saved["tta_scales"] == [1.0, 1.25]
+    rescored = crossval.cross_validate(config.model_copy(update={"tta": False}), folds=2, out_dir=cv_run.out_dir, progress=False)
+    saved = json.loads((cv_run.out_dir / "cv.json").read_text())
+    assert len(rescored.rows) == 3 and saved["tta"] is False and saved["tta_scales"] == [1.0]
+    assert rescored.rows[-1]["dice_mean"] != pytest.approx(cv_run.rows[-1]["dice_mean"])
     all_rv = PostprocessInfo(class_weights=[1e-6, 1e6, 1e-6, 1e-6])
     weighted = crossval.cross_validate(config.model_copy(update={"postprocess": all_rv}), folds=2, out_dir=cv_run.out_dir, progress=False)
     assert weighted.rows[-1]["dice_LV"] == 0.0 < cv_run.rows[-1]["dice_LV"]
@@ -86,6 +94,7 @@ def test_fold_ensemble_is_a_run_folder_that_evaluates(cv_run: crossval.CvResult,
     assert cv_run.ensemble_dir == cv_run.out_dir / "ensemble"
     summary = evaluate_run(cv_run.ensemble_dir, cv_data)
     assert summary["n_images"] == 16 and 0.0 <= summary["dice"]["mean"] <= 1.0
+    assert summary["tta"] is True and summary["tta_scales"] == [1.0, 1.25]
 
 
 def test_cli_prints_the_table_and_rejects_bad_folds(cv_run: crossval.CvResult, cv_data: Path, tmp_path: Path,

@@ -158,6 +158,18 @@ def test_class_weights_weight_the_cross_entropy_per_class() -> None:
     assert build_loss(CriterionInfo(name="DiceCE", class_weights=weights))(logits, target).item() != pytest.approx(plain.item())
 
 
+@pytest.mark.parametrize("name", ["CrossEntropy", "DiceCE"])
+def test_label_smoothing_penalises_overconfident_logits(name: str) -> None:
+    """Smoothed targets make a near-one-hot prediction cost more, and match torch's smoothed cross-entropy."""
+    target = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(0))
+    confident = torch.nn.functional.one_hot(target, 4).permute(0, 3, 1, 2).float() * 20
+    plain = build_loss(CriterionInfo(name=name))(confident, target).item()
+    smoothed = build_loss(CriterionInfo(name=name, label_smoothing=0.1))(confident, target).item()
+    expected_ce = torch.nn.functional.cross_entropy(confident, target, label_smoothing=0.1).item()
+    assert smoothed > plain + 1.0
+    assert smoothed - plain == pytest.approx(expected_ce - torch.nn.functional.cross_entropy(confident, target).item(), rel=1e-4)
+
+
 @pytest.mark.parametrize("settings", [{"name": "Tversky"}, {"name": "DiceCE", "include_background": False}])
 def test_class_weights_need_every_class_in_the_loss(settings: dict) -> None:
     with pytest.raises(ValueError, match="class_weights needs include_background"):

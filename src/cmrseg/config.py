@@ -70,6 +70,9 @@ class CriterionInfo(_Strict):
     alpha: float = Field(0.3, ge=0.0, le=1.0, description="Tversky false-positive weight")
     beta: float = Field(0.7, ge=0.0, le=1.0, description="Tversky false-negative weight")
     batch_dice: bool = Field(False, description="Dice over the whole batch rather than per image (nnU-Net's batch Dice)")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="cross-entropy target smoothing (CrossEntropy and DiceCE only)"
+    )
     class_weights: list[float] | None = Field(
         None, description="per-class loss weights (background, RV, Myo, LV) for the CE and Dice terms; needs include_background"
     )
@@ -83,6 +86,8 @@ class CriterionInfo(_Strict):
     def _weights_need_every_class(self) -> CriterionInfo:
         if self.class_weights is not None and (not self.include_background or self.name == "Tversky"):
             raise ValueError("class_weights needs include_background true and a loss other than Tversky")
+        if self.label_smoothing > 0 and self.name not in ("CrossEntropy", "DiceCE"):
+            raise ValueError(f"label_smoothing needs a loss with a cross-entropy term (CrossEntropy, DiceCE), not {self.name}")
         return self
 
 
@@ -182,6 +187,11 @@ class ExperimentConfig(_Strict):
     swa: SwaInfo | None = None
     grad_clip: float | None = Field(None, gt=0.0)
     tta: bool = False
+    tta_scales: list[float] = Field(
+        default_factory=lambda: [1.0], min_length=1,
+        description="zoom factors of test-time augmentation (with tta): each zoomed image is also flipped, "
+                    "its softmax zoomed back, and all are averaged",
+    )
     postprocess: PostprocessInfo = Field(default_factory=PostprocessInfo)
     checkpoint_every: int = Field(10, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -199,6 +209,13 @@ class ExperimentConfig(_Strict):
         if self.ema is not None and self.swa is not None:
             raise ValueError("ema and swa both average the weights; keep one of them")
         return self
+
+    @field_validator("tta_scales")
+    @classmethod
+    def _moderate_zooms(cls, scales: list[float]) -> list[float]:
+        if any(not 0.5 <= scale <= 2.0 for scale in scales):
+            raise ValueError(f"tta_scales must lie in [0.5, 2] (zoom factors), got {scales}")
+        return scales
 
     @field_validator("augmentation")
     @classmethod

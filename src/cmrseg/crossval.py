@@ -37,7 +37,7 @@ from cmrseg.utils import write_json_atomic, write_text_atomic
 TABLE_COLUMNS = ["fold", "n_images", *[f"dice_{s}" for s in (*STRUCTURES, "mean")],
                  *[f"hd95_{s}" for s in (*STRUCTURES, "mean")], "train_minutes"]
 # Keys that do not change what a fold trains (the fold index, how it is scored); the rest must match on resume.
-_NOT_TRAINING_KEYS = ("folds", "fold", "tta", "postprocess")
+_NOT_TRAINING_KEYS = ("folds", "fold", "tta", "tta_scales", "postprocess")
 
 
 @dataclass
@@ -78,7 +78,8 @@ def final_checkpoint(config: ExperimentConfig) -> str:
 def _score_fold(config: ExperimentConfig, run_dir: Path, checkpoint: str, tta: bool, postprocess: bool) -> dict[str, Any]:
     """Dice/HD95 of the fold's weights on its held-out slices."""
     summary, _ = score_samples(run_dir, prepare_data(config).val, checkpoint=checkpoint, tta=tta, postprocess=postprocess,
-                               device=config.device, class_weights=config.postprocess.class_weights)
+                               device=config.device, class_weights=config.postprocess.class_weights,
+                               tta_scales=config.tta_scales)
     return summary
 
 
@@ -124,7 +125,7 @@ def cross_validate(
 
     Folds are scored with their ``final`` epoch's weights: picking ``best`` selects the epoch on the
     held-out slices themselves, which flatters the estimate. ``tta``/``postprocess`` override how the
-    fold models predict (default: the config's; its ``postprocess.class_weights`` always apply). With
+    fold models predict (default: the config's; its ``tta_scales`` and ``postprocess.class_weights`` always apply). With
     ``ensemble`` the fold models are combined into ``out_dir/ensemble`` (needs every fold).
     """
     if folds < 2:
@@ -159,7 +160,7 @@ def cross_validate(
     result = CvResult(out, rows, overall, per_image=per_image)
     _write_tables(result, base, checkpoint, tta, postprocess)
     if ensemble:
-        result.ensemble_dir = _make_fold_ensemble(out, folds, selected)
+        result.ensemble_dir = _make_fold_ensemble(out, base, selected)
     return result
 
 
@@ -176,11 +177,14 @@ def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, t
     write_text_atomic(result.out_dir / "cv_per_image.csv", _csv_text(flat, image_columns))
     write_json_atomic(result.out_dir / "cv.json", {
         "folds": config.folds, "checkpoint": checkpoint, "rows": result.rows, "mean": result.summary,
-        "tta": tta, "postprocess": postprocess, "class_weights": config.postprocess.class_weights,
+        "tta": tta, "tta_scales": config.tta_scales if tta else [1.0], "postprocess": postprocess,
+        "class_weights": config.postprocess.class_weights,
     })
 
 
-def _make_fold_ensemble(out: Path, folds: int, selected: list[int]) -> Path:
+def _make_fold_ensemble(out: Path, base: ExperimentConfig, selected: list[int]) -> Path:
+    """The fold models as one soft-voting run folder that predicts as ``base`` does (TTA, zooms)."""
+    folds = base.folds or len(selected)
     if len(selected) != folds:
         raise CmrsegError("--ensemble needs every fold; drop --only")
     from cmrseg.ensemble import make_ensemble
@@ -188,7 +192,7 @@ def _make_fold_ensemble(out: Path, folds: int, selected: list[int]) -> Path:
     target = out / "ensemble"
     if (target / runs.CONFIG_FILE).is_file():
         return target
-    return make_ensemble([fold_dir(out, k) for k in range(folds)], target)
+    return make_ensemble([fold_dir(out, k) for k in range(folds)], target, tta=base.tta, tta_scales=base.tta_scales)
 
 
 def _cmd_cv(args: argparse.Namespace) -> None:

@@ -26,8 +26,16 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
     return {"run": str(run_dir.resolve()), "model_info": config.model_info.model_dump(mode="json"), "normalization": normalization}
 
 
-def make_ensemble(run_dirs: list[str | Path], out_dir: str | Path, weights: list[float] | None = None, tta: bool = False) -> Path:
-    """Write a run folder whose model is the soft-voting ensemble of ``run_dirs`` (best weights of each)."""
+def make_ensemble(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    weights: list[float] | None = None,
+    tta: bool = False,
+    tta_scales: list[float] | None = None,
+) -> Path:
+    """Write a run folder whose model is the soft-voting ensemble of ``run_dirs`` (best weights of each).
+
+    It predicts with ``tta`` (flips, at the zooms ``tta_scales``, default the first run's) by default."""
     paths = [Path(p) for p in run_dirs]
     if len(paths) < 2:
         raise CmrsegError("an ensemble needs at least 2 run folders")
@@ -40,7 +48,7 @@ def make_ensemble(run_dirs: list[str | Path], out_dir: str | Path, weights: list
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
         val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
-        tta=tta, postprocess=first.postprocess,
+        tta=tta, tta_scales=tta_scales or first.tta_scales, postprocess=first.postprocess,
         model_info=ModelInfo(name="Ensemble", options=stored),
     )
     out_dir = Path(out_dir)

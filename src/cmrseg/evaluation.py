@@ -37,16 +37,18 @@ def score_samples(
     postprocess: bool | None = None,
     device: str = "auto",
     class_weights: list[float] | None = None,
+    tta_scales: list[float] | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Predict labeled ``samples`` with a run and score them; returns the summary (with the TTA and
     clean-up settings used) and the predicted masks, for callers that also show them.
-    ``tta``, ``postprocess`` and ``class_weights`` override the run's own settings when given."""
-    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta)
+    ``tta``, ``tta_scales``, ``postprocess`` and ``class_weights`` override the run's own settings when given."""
+    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta, tta_scales=tta_scales)
     use_post = settings.postprocess if postprocess is None else postprocess
     weights = settings.class_weights if class_weights is None else class_weights
     preds = predict_masks(predictor, [s.image for s in samples], use_post, weights)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"tta": settings.tta, "postprocess": use_post, "class_weights": weights})
+    summary.update({"tta": settings.tta, "tta_scales": list(settings.tta_scales), "postprocess": use_post,
+                    "class_weights": weights})
     return summary, preds
 
 

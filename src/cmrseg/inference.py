@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 from torch import nn
+from torch.nn import functional as F
 
 from cmrseg import runs
 from cmrseg.config import ModelInfo
@@ -23,6 +24,13 @@ from cmrseg.models.pretrained import check_state_dict
 from cmrseg.utils import resolve_device
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def zoom(batch: torch.Tensor, factor: float, padding: str = "zeros") -> torch.Tensor:
+    """``batch`` (N x C x H x W) magnified ``factor`` times about the image centre, bilinearly."""
+    theta = torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]], dtype=batch.dtype, device=batch.device)
+    grid = F.affine_grid(theta.expand(batch.shape[0], 2, 3), list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 class Predictor(Protocol):
@@ -51,7 +59,10 @@ def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[lis
 
 @dataclass
 class ModelPredictor:
-    """One trained network with its normalisation; ``tta`` averages softmax over flips.
+    """One trained network with its normalisation; ``tta`` averages softmax over flips (and ``tta_scales`` zooms).
+
+    With ``tta`` every zoom of ``tta_scales`` is predicted in all four flips; each softmax is flipped and
+    zoomed back (borders extended) before the average. Without ``tta`` the image is predicted once.
 
     The network runs in channels-last memory format, in batches of 8: on 2 CPU threads that predicts
     the default (input_scale 2) U-Net about 1.5x faster than contiguous NCHW batches of 32.
@@ -62,6 +73,7 @@ class ModelPredictor:
     device: torch.device
     tta: bool = False
     batch_size: int = 8
+    tta_scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
@@ -69,13 +81,17 @@ class ModelPredictor:
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         flips = FLIPS if self.tta else FLIPS[:1]
+        scales = self.tta_scales if self.tta else (1.0,)
         total = torch.zeros(0)
-        for dims in flips:
-            flipped = batch.flip(dims) if dims else batch
-            probs = torch.softmax(self.model(flipped), dim=1)
-            probs = probs.flip(dims) if dims else probs
-            total = probs if total.numel() == 0 else total + probs
-        return total / len(flips)
+        for scale in scales:
+            zoomed = batch if scale == 1 else zoom(batch, scale)
+            for dims in flips:
+                flipped = zoomed.flip(dims) if dims else zoomed
+                probs = torch.softmax(self.model(flipped), dim=1)
+                probs = probs.flip(dims) if dims else probs
+                probs = probs if scale == 1 else zoom(probs, 1 / scale, padding="border")
+                total = probs if total.numel() == 0 else total + probs
+        return total / (len(flips) * len(scales))
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         self.model.eval()
@@ -120,15 +136,24 @@ def load_model_from_checkpoint(checkpoint_path: Path, model_info: ModelInfo, dev
 
 @dataclass
 class RunSettings:
-    """How a run folder predicts by default (its config's ``tta`` and ``postprocess``)."""
+    """How a run folder predicts by default (its config's ``tta``, ``tta_scales`` and ``postprocess``)."""
 
     tta: bool
     postprocess: bool
     class_weights: list[float] | None = None
+    tta_scales: tuple[float, ...] = (1.0,)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto", tta: bool | None = None) -> tuple[Predictor, RunSettings]:
-    """Load a trained run (an ensemble run is one too) as a :class:`Predictor` plus its default settings."""
+def load_run(
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    device: str = "auto",
+    tta: bool | None = None,
+    tta_scales: Sequence[float] | None = None,
+) -> tuple[Predictor, RunSettings]:
+    """Load a trained run (an ensemble run is one too) as a :class:`Predictor` plus its default settings.
+
+    ``tta`` and ``tta_scales`` override the run config's test-time augmentation when given."""
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
     torch_device = resolve_device(device)
@@ -139,8 +164,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
         raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
     normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
     use_tta = config.tta if tta is None else tta
-    return ModelPredictor(model, normalization, torch_device, tta=use_tta), RunSettings(
-        use_tta, config.postprocess.largest_component, config.postprocess.class_weights
+    scales = tuple(config.tta_scales if tta_scales is None else tta_scales) if use_tta else (1.0,)
+    return ModelPredictor(model, normalization, torch_device, tta=use_tta, tta_scales=scales), RunSettings(
+        use_tta, config.postprocess.largest_component, config.postprocess.class_weights, scales
     )
 
 

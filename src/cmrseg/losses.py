@@ -16,9 +16,9 @@ LossFn = Callable[[torch.Tensor | list[torch.Tensor], torch.Tensor], torch.Tenso
 class _CrossEntropy(nn.Module):
     """Cross-entropy taking the MONAI-style ``N x 1 x H x W`` target."""
 
-    def __init__(self, weight: torch.Tensor | None = None) -> None:
+    def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.loss = nn.CrossEntropyLoss(weight=weight)
+        self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss(logits, target[:, 0].long())
@@ -29,9 +29,10 @@ def _base_loss(info: CriterionInfo) -> nn.Module:
     common = {"to_onehot_y": True, "include_background": info.include_background, "weight": weight}
     dice = {**common, "batch": info.batch_dice}
     builders: dict[str, Callable[[], nn.Module]] = {
-        "CrossEntropy": lambda: _CrossEntropy(weight),
+        "CrossEntropy": lambda: _CrossEntropy(weight, info.label_smoothing),
         "Dice": lambda: DiceLoss(softmax=True, **dice),
-        "DiceCE": lambda: DiceCELoss(softmax=True, lambda_dice=info.lambda_dice, lambda_ce=info.lambda_ce, **dice),
+        "DiceCE": lambda: DiceCELoss(softmax=True, lambda_dice=info.lambda_dice, lambda_ce=info.lambda_ce,
+                                   label_smoothing=info.label_smoothing, **dice),
         "DiceFocal": lambda: DiceFocalLoss(softmax=True, gamma=info.gamma, lambda_dice=info.lambda_dice, lambda_focal=info.lambda_ce, **dice),
         "Focal": lambda: FocalLoss(gamma=info.gamma, use_softmax=True, **common),
         "Tversky": lambda: TverskyLoss(softmax=True, alpha=info.alpha, beta=info.beta, to_onehot_y=True,

@@ -48,6 +48,14 @@ def _weights_text(weights: list[float] | None) -> str:
     return "" if not weights else f" and class weights {', '.join(f'{w:g}' for w in weights)} (background, RV, Myo, LV)"
 
 
+def _tta_text(summary: dict) -> str:
+    """Which test-time augmentation produced the metrics (empty without TTA)."""
+    if not summary["tta"]:
+        return ""
+    scales = summary.get("tta_scales") or [1.0]
+    return " and flip TTA" + ("" if scales == [1.0] else f" at zooms {', '.join(f'{s:g}' for s in scales)}")
+
+
 def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
@@ -160,7 +168,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     shown = min(max_images, len(ranked))
     sections = [
         ("Metrics", f"<p>Evaluated on {html.escape(source)} with best.pt"
-                    f"{' and flip TTA' if summary['tta'] else ''}{_weights_text(summary.get('class_weights'))}"
+                    f"{_tta_text(summary)}{_weights_text(summary.get('class_weights'))}"
                     f"{' and largest-component clean-up' if summary['postprocess'] else ''}. "
                     "Dice is per image then averaged; HD95 in pixels, averaged where defined.</p>" + metrics),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),

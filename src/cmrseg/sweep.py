@@ -392,7 +392,8 @@ def run_sweep(
     if ensemble and not errors:
         from cmrseg.ensemble import make_ensemble
 
-        result.ensemble_dir = make_ensemble([t.run_dir for t in trials], sweep_dir / "ensemble", tta=base.tta)
+        result.ensemble_dir = make_ensemble([t.run_dir for t in trials], sweep_dir / "ensemble", tta=base.tta,
+                                            tta_scales=base.tta_scales)
     return result
 
 

@@ -1,0 +1,88 @@
+"""Test-time augmentation by zooms: the zoom itself, and that zoomed predictions are mapped back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cmrseg.config import config_from_dict
+from cmrseg.data.dataset import Normalization
+from cmrseg.inference import ModelPredictor, load_run, zoom
+from cmrseg.report import run_report
+from cmrseg.training import train
+
+from conftest import tiny_config_dict
+
+
+def _disk(size: int = 64, radius: float = 10.0) -> torch.Tensor:
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    return torch.from_numpy((np.hypot(yy, xx) <= radius).astype(np.float32))[None, None]
+
+
+def test_zoom_magnifies_about_the_centre_and_zooming_back_restores() -> None:
+    disk = _disk()
+    area = disk.sum().item()
+    assert zoom(disk, 1.2).sum().item() == pytest.approx(area * 1.44, rel=0.05)
+    assert zoom(disk, 0.8).sum().item() == pytest.approx(area * 0.64, rel=0.05)
+    centre = (zoom(disk, 1.2) > 0.5).nonzero().float().mean(0)[2:]
+    np.testing.assert_allclose(centre.numpy(), [31.5, 31.5], atol=0.1)
+    restored = zoom(zoom(disk, 1.2), 1 / 1.2)
+    assert (restored - disk).abs().max().item() < 0.5 and (restored - disk).abs().mean().item() < 0.01
+    torch.testing.assert_close(zoom(disk, 1.0), disk)
+
+
+class _Pixelwise(torch.nn.Module):
+    """Logits from each pixel's value alone: without zoom-back, zoomed predictions would not line up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([-8.0, 2.0, 4.0, 8.0])[:, None, None, None])
+            self.conv.bias.copy_(torch.tensor([4.0, 1.0, -1.0, -4.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_zoom_tta_maps_each_prediction_back_onto_the_image() -> None:
+    image = (_disk(radius=14) * 150 + _disk(radius=7) * 100).numpy()[0, 0].astype(np.uint8)
+    plain = ModelPredictor(_Pixelwise(), Normalization("dataset", 0.0, 255.0), torch.device("cpu"), tta=True)
+    zoomed = ModelPredictor(_Pixelwise(), plain.normalization, plain.device, tta=True, tta_scales=(0.9, 1.0, 1.1))
+    expected, got = plain.predict_proba([image])[0], zoomed.predict_proba([image])[0]
+    np.testing.assert_allclose(got.sum(0), 1.0, atol=1e-5)
+    assert np.abs(got - expected).mean() < 0.02
+    unaligned = torch.softmax(_Pixelwise()(zoom(torch.from_numpy(image / 255.0)[None, None].float(), 1.1)), 1)[0]
+    assert np.abs(unaligned.detach().numpy() - expected).mean() > 3 * np.abs(got - expected).mean()
+    untouched = ModelPredictor(_Pixelwise(), plain.normalization, plain.device, tta=False, tta_scales=(0.9, 1.1))
+    no_tta = ModelPredictor(_Pixelwise(), plain.normalization, plain.device)
+    np.testing.assert_array_equal(untouched.predict_proba([image])[0], no_tta.predict_proba([image])[0])
+
+
+@pytest.fixture(scope="module")
+def zoom_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("zoom") / "run"
+    train(config_from_dict(tiny_config_dict(synth_dir, epochs=1, tta=True, tta_scales=[0.9, 1.0, 1.1])), run, progress=False)
+    return run
+
+
+def test_a_run_predicts_with_its_configured_zooms_unless_overridden(zoom_run: Path, tmp_path: Path) -> None:
+    predictor, settings = load_run(zoom_run)
+    assert settings.tta and settings.tta_scales == (0.9, 1.0, 1.1) == predictor.tta_scales
+    _, overridden = load_run(zoom_run, tta_scales=[1.0])
+    assert overridden.tta_scales == (1.0,)
+    _, without_tta = load_run(zoom_run, tta=False)
+    assert without_tta.tta_scales == (1.0,)
+    html = run_report(zoom_run)
+    assert "flip TTA at zooms 0.9, 1, 1.1" in html
+    plain = tmp_path / "plain"
+    shutil.copytree(zoom_run, plain)
+    config = json.loads((plain / "config.json").read_text())
+    config["tta_scales"] = [1.0]
+    (plain / "config.json").write_text(json.dumps(config))
+    assert "flip TTA at zooms" not in run_report(plain) and "flip TTA" in run_report(plain)
