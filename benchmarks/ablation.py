@@ -26,8 +26,9 @@ OUT = REPO / "runs" / "acc"
 # configs/best.json with what a CV fold needs: one thread (folds run side by side), no periodic checkpoints,
 # and k-fold splitting instead of training on everything. It trains exactly what ``flip_aug`` trains.
 CV_OVERRIDES = {"threads": 1, "checkpoint_every": 1000, "split_mode": "auto"}
-# variants score with the plain argmax unless they say otherwise (best.json weights RV by 2)
-X2 = {**CV_OVERRIDES, "postprocess.class_weights": None}
+# variants score with the plain argmax and flip TTA unless they say otherwise (best.json weights RV by 2 and
+# adds zooms 0.9 and 1.1 to the flips since the fourth session)
+X2 = {**CV_OVERRIDES, "postprocess.class_weights": None, "tta_scales": [1.0]}
 # the first recipe (best.json before input_scale 2), which the older rows of the table measured
 V1 = {**X2, "model_info.input_scale": 1}
 RV2 = [1.0, 2.0, 1.0, 1.0]
@@ -50,7 +51,8 @@ STRONG_AUGMENTATION = [
     {"name": "RandomBrightnessContrast", "brightness_limit": 0.3, "contrast_limit": 0.3, "p": 0.6},
     {"name": "RandomGamma", "gamma_limit": [60, 170], "p": 0.6},
 ]
-SHARED_FOLDS = {"final": "flip_aug", "final+tta": "flip_aug", "final+tta+lcc": "flip_aug", "best": "final_x2"}
+SHARED_FOLDS = {"final": "flip_aug", "final+tta": "flip_aug", "final+tta+lcc": "flip_aug", "best": "final_x2",
+                "best_flip_tta": "final_x2"}
 
 # name: (config file, overrides, None) to train, or ("", {}, {"of": trained variant, **scoring}) to re-score
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
@@ -98,6 +100,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "final_x2+rv2": ("", {}, {"of": "final_x2", "class_weights": RV2}),
     # configs/best.json as it is; it trains what final_x2 trains, so it scores those fold models
     "best": (str(REPO / "configs" / "best.json"), CV_OVERRIDES, None),
+    "best_flip_tta": (str(REPO / "configs" / "best.json"), {**CV_OVERRIDES, "tta_scales": [1.0]}, None),
     "final_dyn16": (str(REPO / "configs" / "best.json"), {**V1, "model_info": {"name": "DynUNet", "features": 16}}, None),
     # third session: normalisation, architecture, depth, augmentation strength and weight averaging on recipe v2,
     # each compared with the recipe's own seeds (final_x2, x2_seed1, x2_seed2) on the same folds
@@ -113,6 +116,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     "x2_depth5": (str(REPO / "configs" / "best.json"), {**X2, "model_info.depths": 5}, None),
     "x2_strong_aug": (str(REPO / "configs" / "best.json"), {**X2, "augmentation": STRONG_AUGMENTATION}, None),
     "x2_swa": (str(REPO / "configs" / "best.json"), {**X2, "swa": {"start_fraction": 0.75, "lr": 0.001}}, None),
+    # fourth session: softer cross-entropy targets, for boundaries the labels themselves place only to a pixel
+    "x2_ls01": (str(REPO / "configs" / "best.json"), {**X2, "criterion_info.label_smoothing": 0.1}, None),
+    "x2_ls01+rv2": ("", {}, {"of": "x2_ls01", "class_weights": RV2}),
 }
 
 

@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only", type=int, nargs="+", help="score only these folds (default: all)")
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--tta-scales", type=float, nargs="+", help="zooms of the TTA (default: each run's tta_scales)")
     parser.add_argument("--lcc", action="store_true")
     parser.add_argument("--class-weights", type=parse_weights, nargs="+", default=[(1.0, 1.0, 1.0, 1.0)],
                         help="score each of these postprocess.class_weights, e.g. 1,1,1,1 1,2,1,1")
@@ -55,7 +56,8 @@ def main() -> None:
         fold_probs = [np.zeros(0)] * len(images)
         for cv_dir in args.cv_dirs:
             config = runs.read_run_config(cv_dir)
-            predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=args.tta)
+            predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=args.tta,
+                                    tta_scales=args.tta_scales)
             member = predictor.predict_proba(images)
             fold_probs = [m if p.size == 0 else p + m for p, m in zip(fold_probs, member, strict=True)]
         seconds += time.perf_counter() - started
@@ -63,7 +65,7 @@ def main() -> None:
         probs += fold_probs
         truths += [s.mask for s in samples]
     members = " + ".join(d.name for d in args.cv_dirs)
-    print(f"{members} (tta={args.tta}, lcc={args.lcc}), {len(ids)} held-out slices, folds {selected}")
+    print(f"{members} (tta={args.tta}, zooms={args.tta_scales or 'per run'}, lcc={args.lcc}), {len(ids)} held-out slices, folds {selected}")
     print(f"prediction: {len(ids) / seconds:.1f} images/s incl. loading ({args.threads} threads)\n")
     print("| class weights | RV | Myo | LV | mean | HD95 mean |\n|---|---|---|---|---|---|")
     for weights in args.class_weights:

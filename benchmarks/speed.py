@@ -1,10 +1,10 @@
 """Issue #5 inference speed: images/s of a model on the CPU with a given thread count.
 
-Times ``ModelPredictor.predict_proba`` (normalisation, forward, softmax; flip TTA when asked) on the
+Times ``ModelPredictor.predict_proba`` (normalisation, forward, softmax; flip TTA, at zooms when asked) on the
 100 training images, best of ``--repeats`` passes after one warm-up pass. With ``--run`` the trained
 run's weights are used, otherwise the default model of ``ExperimentConfig`` (the recommended recipe) with random weights.
 
-    .venv/bin/python benchmarks/speed.py --threads 2 [--run RUN_DIR] [--tta]
+    .venv/bin/python benchmarks/speed.py --threads 2 [--run RUN_DIR] [--tta [--tta-scales 0.9 1.0 1.1]]
 """
 
 from __future__ import annotations
@@ -27,20 +27,22 @@ def main() -> None:
     parser.add_argument("--run", help="trained run folder (default: untrained default model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--tta-scales", type=float, nargs="+", default=[1.0], help="zooms of the TTA, e.g. 0.9 1.0 1.1")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = [s.image for s in load_folder(args.data, require_masks=False)]
     if args.run:
-        predictor, _ = load_run(args.run, device="cpu", tta=args.tta)
+        predictor, _ = load_run(args.run, device="cpu", tta=args.tta, tta_scales=args.tta_scales)
         name = args.run
     else:
         info = ExperimentConfig().model_info
-        predictor = ModelPredictor(build_model(info).eval(), Normalization("per_image"), torch.device("cpu"), tta=args.tta)
+        predictor = ModelPredictor(build_model(info).eval(), Normalization("per_image"), torch.device("cpu"), tta=args.tta,
+                                   tta_scales=tuple(args.tta_scales))
         name = f"default {info.name} depths={info.depths} features={info.features} input_scale={info.input_scale}"
     predictor.predict_proba(images)
     best = min(_timed(predictor, images) for _ in range(args.repeats))
-    print(f"{name}: {len(images) / best:.0f} images/s ({args.threads} threads, tta={args.tta}, {len(images)} images)")
+    print(f"{name}: {len(images) / best:.0f} images/s ({args.threads} threads, tta={args.tta}, zooms {args.tta_scales}, {len(images)} images)")
 
 
 def _timed(predictor: ModelPredictor, images: list) -> float:

@@ -114,7 +114,7 @@ def test_config_defaults_train_what_best_json_trains() -> None:
     defaults = ExperimentConfig(dataset_info=best.dataset_info).model_dump(mode="json")
     defaults["model_info"]["depths"] = defaults["model_info"]["depths"] or UNET_DEFAULT_DEPTH
     recipe = best.model_dump(mode="json")
-    prediction_and_data = ("split_mode", "threads", "tta", "postprocess")
+    prediction_and_data = ("split_mode", "threads", "tta", "tta_scales", "postprocess")
     assert {k: v for k, v in defaults.items() if k not in prediction_and_data} == \
         {k: v for k, v in recipe.items() if k not in prediction_and_data}
     assert recipe["tta"] and recipe["postprocess"]["largest_component"]

@@ -155,8 +155,8 @@ class ExperimentConfig(_Strict):
     Defaults not given by a config are the recipe measured best in issue #5 (see BENCHMARKS.md):
     MONAI U-Net depth 4 / 16 features on the 2x up-sampled image (a config that names its own
     ``model_info`` gets ``input_scale`` 1 unless it asks), Adam 3e-3 + poly, DiceCE, per-image z-score, flips + affine +
-    intensity augmentation, 100 epochs of batch 8. Prediction-time flip TTA, RV weighting and
-    largest-component clean-up stay opt-in (``tta``, ``postprocess``; configs/best.json turns them on):
+    intensity augmentation, 100 epochs of batch 8. Prediction-time flip and zoom TTA, RV weighting and
+    largest-component clean-up stay opt-in (``tta``, ``tta_scales``, ``postprocess``; configs/best.json turns them on):
     they change what an existing run's ``evaluate`` reports, while the training defaults only affect new runs.
     """
 

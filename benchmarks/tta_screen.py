@@ -1,0 +1,105 @@
+"""Issue #5: which test-time augmentations beyond flips help the CV fold models.
+
+Every fold model of each given CV folder predicts its fold's held-out slices under a set of
+geometric transforms (sub-pixel shifts, small rotations, scales; each also flipped), the softmax
+of each is warped back and averaged; then RV-weighted argmax and largest-component clean-up, as
+best.json predicts. One row per TTA set and CV folder, so each set is read across seeds.
+
+    .venv/bin/python benchmarks/tta_screen.py runs/acc/cv_final_x2 runs/acc/cv_x2_seed1 runs/acc/cv_x2_seed2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cmrseg import runs
+from cmrseg.crossval import final_checkpoint, fold_dir
+from cmrseg.data.dataset import prepare_data
+from cmrseg.inference import FLIPS, largest_component, load_run, to_mask
+from cmrseg.metrics import summarize
+from cmrseg.training import clone_config
+
+Warp = tuple[float, float, float, float]  # rotation (degrees), scale, shift x, shift y (pixels)
+
+IDENTITY: Warp = (0.0, 1.0, 0.0, 0.0)
+TTA_SETS: dict[str, list[Warp]] = {
+    "flips": [IDENTITY],
+    "flips+shift0.5": [IDENTITY] + [(0.0, 1.0, dx, dy) for dx, dy in ((0.5, 0), (-0.5, 0), (0, 0.5), (0, -0.5))],
+    "flips+rot10": [IDENTITY, (10.0, 1.0, 0, 0), (-10.0, 1.0, 0, 0)],
+    "flips+scale0.9/1.1": [IDENTITY, (0.0, 0.9, 0, 0), (0.0, 1.1, 0, 0)],
+    "flips+rot10+scale": [IDENTITY, (10.0, 1.0, 0, 0), (-10.0, 1.0, 0, 0), (0.0, 0.9, 0, 0), (0.0, 1.1, 0, 0)],
+    "flips+shift0.5+scale": [IDENTITY] + [(0.0, 1.0, dx, dy) for dx, dy in ((0.5, 0), (-0.5, 0), (0, 0.5), (0, -0.5))]
+    + [(0.0, 0.9, 0, 0), (0.0, 1.1, 0, 0)],
+    "flips+scale0.8-1.2": [IDENTITY] + [(0.0, s, 0, 0) for s in (0.8, 0.9, 1.1, 1.2)],
+}
+
+
+def sampling_matrix(warp: Warp, size: int) -> torch.Tensor:
+    """3x3 matrix taking output to input coordinates (normalised, as ``affine_grid`` wants)."""
+    angle, scale, dx, dy = warp
+    cos, sin = math.cos(math.radians(angle)) / scale, math.sin(math.radians(angle)) / scale
+    return torch.tensor([[cos, -sin, 2 * dx / size], [sin, cos, 2 * dy / size], [0, 0, 1]], dtype=torch.float32)
+
+
+def resample(x: torch.Tensor, matrix: torch.Tensor, padding: str) -> torch.Tensor:
+    grid = F.affine_grid(matrix[:2].expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, batch: torch.Tensor, warps: list[Warp]) -> torch.Tensor:
+    """Mean softmax over every warp and flip, each warped back to the original frame."""
+    total = torch.zeros(0)
+    for warp in warps:
+        matrix = sampling_matrix(warp, batch.shape[-1])
+        warped = batch if warp == IDENTITY else resample(batch, matrix, "zeros")
+        for dims in FLIPS:
+            flipped = warped.flip(dims) if dims else warped
+            probs = torch.softmax(model(flipped), dim=1)
+            probs = probs.flip(dims) if dims else probs
+            if warp != IDENTITY:
+                probs = resample(probs, torch.linalg.inv(matrix), "border")
+            total = probs if total.numel() == 0 else total + probs
+    return total / (len(warps) * len(FLIPS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cv_dirs", nargs="+", type=Path)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--sets", nargs="+", default=list(TTA_SETS), choices=list(TTA_SETS))
+    parser.add_argument("--class-weights", default="1,2,1,1")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    weights = tuple(float(w) for w in args.class_weights.split(","))
+    print("| CV folder | TTA | RV | Myo | LV | mean | HD95 mean |\n|---|---|---|---|---|---|---|")
+    for cv_dir in args.cv_dirs:
+        config = runs.read_run_config(cv_dir)
+        masks: dict[str, list[np.ndarray]] = {name: [] for name in args.sets}
+        ids, truths = [], []
+        for k in range(args.folds):
+            samples = prepare_data(clone_config(config, folds=args.folds, fold=k)).val
+            predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=False)
+            predictor.model.eval()
+            batch = torch.from_numpy(np.stack([predictor.normalization.apply(s.image) for s in samples])[:, None])
+            for name in args.sets:
+                probs = predict(predictor.model, batch, TTA_SETS[name]).numpy()
+                masks[name] += [largest_component(to_mask(p, weights)) for p in probs]
+            ids += [s.id for s in samples]
+            truths += [s.mask for s in samples]
+        for name in args.sets:
+            summary = summarize(ids, masks[name], truths)
+            dice = summary["dice"]
+            print(f"| {cv_dir.name} | {name} | {dice['RV']:.4f} | {dice['Myo']:.4f} | {dice['LV']:.4f} | "
+                  f"{dice['mean']:.4f} | {summary['hd95']['mean']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
