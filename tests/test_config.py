@@ -52,7 +52,7 @@ def test_shipped_configs_are_valid() -> None:
         ({"postprocess": {"class_weights": [1, 2, 1]}}, r"'postprocess.class_weights'.*expected 4 positive numbers"),
         ({"postprocess": {"class_weights": [1, 0, 1, 1]}}, r"'postprocess.class_weights'.*expected 4 positive numbers"),
         ({"model_info": {"name": "UNet", "input_scale": 4}}, "bad value for 'model_info.input_scale'"),
-        ({"tta_scales": [1.0, 3.0]}, r"bad value for 'tta_scales'.*must lie in \[0.5, 2\]"),
+        ({"tta_scales": [1.0, 3.0]}, r"bad value for 'tta_scales'.*zoom factors in \[0.5, 2\]"),
         ({"tta_scales": []}, "bad value for 'tta_scales'"),
         ({"criterion_info": {"name": "Dice", "label_smoothing": 0.1}}, "label_smoothing needs a loss with a cross-entropy term"),
     ],

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.dataset import Normalization
 from cmrseg.inference import ModelPredictor, load_run, zoom
@@ -86,3 +87,18 @@ def test_a_run_predicts_with_its_configured_zooms_unless_overridden(zoom_run: Pa
     config["tta_scales"] = [1.0]
     (plain / "config.json").write_text(json.dumps(config))
     assert "flip TTA at zooms" not in run_report(plain) and "flip TTA" in run_report(plain)
+
+
+def test_cli_takes_zooms_and_names_a_bad_one(zoom_run: Path, synth_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", "--run", str(zoom_run), "--data", str(synth_dir), "--tta-scales", "1.0", "1.2",
+                 "--json", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["tta_scales"] == [1.0, 1.2]
+    capsys.readouterr()
+    out = tmp_path / "pred"
+    assert main(["predict", "--run", str(zoom_run), "--images", str(synth_dir / "image"), "--out", str(out),
+                 "--tta-scales", "3"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "tta_scales must be one or more zoom factors in [0.5, 2], got [3.0]" in error and "\n" not in error
+    assert not out.exists()

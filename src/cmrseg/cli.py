@@ -55,7 +55,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from cmrseg.evaluation import evaluate_run, format_table
 
     summary = evaluate_run(args.run, args.data, args.json, checkpoint=args.checkpoint, tta=args.tta,
-                           postprocess=args.postprocess, device=args.device)
+                           postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
     print(format_table(summary))
     if args.json:
         print(f"wrote {args.json}")
@@ -65,7 +65,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from cmrseg.inference import predict_folder
 
     written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, tta=args.tta,
-                             postprocess=args.postprocess, device=args.device)
+                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
     print(f"wrote {len(written)} masks to {args.out}")
 
 
@@ -91,7 +91,10 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation (default: the run's config)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="flip (and zoom) test-time augmentation (default: the run's config)")
+    parser.add_argument("--tta-scales", type=float, nargs="+", metavar="ZOOM",
+                        help="zooms of the TTA, e.g. 0.9 1.0 1.1 (default: the run's tta_scales)")
     parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
                         help="keep the largest component per structure (default: the run's config)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")

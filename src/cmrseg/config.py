@@ -7,6 +7,7 @@ alone describes a run. Unknown keys are rejected so that a typo never silently f
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,6 +150,13 @@ RECIPE_AUGMENTATION: list[dict[str, Any]] = [
 """Default augmentation (issue #5): the flips match flip TTA; no rot90, since hearts share one orientation."""
 
 
+def check_tta_scales(scales: Sequence[float]) -> list[float]:
+    """The zooms of test-time augmentation, or ValueError: at least one, each in [0.5, 2]."""
+    if not scales or any(not 0.5 <= scale <= 2.0 for scale in scales):
+        raise ValueError(f"tta_scales must be one or more zoom factors in [0.5, 2], got {list(scales)}")
+    return list(scales)
+
+
 class ExperimentConfig(_Strict):
     """A whole training run. The first five keys are the origin study's; the rest are cmrseg's.
 
@@ -213,9 +221,7 @@ class ExperimentConfig(_Strict):
     @field_validator("tta_scales")
     @classmethod
     def _moderate_zooms(cls, scales: list[float]) -> list[float]:
-        if any(not 0.5 <= scale <= 2.0 for scale in scales):
-            raise ValueError(f"tta_scales must lie in [0.5, 2] (zoom factors), got {scales}")
-        return scales
+        return check_tta_scales(scales)
 
     @field_validator("augmentation")
     @classmethod

@@ -60,10 +60,12 @@ def evaluate_run(
     tta: bool | None = None,
     postprocess: bool | None = None,
     device: str = "auto",
+    tta_scales: list[float] | None = None,
 ) -> dict[str, Any]:
     """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split); optionally saved as JSON."""
     samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
-    summary, _ = score_samples(run_dir, samples, checkpoint=checkpoint, tta=tta, postprocess=postprocess, device=device)
+    summary, _ = score_samples(run_dir, samples, checkpoint=checkpoint, tta=tta, postprocess=postprocess, device=device,
+                               tta_scales=tta_scales)
     summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint})
     if json_path:
         write_json_atomic(json_path, summary)

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cmrseg import runs
-from cmrseg.config import ModelInfo
+from cmrseg.config import ModelInfo, check_tta_scales
 from cmrseg.constants import NUM_CLASSES
 from cmrseg.data.dataset import Normalization
 from cmrseg.errors import CmrsegError
@@ -164,7 +164,10 @@ def load_run(
         raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
     normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
     use_tta = config.tta if tta is None else tta
-    scales = tuple(config.tta_scales if tta_scales is None else tta_scales) if use_tta else (1.0,)
+    try:
+        scales = tuple(check_tta_scales(config.tta_scales if tta_scales is None else tta_scales)) if use_tta else (1.0,)
+    except ValueError as error:
+        raise CmrsegError(str(error)) from None
     return ModelPredictor(model, normalization, torch_device, tta=use_tta, tta_scales=scales), RunSettings(
         use_tta, config.postprocess.largest_component, config.postprocess.class_weights, scales
     )
@@ -178,6 +181,7 @@ def predict_folder(
     tta: bool | None = None,
     postprocess: bool | None = None,
     device: str = "auto",
+    tta_scales: Sequence[float] | None = None,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
@@ -190,7 +194,7 @@ def predict_folder(
     from cmrseg.utils import atomic_dir
 
     samples = load_folder(images_dir, require_masks=False)
-    predictor, settings = load_run(run_dir, device=device, tta=tta)
+    predictor, settings = load_run(run_dir, device=device, tta=tta, tta_scales=tta_scales)
     use_post = settings.postprocess if postprocess is None else postprocess
     masks = predict_masks(predictor, [s.image for s in samples], use_post, settings.class_weights)
     out_dir = Path(out_dir)
