@@ -9,7 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from cmrseg.data.dataset import Normalization, SegmentationDataset, holdout_split, kfold_split, pad_collate, patient_group, prepare_data
+from cmrseg.data.dataset import (
+    Normalization,
+    SegmentationDataset,
+    holdout_split,
+    kfold_split,
+    pad_collate,
+    patient_group,
+    prepare_data,
+    share_of_patients,
+)
 from cmrseg.data.reader import Sample, list_images, load_folder, load_image
 from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.data.transforms import build_pipeline
@@ -116,6 +125,22 @@ def test_split_seed_fixes_the_split_while_the_training_seed_varies(synth_dir: Pa
 
     assert val_ids(seed=1, split_seed=0) == val_ids(seed=0) == val_ids(seed=5, split_seed=0)
     assert val_ids(seed=1) != val_ids(seed=0)
+
+
+def test_train_fraction_keeps_nested_whole_patients_and_the_whole_validation_side(synth_dir: Path) -> None:
+    ids = [f"cmr{i}" for i in range(1, 41)]
+    quarter, half = share_of_patients(ids, 0.25, seed=3), share_of_patients(ids, 0.5, seed=3)
+    assert (len(quarter), len(half)) == (10, 20) and set(quarter) < set(half)
+    assert all(patient_group(i) in {patient_group(j) for j in quarter} for i in quarter)
+    assert {patient_group(i) for i in quarter}.isdisjoint({patient_group(i) for i in ids if i not in quarter})
+    assert share_of_patients(ids, 1.0, seed=3) == ids
+
+    def split(**keys: float) -> tuple[list[str], list[str]]:
+        bundle = prepare_data(config_from_dict(tiny_config_dict(synth_dir, folds=3, fold=0, **keys)))
+        return [s.id for s in bundle.train], [s.id for s in bundle.val]
+
+    (all_train, val), (part_train, part_val) = split(), split(train_fraction=0.5)
+    assert part_val == val and set(part_train) < set(all_train) and len(part_train) == len(all_train) // 2
 
 
 def test_split_modes(synth_dir: Path, tmp_path: Path) -> None:

@@ -181,6 +181,10 @@ class ExperimentConfig(_Strict):
     )
     split_mode: Literal["auto", "holdout", "folder", "full"] = "auto"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    train_fraction: float = Field(
+        1.0, gt=0.0, le=1.0,
+        description="train on this share of the training split only (whole patients, nested as it grows): learning curves",
+    )
     group_pairs: bool = Field(True, description="keep cmrN/cmrN+1 ED/ES pairs of one patient on one side")
     folds: int | None = Field(None, ge=2, description="k of k-fold cross-validation (set by `cmrseg cv`)")
     fold: int | None = Field(None, ge=0)

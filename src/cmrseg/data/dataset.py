@@ -88,6 +88,18 @@ def kfold_split(ids: list[str], folds: int, fold: int, seed: int, group_pairs: b
     return [i for i in ids if i not in val], [i for i in ids if i in val]
 
 
+def share_of_patients(ids: list[str], fraction: float, seed: int, group_pairs: bool = True) -> list[str]:
+    """``fraction`` of ``ids`` in whole patient groups (at least one), drawn with ``seed``.
+
+    A smaller fraction keeps a subset of what a larger one keeps, so a learning curve adds data, not noise.
+    """
+    if fraction >= 1.0:
+        return ids
+    groups = _shuffled_groups(ids, seed, group_pairs)
+    kept = {i for group in groups[: max(1, round(fraction * len(groups)))] for i in group}
+    return [i for i in ids if i in kept]
+
+
 @dataclass
 class DataBundle:
     train: list[Sample]
@@ -100,7 +112,14 @@ def _select(samples: list[Sample], ids: list[str]) -> list[Sample]:
 
 
 def prepare_data(config: ExperimentConfig) -> DataBundle:
-    """Load the labeled data named by the config and split it as ``split_mode``/``folds`` say."""
+    """Load the labeled data named by the config and split it as ``split_mode``/``folds`` say, then keep
+    ``train_fraction`` of the training side (the validation side stays whole)."""
+    bundle = _split_data(config)
+    kept = share_of_patients([s.id for s in bundle.train], config.train_fraction, config.data_split_seed, config.group_pairs)
+    return DataBundle(_select(bundle.train, kept), bundle.val)
+
+
+def _split_data(config: ExperimentConfig) -> DataBundle:
     info = config.dataset_info
     if not info.train_data_path:
         raise CmrsegError("config: missing key 'dataset_info.train_data_path'")
