@@ -84,7 +84,7 @@ class CriterionInfo(_Strict):
         return _check_class_weights(weights)
 
     @model_validator(mode="after")
-    def _weights_need_every_class(self) -> CriterionInfo:
+    def _options_fit_the_loss(self) -> CriterionInfo:
         if self.class_weights is not None and (not self.include_background or self.name == "Tversky"):
             raise ValueError("class_weights needs include_background true and a loss other than Tversky")
         if self.label_smoothing > 0 and self.name not in ("CrossEntropy", "DiceCE"):
