@@ -119,6 +119,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
     # fourth session: softer cross-entropy targets, for boundaries the labels themselves place only to a pixel
     "x2_ls01": (str(REPO / "configs" / "best.json"), {**X2, "criterion_info.label_smoothing": 0.1}, None),
     "x2_ls01+rv2": ("", {}, {"of": "x2_ls01", "class_weights": RV2}),
+    "x2_ls01_seed1": (str(REPO / "configs" / "best.json"),
+                      {**X2, "criterion_info.label_smoothing": 0.1, "seed": 1, "split_seed": 0}, None),
+    "x2_ls01_seed1+rv2": ("", {}, {"of": "x2_ls01_seed1", "class_weights": RV2}),
     # learning curve: the recipe on a half / a quarter of each fold's 80 training slices (whole patients, nested),
     # with 2x / 4x the epochs so that every point takes the same 1000 optimiser steps
     "x2_train_half": (str(REPO / "configs" / "best.json"), {**X2, "train_fraction": 0.5, "epochs": 200}, None),
