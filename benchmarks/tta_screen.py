@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from cmrseg import runs
 from cmrseg.crossval import final_checkpoint, fold_dir
-from cmrseg.data.dataset import prepare_data
+from cmrseg.data.dataset import Normalization, prepare_data
 from cmrseg.inference import FLIPS, largest_component, load_run, to_mask
 from cmrseg.metrics import summarize
 from cmrseg.training import clone_config
@@ -53,14 +53,18 @@ def resample(x: torch.Tensor, matrix: torch.Tensor, padding: str) -> torch.Tenso
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, batch: torch.Tensor, warps: list[Warp]) -> torch.Tensor:
-    """Mean softmax over every warp and flip, each warped back to the original frame."""
+def predict(model: torch.nn.Module, normalization: Normalization, raw: torch.Tensor, warps: list[Warp]) -> torch.Tensor:
+    """Mean softmax over every warp and flip, each warped back to the original frame.
+
+    The raw image is warped (black outside) before normalisation, as training augmentation and
+    ``ModelPredictor``'s zoom TTA do."""
     total = torch.zeros(0)
     for warp in warps:
-        matrix = sampling_matrix(warp, batch.shape[-1])
-        warped = batch if warp == IDENTITY else resample(batch, matrix, "zeros")
+        matrix = sampling_matrix(warp, raw.shape[-1])
+        warped = raw if warp == IDENTITY else resample(raw, matrix, "zeros")
+        batch = torch.from_numpy(np.stack([normalization.apply(image) for image in warped[:, 0].numpy()])[:, None])
         for dims in FLIPS:
-            flipped = warped.flip(dims) if dims else warped
+            flipped = batch.flip(dims) if dims else batch
             probs = torch.softmax(model(flipped), dim=1)
             probs = probs.flip(dims) if dims else probs
             if warp != IDENTITY:
@@ -88,9 +92,9 @@ def main() -> None:
             samples = prepare_data(clone_config(config, folds=args.folds, fold=k)).val
             predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=False)
             predictor.model.eval()
-            batch = torch.from_numpy(np.stack([predictor.normalization.apply(s.image) for s in samples])[:, None])
+            raw = torch.from_numpy(np.stack([s.image for s in samples]).astype(np.float32))[:, None]
             for name in args.sets:
-                probs = predict(predictor.model, batch, TTA_SETS[name]).numpy()
+                probs = predict(predictor.model, predictor.normalization, raw, TTA_SETS[name]).numpy()
                 masks[name] += [largest_component(to_mask(p, weights)) for p in probs]
             ids += [s.id for s in samples]
             truths += [s.mask for s in samples]

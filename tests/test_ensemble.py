@@ -71,6 +71,8 @@ def test_ensemble_errors(two_runs: list[Path], tmp_path: Path) -> None:
         make_ensemble(two_runs[:1], tmp_path / "e")
     with pytest.raises(CmrsegError, match="2 weights for 3 runs|3 weights for 2 runs"):
         make_ensemble(two_runs, tmp_path / "e", weights=[1, 2, 3])
+    with pytest.raises(CmrsegError, match=r"tta_scales must be one or more zoom factors in \[0.5, 2\], got \[0.1\]"):
+        make_ensemble(two_runs, tmp_path / "e", tta=True, tta_scales=[0.1])
     with pytest.raises(CmrsegError, match="run folder not found"):
         make_ensemble([two_runs[0], tmp_path / "missing"], tmp_path / "e")
     assert not (tmp_path / "e").exists()

@@ -94,7 +94,7 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="flip (and zoom) test-time augmentation (default: the run's config)")
     parser.add_argument("--tta-scales", type=float, nargs="+", metavar="ZOOM",
-                        help="zooms of the TTA, e.g. 0.9 1.0 1.1 (default: the run's tta_scales)")
+                        help="zooms of the TTA, e.g. 0.9 1.0 1.1; turns TTA on unless --no-tta (default: the run's tta_scales)")
     parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
                         help="keep the largest component per structure (default: the run's config)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")

@@ -10,7 +10,7 @@ import torch
 
 from cmrseg import runs
 from cmrseg.cli import extension
-from cmrseg.config import ExperimentConfig, ModelInfo
+from cmrseg.config import ExperimentConfig, ModelInfo, check_tta_scales
 from cmrseg.data.dataset import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
@@ -41,6 +41,11 @@ def make_ensemble(
         raise CmrsegError("an ensemble needs at least 2 run folders")
     if weights is not None and len(weights) != len(paths):
         raise CmrsegError(f"--weights: got {len(weights)} weights for {len(paths)} runs")
+    if tta_scales is not None:
+        try:
+            check_tta_scales(tta_scales)
+        except ValueError as error:
+            raise CmrsegError(str(error)) from None
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
     model = build_model(ModelInfo(name="Ensemble", options=options))
@@ -61,7 +66,8 @@ def make_ensemble(
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
-    out = make_ensemble(args.runs, args.out, args.weights, tta=args.tta)
+    out = make_ensemble(args.runs, args.out, args.weights, tta=args.tta or args.tta_scales is not None,
+                        tta_scales=args.tta_scales)
     print(f"wrote ensemble of {len(args.runs)} runs to {out}; use it with: cmrseg evaluate --run {out} --data DIR")
 
 
@@ -71,5 +77,7 @@ def _register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("runs", nargs="+", help="two or more run folders")
     parser.add_argument("--out", required=True, help="ensemble run folder to write")
     parser.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
-    parser.add_argument("--tta", action="store_true", help="predict with flip TTA by default")
+    parser.add_argument("--tta", action="store_true", help="predict with flip TTA by default (at the first run's zooms)")
+    parser.add_argument("--tta-scales", type=float, nargs="+", metavar="ZOOM",
+                        help="zooms of that TTA, e.g. 0.9 1.0 1.1 (implies --tta; default: the first run's tta_scales)")
     parser.set_defaults(handler=_cmd_ensemble)
