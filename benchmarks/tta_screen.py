@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from cmrseg import runs
 from cmrseg.crossval import final_checkpoint, fold_dir
-from cmrseg.data.dataset import Normalization, prepare_data
-from cmrseg.inference import FLIPS, largest_component, load_run, to_mask
+from cmrseg.data.dataset import prepare_data
+from cmrseg.inference import ModelPredictor, largest_component, load_run, to_mask
 from cmrseg.metrics import summarize
 from cmrseg.training import clone_config
 
@@ -52,9 +52,8 @@ def resample(x: torch.Tensor, matrix: torch.Tensor, padding: str) -> torch.Tenso
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, normalization: Normalization, raw: torch.Tensor, warps: list[Warp]) -> torch.Tensor:
-    """Mean softmax over every warp and flip, each warped back to the original frame.
+def predict(predictor: ModelPredictor, raw: torch.Tensor, warps: list[Warp]) -> torch.Tensor:
+    """Mean softmax over every warp (each predicted in the four flips), warped back to the original frame.
 
     The raw image is warped (black outside) before normalisation, as training augmentation and
     ``ModelPredictor``'s zoom TTA do."""
@@ -62,15 +61,10 @@ def predict(model: torch.nn.Module, normalization: Normalization, raw: torch.Ten
     for warp in warps:
         matrix = sampling_matrix(warp, raw.shape[-1])
         warped = raw if warp == IDENTITY else resample(raw, matrix, "zeros")
-        batch = torch.from_numpy(np.stack([normalization.apply(image) for image in warped[:, 0].numpy()])[:, None])
-        for dims in FLIPS:
-            flipped = batch.flip(dims) if dims else batch
-            probs = torch.softmax(model(flipped), dim=1)
-            probs = probs.flip(dims) if dims else probs
-            if warp != IDENTITY:
-                probs = resample(probs, torch.linalg.inv(matrix), "border")
-            total = probs if total.numel() == 0 else total + probs
-    return total / (len(warps) * len(FLIPS))
+        probs = predictor.predict_flipped(warped[:, 0].numpy())
+        probs = probs if warp == IDENTITY else resample(probs, torch.linalg.inv(matrix), "border")
+        total = probs if total.numel() == 0 else total + probs
+    return total / len(warps)
 
 
 def main() -> None:
@@ -90,11 +84,11 @@ def main() -> None:
         ids, truths = [], []
         for k in range(args.folds):
             samples = prepare_data(clone_config(config, folds=args.folds, fold=k)).val
-            predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=False)
-            predictor.model.eval()
+            predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=True,
+                                    tta_scales=[1.0])
             raw = torch.from_numpy(np.stack([s.image for s in samples]).astype(np.float32))[:, None]
             for name in args.sets:
-                probs = predict(predictor.model, predictor.normalization, raw, TTA_SETS[name]).numpy()
+                probs = predict(predictor, raw, TTA_SETS[name]).numpy()
                 masks[name] += [largest_component(to_mask(p, weights)) for p in probs]
             ids += [s.id for s in samples]
             truths += [s.mask for s in samples]

@@ -157,6 +157,14 @@ def check_tta_scales(scales: Sequence[float]) -> list[float]:
     return list(scales)
 
 
+def checked_tta_scales(scales: Sequence[float]) -> list[float]:
+    """:func:`check_tta_scales` for zooms given outside a config file (CLI, library): a one-line CmrsegError."""
+    try:
+        return check_tta_scales(scales)
+    except ValueError as error:
+        raise CmrsegError(str(error)) from None
+
+
 class ExperimentConfig(_Strict):
     """A whole training run. The first five keys are the origin study's; the rest are cmrseg's.
 

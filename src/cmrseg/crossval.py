@@ -160,7 +160,7 @@ def cross_validate(
     result = CvResult(out, rows, overall, per_image=per_image)
     _write_tables(result, base, checkpoint, tta, postprocess)
     if ensemble:
-        result.ensemble_dir = _make_fold_ensemble(out, base, selected)
+        result.ensemble_dir = _make_fold_ensemble(out, base, folds, selected)
     return result
 
 
@@ -182,9 +182,8 @@ def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, t
     })
 
 
-def _make_fold_ensemble(out: Path, base: ExperimentConfig, selected: list[int]) -> Path:
+def _make_fold_ensemble(out: Path, base: ExperimentConfig, folds: int, selected: list[int]) -> Path:
     """The fold models as one soft-voting run folder that predicts as ``base`` does (TTA, zooms)."""
-    folds = base.folds or len(selected)
     if len(selected) != folds:
         raise CmrsegError("--ensemble needs every fold; drop --only")
     from cmrseg.ensemble import make_ensemble

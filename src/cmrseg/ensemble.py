@@ -10,7 +10,7 @@ import torch
 
 from cmrseg import runs
 from cmrseg.cli import extension
-from cmrseg.config import ExperimentConfig, ModelInfo, check_tta_scales
+from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
 from cmrseg.data.dataset import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
@@ -42,10 +42,7 @@ def make_ensemble(
     if weights is not None and len(weights) != len(paths):
         raise CmrsegError(f"--weights: got {len(weights)} weights for {len(paths)} runs")
     if tta_scales is not None:
-        try:
-            check_tta_scales(tta_scales)
-        except ValueError as error:
-            raise CmrsegError(str(error)) from None
+        checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
     model = build_model(ModelInfo(name="Ensemble", options=options))

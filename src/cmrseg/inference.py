@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cmrseg import runs
-from cmrseg.config import ModelInfo, check_tta_scales
+from cmrseg.config import ModelInfo, checked_tta_scales
 from cmrseg.constants import NUM_CLASSES
 from cmrseg.data.dataset import Normalization
 from cmrseg.errors import CmrsegError
@@ -81,7 +81,10 @@ class ModelPredictor:
         self.model = self.model.to(memory_format=torch.channels_last)
 
     @torch.no_grad()
-    def _flip_averaged(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict_flipped(self, raw: np.ndarray) -> torch.Tensor:
+        """Softmax (``N x C x H x W``, on the model's device) of ``N x H x W`` raw images, normalised here;
+        with ``tta`` averaged over the four flips. Zooms and other warps of the raw image go around it."""
+        batch = torch.from_numpy(np.stack([self.normalization.apply(image) for image in raw])[:, None]).to(self.device)
         flips = FLIPS if self.tta else FLIPS[:1]
         total = torch.zeros(0)
         for dims in flips:
@@ -91,20 +94,16 @@ class ModelPredictor:
             total = probs if total.numel() == 0 else total + probs
         return total / len(flips)
 
-    def _normalized(self, raw: np.ndarray) -> torch.Tensor:
-        """``N x H x W`` raw images -> normalised ``N x 1 x H x W`` tensor on the model's device."""
-        return torch.from_numpy(np.stack([self.normalization.apply(image) for image in raw])[:, None]).to(self.device)
-
     @torch.no_grad()
     def _predict_batch(self, raw: np.ndarray) -> torch.Tensor:
         scales = self.tta_scales if self.tta else (1.0,)
         total = torch.zeros(0)
         for scale in scales:
             if scale == 1:
-                probs = self._flip_averaged(self._normalized(raw))
+                probs = self.predict_flipped(raw)
             else:
                 zoomed = zoom(torch.from_numpy(raw.astype(np.float32))[:, None], scale)[:, 0].numpy()
-                probs = zoom(self._flip_averaged(self._normalized(zoomed)), 1 / scale, padding="border")
+                probs = zoom(self.predict_flipped(zoomed), 1 / scale, padding="border")
             total = probs if total.numel() == 0 else total + probs
         return total / len(scales)
 
@@ -179,10 +178,7 @@ def load_run(
         raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
     normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
     use_tta = (config.tta or tta_scales is not None) if tta is None else tta
-    try:
-        scales = tuple(check_tta_scales(config.tta_scales if tta_scales is None else tta_scales)) if use_tta else (1.0,)
-    except ValueError as error:
-        raise CmrsegError(str(error)) from None
+    scales = tuple(checked_tta_scales(config.tta_scales if tta_scales is None else tta_scales)) if use_tta else (1.0,)
     return ModelPredictor(model, normalization, torch_device, tta=use_tta, tta_scales=scales), RunSettings(
         use_tta, config.postprocess.largest_component, config.postprocess.class_weights, scales
     )
