@@ -308,6 +308,20 @@ def parse_override_value(raw: str) -> Any:
         return raw
 
 
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``"optimizer_info.lr=1e-3"`` -> ``("optimizer_info.lr", 0.001)``; a missing ``=`` is a one-line error."""
+    if "=" not in item:
+        raise CmrsegError(f"--set '{item}': expected KEY=VALUE")
+    key, raw = item.split("=", 1)
+    return key, parse_override_value(raw)
+
+
+def load_config_with_overrides(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load the config at ``path`` and apply ``KEY=VALUE`` overrides (the command line's ``--set``)."""
+    config = load_config(path)
+    return apply_overrides(config, dict(parse_assignment(item) for item in overrides)) if overrides else config
+
+
 def apply_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
     """Return a copy with dotted keys replaced (``optimizer_info.lr`` -> 1e-3), re-validated."""
     data = config.model_dump()

@@ -13,7 +13,6 @@ the mean of the fold rows.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from cmrseg import runs
-from cmrseg.cli import extension
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.dataset import prepare_data
@@ -193,34 +191,3 @@ def _make_fold_ensemble(out: Path, base: ExperimentConfig, folds: int, selected:
         return target
     return make_ensemble([fold_dir(out, k) for k in range(folds)], target, tta=base.tta, tta_scales=base.tta_scales)
 
-
-def _cmd_cv(args: argparse.Namespace) -> None:
-    from cmrseg.cli import _load_config_with_overrides
-
-    config = _load_config_with_overrides(args.config, args.set)
-    if config is None:
-        raise CmrsegError("cv needs --config CFG")
-    result = cross_validate(config, args.folds, args.out, ensemble=args.ensemble, only=args.only,  # type: ignore[arg-type]
-                            checkpoint=args.checkpoint, tta=args.tta, postprocess=args.postprocess, progress=not args.quiet)
-    print(format_cv_table(result.rows))
-    print(f"wrote {result.out_dir / 'cv.csv'} and cv.json")
-    if result.ensemble_dir is not None:
-        print(f"fold ensemble: {result.ensemble_dir} (its score on these folds is not held-out: every slice trained a member)")
-
-
-@extension
-def _register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("cv", help="k-fold cross-validation by patient: per-fold and mean Dice/HD95")
-    parser.add_argument("--config", required=True, help="JSON config of the recipe")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--out", help="CV folder (default runs/cv-<model>-<time>); rerun with it to resume")
-    parser.add_argument("--ensemble", action="store_true", help="also write OUT/ensemble, the fold models' soft vote")
-    parser.add_argument("--only", type=int, action="append", metavar="K", help="run just fold K (repeatable)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    parser.add_argument("--checkpoint", default="final",
-                        help="weights to score: final (last epoch, default), best (selected on the held-out fold: optimistic)")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="score with flip TTA (default: config)")
-    parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
-                        help="score with largest-component clean-up (default: config)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=_cmd_cv)

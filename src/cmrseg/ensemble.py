@@ -1,15 +1,13 @@
-"""``cmrseg ensemble``: combine trained runs into one run folder that evaluate and predict accept."""
+"""Combine trained runs into one run folder that evaluate and predict accept (``cmrseg ensemble``)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
 
 from cmrseg import runs
-from cmrseg.cli import extension
 from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
 from cmrseg.data.dataset import Normalization
 from cmrseg.errors import CmrsegError
@@ -61,20 +59,3 @@ def make_ensemble(
                     "normalization": IDENTITY.to_dict(), "epoch": 0}, tmp / runs.BEST_CHECKPOINT)
     return out_dir
 
-
-def _cmd_ensemble(args: argparse.Namespace) -> None:
-    out = make_ensemble(args.runs, args.out, args.weights, tta=args.tta or args.tta_scales is not None,
-                        tta_scales=args.tta_scales)
-    print(f"wrote ensemble of {len(args.runs)} runs to {out}; use it with: cmrseg evaluate --run {out} --data DIR")
-
-
-@extension
-def _register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("ensemble", help="soft-voting ensemble of trained runs, written as a run folder")
-    parser.add_argument("runs", nargs="+", help="two or more run folders")
-    parser.add_argument("--out", required=True, help="ensemble run folder to write")
-    parser.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
-    parser.add_argument("--tta", action="store_true", help="predict with flip TTA by default (at the first run's zooms)")
-    parser.add_argument("--tta-scales", type=float, nargs="+", metavar="ZOOM",
-                        help="zooms of that TTA, e.g. 0.9 1.0 1.1 (implies --tta; default: the first run's tta_scales)")
-    parser.set_defaults(handler=_cmd_ensemble)

@@ -6,7 +6,6 @@ A run report evaluates the run on its own validation split (rebuilt from its con
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -17,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cmrseg.cli import extension
 from cmrseg.constants import STRUCTURES
 from cmrseg.errors import CmrsegError
 
@@ -226,20 +224,3 @@ def write_report(target: str | Path, out: str | Path, data_dir: str | Path | Non
     write_text_atomic(out, page)
     return Path(out)
 
-
-def _cmd_report(args: argparse.Namespace) -> None:
-    if args.max_images < 0:
-        raise CmrsegError(f"--max-images must be 0 or more, got {args.max_images}")
-    path = write_report(args.folder, args.out, args.data, args.max_images)
-    print(f"wrote {path}")
-
-
-@extension
-def register(sub: argparse._SubParsersAction) -> None:
-    """``cmrseg report``: add the sub-command to the CLI."""
-    parser = sub.add_parser("report", help="write a self-contained HTML report of a run or a sweep")
-    parser.add_argument("folder", metavar="RUN_DIR|SWEEP_DIR")
-    parser.add_argument("--out", required=True, help="HTML file to write")
-    parser.add_argument("--data", help="labeled folder to evaluate a run on (default: its validation split)")
-    parser.add_argument("--max-images", type=int, default=24, help="overlays for this many worst images (default 24)")
-    parser.set_defaults(handler=_cmd_report)

@@ -15,7 +15,6 @@ tasks on a cluster (``ray_address``); Ray is imported only then, so it stays an 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -24,13 +23,11 @@ import json
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmrseg.cli import extension
 from cmrseg.config import parse_override_value
 from cmrseg.constants import STRUCTURES
 from cmrseg.errors import CmrsegError
@@ -396,38 +393,3 @@ def run_sweep(
                                             tta_scales=base.tta_scales)
     return result
 
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    out = args.out or Path("sweeps") / Path(args.config).stem
-    try:
-        result = run_sweep(args.config, args.set, out, workers=args.workers, ray_address=args.ray_address,
-                           progress=not args.quiet, ensemble=args.ensemble)
-    except SweepInterrupted as err:
-        print(f"cmrseg: {err}", file=sys.stderr)
-        return 130
-    best = max((row for row in result.rows if row.get("dice_mean") not in ("", None)),
-               key=lambda row: float(row["dice_mean"]), default=None)
-    summary = f"; best mean Dice {float(best['dice_mean']):.4f} ({best['choice']})" if best else ""
-    print(f"{result.trained} trained, {result.skipped} skipped, {result.failed} failed{summary}; "
-          f"table and plots in {result.sweep_dir}")
-    if result.ensemble_dir is not None:
-        print(f"ensemble of the {len(result.rows)} runs: {result.ensemble_dir}")
-    elif args.ensemble:
-        print(f"cmrseg: no ensemble written: {result.failed} choice(s) failed", file=sys.stderr)
-    return 1 if result.failed else 0
-
-
-@extension
-def register(sub: argparse._SubParsersAction) -> None:
-    """``cmrseg sweep``: add the sub-command to the CLI."""
-    parser = sub.add_parser("sweep", help="train one run per value of config keys and compare them")
-    parser.add_argument("--config", required=True, help="base JSON config")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2,...",
-                        help="values to try for a dotted config key; several --set make a grid")
-    parser.add_argument("--out", help="sweep folder (default sweeps/<config name>); rerun to resume")
-    parser.add_argument("--workers", type=int, default=1, help="trials trained in parallel local processes")
-    parser.add_argument("--ray-address", help="run trials as Ray tasks on this cluster (auto, ray://host:port, or local)")
-    parser.add_argument("--ensemble", action="store_true",
-                        help="also write SWEEP_DIR/ensemble, the soft-vote of every trained choice (e.g. of seeds)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=_cmd_sweep)

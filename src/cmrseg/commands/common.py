@@ -1,0 +1,40 @@
+"""Argparse helpers shared by several verbs: prediction options and ``--config``/``--set`` loading."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from cmrseg.config import ExperimentConfig, load_config_with_overrides
+
+Subparsers = argparse._SubParsersAction
+
+
+def add_tta_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--tta/--no-tta`` (default None: the run's or config's own setting)."""
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+
+
+def add_postprocess_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--postprocess/--no-postprocess`` (default None: the run's or config's own setting)."""
+    parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every verb that predicts with a run: TTA, its zooms, clean-up and device."""
+    add_tta_option(parser, "flip (and zoom) test-time augmentation (default: the run's config)")
+    parser.add_argument("--tta-scales", type=float, nargs="+", metavar="ZOOM",
+                        help="zooms of the TTA, e.g. 0.9 1.0 1.1; turns TTA on unless --no-tta (default: the run's tta_scales)")
+    add_postprocess_option(parser, "keep the largest component per structure (default: the run's config)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+
+
+def add_set_option(parser: argparse.ArgumentParser, metavar: str = "KEY=VALUE",
+                   help_text: str = "override a config key, e.g. optimizer_info.lr=1e-3") -> None:
+    """Repeatable ``--set`` collected into ``args.set``."""
+    parser.add_argument("--set", action="append", default=[], metavar=metavar, help=help_text)
+
+
+def config_from_args(path: str | None, overrides: Sequence[str]) -> ExperimentConfig | None:
+    """The ``--config`` file with the ``--set`` overrides applied, or None without ``--config``."""
+    return None if path is None else load_config_with_overrides(path, overrides)

@@ -1,0 +1,38 @@
+"""``cmrseg cv``: patient-wise k-fold cross-validation of a recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+from cmrseg.commands.common import Subparsers, add_postprocess_option, add_set_option, add_tta_option
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    """Add ``cv``."""
+    parser = subparsers.add_parser("cv", help="k-fold cross-validation by patient: per-fold and mean Dice/HD95")
+    parser.add_argument("--config", required=True, help="JSON config of the recipe")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--out", help="CV folder (default runs/cv-<model>-<time>); rerun with it to resume")
+    parser.add_argument("--ensemble", action="store_true", help="also write OUT/ensemble, the fold models' soft vote")
+    parser.add_argument("--only", type=int, action="append", metavar="K", help="run just fold K (repeatable)")
+    add_set_option(parser, help_text="override a config key")
+    parser.add_argument("--checkpoint", default="final",
+                        help="weights to score: final (last epoch, default), best (selected on the held-out fold: optimistic)")
+    add_tta_option(parser, "score with flip TTA (default: config)")
+    add_postprocess_option(parser, "score with largest-component clean-up (default: config)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Cross-validate and print the per-fold table."""
+    from cmrseg.config import load_config_with_overrides
+    from cmrseg.crossval import cross_validate, format_cv_table
+
+    config = load_config_with_overrides(args.config, args.set)
+    result = cross_validate(config, args.folds, args.out, ensemble=args.ensemble, only=args.only,
+                            checkpoint=args.checkpoint, tta=args.tta, postprocess=args.postprocess, progress=not args.quiet)
+    print(format_cv_table(result.rows))
+    print(f"wrote {result.out_dir / 'cv.csv'} and cv.json")
+    if result.ensemble_dir is not None:
+        print(f"fold ensemble: {result.ensemble_dir} (its score on these folds is not held-out: every slice trained a member)")

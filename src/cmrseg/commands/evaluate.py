@@ -1,0 +1,29 @@
+"""``cmrseg evaluate``: Dice and HD95 of a run on labeled data."""
+
+from __future__ import annotations
+
+import argparse
+
+from cmrseg.commands.common import Subparsers, add_inference_options
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    """Add ``evaluate``."""
+    parser = subparsers.add_parser("evaluate", help="per-structure Dice and HD95 of a run on labeled data")
+    parser.add_argument("--run", required=True, help="run folder")
+    parser.add_argument("--data", help="labeled folder with image/ and mask/ (default: the run's validation split)")
+    parser.add_argument("--json", help="also write the metrics as JSON here")
+    parser.add_argument("--checkpoint", default="best", help="best, last or a file name in the run folder")
+    add_inference_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Evaluate and print the table."""
+    from cmrseg.evaluation import evaluate_run, format_table
+
+    summary = evaluate_run(args.run, args.data, args.json, checkpoint=args.checkpoint, tta=args.tta,
+                           postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
+    print(format_table(summary))
+    if args.json:
+        print(f"wrote {args.json}")

@@ -1,0 +1,27 @@
+"""``cmrseg predict``: masks (and overlays) for a folder of images."""
+
+from __future__ import annotations
+
+import argparse
+
+from cmrseg.commands.common import Subparsers, add_inference_options
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    """Add ``predict``."""
+    parser = subparsers.add_parser("predict", help="write predicted masks for a folder of images")
+    parser.add_argument("--run", required=True, help="run folder")
+    parser.add_argument("--images", required=True, help="folder of PNG images (or a folder with image/)")
+    parser.add_argument("--out", required=True, help="output folder for <id>_mask.png")
+    parser.add_argument("--overlays", action="store_true", help="also write coloured <id>_overlay.png")
+    add_inference_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Predict the folder and say how many masks were written."""
+    from cmrseg.inference import predict_folder
+
+    written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, tta=args.tta,
+                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
+    print(f"wrote {len(written)} masks to {args.out}")
