@@ -54,8 +54,7 @@ def _slug(variant: str) -> str:
 
 
 def _finished(run_dir: Path) -> bool:
-    done = runs.epochs_done(run_dir)
-    return done > 0 and done >= runs.read_run_config(run_dir).epochs
+    return runs.run_state(run_dir) == "finished"
 
 
 def train_variants(names: list[str], epoch_scale: float, threads: int) -> None:

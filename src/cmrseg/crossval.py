@@ -13,8 +13,6 @@ the mean of the fold rows.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +28,10 @@ from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import score_samples
 from cmrseg.metrics import aggregate
 from cmrseg.training import clone_config, continue_run
-from cmrseg.utils import write_json_atomic, write_text_atomic
+from cmrseg.utils import write_csv_atomic, write_json_atomic
 
 TABLE_COLUMNS = ["fold", "n_images", *[f"dice_{s}" for s in (*STRUCTURES, "mean")],
                  *[f"hd95_{s}" for s in (*STRUCTURES, "mean")], "train_minutes"]
-# Keys that do not change what a fold trains (the fold index, how it is scored); the rest must match on resume.
-_NOT_TRAINING_KEYS = ("folds", "fold", "tta", "tta_scales", "postprocess")
 
 
 @dataclass
@@ -51,26 +47,18 @@ def fold_dir(out_dir: Path, fold: int) -> Path:
     return out_dir / f"fold_{fold}"
 
 
-def _comparable(config: ExperimentConfig) -> dict[str, Any]:
-    data = config.model_dump(mode="json")
-    for key in _NOT_TRAINING_KEYS:
-        data.pop(key, None)
-    return data
-
-
 def _check_same_config(out_dir: Path, config: ExperimentConfig) -> None:
-    """Refuse to mix folds of different recipes in one folder (resume must continue the same CV)."""
+    """Refuse to mix folds of different recipes in one folder (resume must continue the same CV, same epochs)."""
     path = out_dir / runs.CONFIG_FILE
     if path.is_file():
-        saved = runs.read_run_config(out_dir)
-        if _comparable(saved) != _comparable(config):
+        if not runs.same_training(runs.read_run_config(out_dir), config):
             raise CmrsegError(f"{out_dir}: holds a cross-validation of another config; choose another --out")
     write_json_atomic(path, config.model_dump(mode="json"))
 
 
 def final_checkpoint(config: ExperimentConfig) -> str:
     """The last epoch's evaluated (EMA when enabled) weights, which training always saves."""
-    return f"{runs.CHECKPOINT_DIR}/epoch_{config.epochs:04d}.pt"
+    return runs.epoch_checkpoint(config.epochs)
 
 
 def _score_fold(config: ExperimentConfig, run_dir: Path, checkpoint: str, tta: bool, postprocess: bool) -> dict[str, Any]:
@@ -87,14 +75,6 @@ def _row(fold: int | str, summary: dict[str, Any], minutes: float) -> dict[str, 
     row.update({f"hd95_{k}": summary["hd95"][k] for k in (*STRUCTURES, "mean")})
     row["train_minutes"] = minutes
     return row
-
-
-def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def format_cv_table(rows: list[dict[str, Any]]) -> str:
@@ -168,11 +148,11 @@ def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, tta: bool, postprocess: bool) -> None:
-    write_text_atomic(result.out_dir / "cv.csv", _csv_text(result.rows, TABLE_COLUMNS))
+    write_csv_atomic(result.out_dir / "cv.csv", result.rows, TABLE_COLUMNS)
     image_columns = ["fold", "id", *[f"dice_{s}" for s in (*STRUCTURES, "mean")], *[f"hd95_{s}" for s in (*STRUCTURES, "mean")]]
     flat = [{"fold": im["fold"], "id": im["id"], **{f"dice_{k}": v for k, v in im["dice"].items()},
              **{f"hd95_{k}": v for k, v in im["hd95"].items()}} for im in result.per_image]
-    write_text_atomic(result.out_dir / "cv_per_image.csv", _csv_text(flat, image_columns))
+    write_csv_atomic(result.out_dir / "cv_per_image.csv", flat, image_columns)
     write_json_atomic(result.out_dir / "cv.json", {
         "folds": config.folds, "checkpoint": checkpoint, "rows": result.rows, "mean": result.summary,
         "tta": tta, "tta_scales": config.tta_scales if tta else [1.0], "postprocess": postprocess,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import torch
 
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
@@ -20,7 +17,7 @@ IDENTITY = Normalization("dataset", 0.0, 1.0)
 
 def _member_spec(run_dir: Path) -> dict[str, object]:
     config = runs.read_run_config(runs.require_run_dir(run_dir))
-    normalization = json.loads((run_dir / runs.NORMALIZATION_FILE).read_text())
+    normalization = runs.read_normalization(run_dir).to_dict()
     return {"run": str(run_dir.resolve()), "model_info": config.model_info.model_dump(mode="json"), "normalization": normalization}
 
 
@@ -55,7 +52,6 @@ def make_ensemble(
     with atomic_dir(out_dir) as tmp:
         write_json_atomic(tmp / runs.CONFIG_FILE, config.model_dump(mode="json"))
         write_json_atomic(tmp / runs.NORMALIZATION_FILE, IDENTITY.to_dict())
-        torch.save({"model": model.state_dict(), "model_info": config.model_info.model_dump(mode="json"),
-                    "normalization": IDENTITY.to_dict(), "epoch": 0}, tmp / runs.BEST_CHECKPOINT)
+        runs.save_weights(tmp / runs.BEST_CHECKPOINT, model.state_dict(), config.model_info, IDENTITY, epoch=0)
     return out_dir
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from cmrseg import runs
-from cmrseg.config import ModelInfo, checked_tta_scales
+from cmrseg.config import checked_tta_scales
 from cmrseg.constants import NUM_CLASSES
 from cmrseg.data.dataset import Normalization
-from cmrseg.errors import CmrsegError
-from cmrseg.models import build_model
-from cmrseg.models.pretrained import check_state_dict
 from cmrseg.utils import resolve_device
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -135,18 +131,6 @@ def predict_masks(
     return [largest_component(mask) for mask in masks] if postprocess else masks
 
 
-def load_model_from_checkpoint(checkpoint_path: Path, model_info: ModelInfo, device: torch.device) -> nn.Module:
-    """Build ``model_info``'s network and load the checkpoint, rejecting one made for another model."""
-    checkpoint = runs.load_checkpoint(checkpoint_path)
-    saved_name = (checkpoint.get("model_info") or {}).get("name")
-    if saved_name and saved_name != model_info.name:
-        raise CmrsegError(f"{checkpoint_path}: checkpoint is for model '{saved_name}', the run's config says '{model_info.name}'")
-    model = build_model(model_info.model_copy(update={"pretrained": None}))
-    check_state_dict(model, checkpoint["model"], str(checkpoint_path))
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval()
-
-
 @dataclass
 class RunSettings:
     """How a run folder predicts by default (its config's ``tta``, ``tta_scales`` and ``postprocess``)."""
@@ -171,12 +155,8 @@ def load_run(
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
     torch_device = resolve_device(device)
-    checkpoint_path = run_dir / (checkpoint if checkpoint.endswith(".pt") else f"{checkpoint}.pt")
-    model = load_model_from_checkpoint(checkpoint_path, config.model_info, torch_device)
-    normalization_path = run_dir / runs.NORMALIZATION_FILE
-    if not normalization_path.is_file():
-        raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
-    normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
+    model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, checkpoint), config.model_info, torch_device)
+    normalization = runs.read_normalization(run_dir)
     use_tta = (config.tta or tta_scales is not None) if tta is None else tta
     scales = tuple(checked_tta_scales(config.tta_scales if tta_scales is None else tta_scales)) if use_tta else (1.0,)
     return ModelPredictor(model, normalization, torch_device, tta=use_tta, tta_scales=scales), RunSettings(

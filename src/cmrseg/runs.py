@@ -1,4 +1,5 @@
-"""The run folder: what a training writes and what evaluate/predict/ensemble read back.
+"""The run folder: its single owner. Training writes it through these functions; evaluate, predict,
+ensemble, cv, sweep and report read it back through them.
 
     RUN_DIR/config.json          resolved config (all defaults filled in)
     RUN_DIR/normalization.json   intensity normalisation fitted on the training split
@@ -6,18 +7,28 @@
     RUN_DIR/checkpoints/         periodic checkpoints every ``checkpoint_every`` epochs
     RUN_DIR/history.csv          one row per epoch, rewritten as the run goes
     RUN_DIR/loss_curve.png       train/val loss and val Dice curves
+
+A weights checkpoint (``best.pt``, ``checkpoints/epoch_NNNN.pt``) holds ``model`` (the state dict),
+``model_info``, ``normalization`` and ``epoch`` (and ``val_dice`` when written by training); ``last.pt``
+adds what a resume needs (optimiser, schedule, EMA/SWA, history).
 """
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from torch import nn
 
-from cmrseg.config import ExperimentConfig, config_from_dict
+from cmrseg.config import ExperimentConfig, ModelInfo, config_from_dict
+from cmrseg.constants import STRUCTURES
+from cmrseg.data.dataset import Normalization
 from cmrseg.errors import CmrsegError
+from cmrseg.utils import torch_save_atomic, write_csv_atomic
 
 CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
@@ -26,6 +37,18 @@ LAST_CHECKPOINT = "last.pt"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.csv"
 CURVE_FILE = "loss_curve.png"
+
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
+"""Columns of ``history.csv``, one row per finished epoch."""
+
+RESUME_IGNORED_KEYS = frozenset({"threads", "device", "num_workers", "checkpoint_every",
+                                 "tta", "tta_scales", "postprocess", "folds", "fold"})
+"""Config keys that may differ between a saved run and the config that resumes it (train --resume, cv, sweep):
+how it runs (threads, device, data workers, checkpoint period), how it is scored (TTA, zooms,
+post-processing) and the fold index (a cross-validation folder's base config leaves it open). Every
+other key changes what is trained and must match; ``epochs`` too, unless the resume may extend the run."""
+
+RunState = Literal["new", "partial", "finished"]
 
 
 def require_run_dir(run_dir: str | Path) -> Path:
@@ -39,11 +62,56 @@ def require_run_dir(run_dir: str | Path) -> Path:
 
 
 def read_run_config(run_dir: Path) -> ExperimentConfig:
+    """The run's saved ``config.json``, validated."""
     path = run_dir / CONFIG_FILE
     try:
         return config_from_dict(json.loads(path.read_text()), source=str(path))
     except json.JSONDecodeError as err:
         raise CmrsegError(f"{path}: not valid JSON ({err.msg})") from None
+
+
+def read_normalization(run_dir: Path) -> Normalization:
+    """The run's ``normalization.json``; a missing file means an incomplete run folder."""
+    path = run_dir / NORMALIZATION_FILE
+    if not path.is_file():
+        raise CmrsegError(f"{path}: missing; the run folder is incomplete")
+    return Normalization.from_dict(json.loads(path.read_text()))
+
+
+def same_training(saved: ExperimentConfig, config: ExperimentConfig, extend_epochs: bool = False) -> bool:
+    """Whether ``config`` trains what ``saved`` trained, up to :data:`RESUME_IGNORED_KEYS` (and ``epochs``
+    with ``extend_epochs``)."""
+    ignored = RESUME_IGNORED_KEYS | ({"epochs"} if extend_epochs else set())
+
+    def comparable(c: ExperimentConfig) -> dict[str, Any]:
+        return {key: value for key, value in c.model_dump(mode="json").items() if key not in ignored}
+
+    return comparable(saved) == comparable(config)
+
+
+def epoch_checkpoint(epoch: int) -> str:
+    """The periodic checkpoint of ``epoch``, relative to the run folder."""
+    return f"{CHECKPOINT_DIR}/epoch_{epoch:04d}.pt"
+
+
+def checkpoint_path(run_dir: Path, name: str) -> Path:
+    """``best``, ``last`` or a file name inside the run folder as a path (``.pt`` added when missing)."""
+    return run_dir / (name if name.endswith(".pt") else f"{name}.pt")
+
+
+def save_weights(path: Path, model_state: Mapping[str, Any], model_info: ModelInfo, normalization: Normalization,
+                 epoch: int, val_dice: float | None = None) -> None:
+    """Write a weights checkpoint atomically: what evaluate, predict and ensembles load."""
+    payload: dict[str, Any] = {"model": model_state, "epoch": epoch}
+    if val_dice is not None:
+        payload["val_dice"] = val_dice
+    payload.update({"model_info": model_info.model_dump(), "normalization": normalization.to_dict()})
+    torch_save_atomic(payload, path)
+
+
+def save_training_state(run_dir: Path, state: dict[str, Any]) -> None:
+    """Write ``last.pt`` atomically: the weights plus everything a resume restores."""
+    torch_save_atomic(state, run_dir / LAST_CHECKPOINT)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -60,6 +128,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def load_model_from_checkpoint(checkpoint_path: Path, model_info: ModelInfo, device: torch.device) -> nn.Module:
+    """Build ``model_info``'s network and load the checkpoint, rejecting one made for another model."""
+    from cmrseg.models.pretrained import check_state_dict
+    from cmrseg.models.registry import build_model
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    saved_name = (checkpoint.get("model_info") or {}).get("name")
+    if saved_name and saved_name != model_info.name:
+        raise CmrsegError(f"{checkpoint_path}: checkpoint is for model '{saved_name}', the run's config says '{model_info.name}'")
+    model = build_model(model_info.model_copy(update={"pretrained": None}))
+    check_state_dict(model, checkpoint["model"], str(checkpoint_path))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
+
+
 def epochs_done(run_dir: Path) -> int:
     """Epochs a run folder holds: rows of ``history.csv`` beside a ``last.pt`` (0 for a fresh folder).
 
@@ -68,10 +151,24 @@ def epochs_done(run_dir: Path) -> int:
     return len(read_history(run_dir)) if (run_dir / LAST_CHECKPOINT).is_file() else 0
 
 
+def run_state(run_dir: Path, epochs: int | None = None) -> RunState:
+    """``new`` (no finished epoch), ``partial`` (short of ``epochs``) or ``finished``.
+
+    ``epochs`` is the target; by default the run's own config's."""
+    done = epochs_done(run_dir)
+    if done == 0:
+        return "new"
+    target = read_run_config(run_dir).epochs if epochs is None else epochs
+    return "finished" if done >= target else "partial"
+
+
+def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rewrite ``history.csv`` atomically with one row per epoch (:data:`HISTORY_COLUMNS`)."""
+    write_csv_atomic(run_dir / HISTORY_FILE, rows, HISTORY_COLUMNS)
+
+
 def read_history(run_dir: Path) -> list[dict[str, float]]:
     """Rows of ``history.csv`` as floats (empty list when the file is missing)."""
-    import csv
-
     path = run_dir / HISTORY_FILE
     if not path.is_file():
         return []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -37,9 +36,6 @@ TABLE_FILE = "sweep.csv"
 LOSS_PLOT = "loss_curves.png"
 SCORE_PLOT = "best_dice.png"
 RUNS_DIR = "runs"
-
-RUNTIME_KEYS = frozenset({"epochs", "threads", "device", "num_workers", "checkpoint_every"})
-"""Keys that may differ between a saved run and a resumed sweep (``epochs`` extends a finished run)."""
 
 SCORE_COLUMNS = [f"dice_{name}" for name in (*STRUCTURES, "mean")]
 TABLE_COLUMNS = ["choice", "status", "epochs_done", "best_epoch", *SCORE_COLUMNS,
@@ -134,23 +130,18 @@ def expand_grid(base: Any, grid: dict[str, list[Any]], sweep_dir: Path) -> list[
     return trials
 
 
-def _comparable(config_json: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in config_json.items() if key not in RUNTIME_KEYS}
-
-
 def trial_state(trial: Trial) -> str:
     """``new``, ``partial`` (has a ``last.pt`` short of the epochs) or ``finished``.
 
-    A run folder trained from another config is a user mistake (a reused --out), not something to resume.
+    A run folder trained from another config is a user mistake (a reused --out), not something to resume;
+    more ``epochs`` extend a run (see :func:`cmrseg.runs.same_training`).
     """
     from cmrseg import runs
 
-    if not (trial.run_dir / runs.LAST_CHECKPOINT).is_file():
-        return "new"
-    saved = json.loads((trial.run_dir / runs.CONFIG_FILE).read_text())
-    if _comparable(saved) != _comparable(trial.config.model_dump(mode="json")):
+    state = runs.run_state(trial.run_dir, trial.config.epochs)
+    if state != "new" and not runs.same_training(runs.read_run_config(trial.run_dir), trial.config, extend_epochs=True):
         raise CmrsegError(f"{trial.run_dir}: holds a run of another config; choose another --out for this sweep")
-    return "finished" if runs.epochs_done(trial.run_dir) >= trial.config.epochs else "partial"
+    return state
 
 
 def run_trial(config_json: dict[str, Any], run_dir: str, progress: bool = False) -> str:
@@ -249,13 +240,9 @@ def trial_row(trial: Trial, error: str = "") -> dict[str, Any]:
 
 def write_table(rows: list[dict[str, Any]], keys: Sequence[str], path: Path) -> None:
     """``sweep.csv`` with the swept keys as extra columns after ``choice``; written atomically."""
-    from cmrseg.utils import write_text_atomic
+    from cmrseg.utils import write_csv_atomic
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[TABLE_COLUMNS[0], *keys, *TABLE_COLUMNS[1:]], restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_csv_atomic(path, rows, [TABLE_COLUMNS[0], *keys, *TABLE_COLUMNS[1:]])
 
 
 def read_table(path: Path) -> list[dict[str, str]]:

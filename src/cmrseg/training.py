@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,9 +26,7 @@ from cmrseg.metrics import batch_dice
 from cmrseg.models import build_model
 from cmrseg.optim import build_optimizer, build_scheduler
 from cmrseg.plots import plot_history
-from cmrseg.utils import resolve_device, seed_everything, torch_save_atomic, write_json_atomic, write_text_atomic
-
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
+from cmrseg.utils import resolve_device, seed_everything, write_json_atomic
 
 
 class TrainingInterrupted(CmrsegError):
@@ -167,9 +163,8 @@ class Trainer:
             "normalization": self.normalization.to_dict(),
         }
 
-    def _weights(self, epoch: int, dice: float) -> dict[str, Any]:
-        return {"model": self.eval_model.state_dict(), "epoch": epoch, "val_dice": dice,
-                "model_info": self.config.model_info.model_dump(), "normalization": self.normalization.to_dict()}
+    def _save_weights(self, path: Path, epoch: int, dice: float) -> None:
+        runs.save_weights(path, self.eval_model.state_dict(), self.config.model_info, self.normalization, epoch, dice)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a ``last.pt``: weights, optimiser, schedule, EMA/SWA and history."""
@@ -190,21 +185,14 @@ class Trainer:
                **{f"dice_{k}": v for k, v in dice.items()}, "seconds": seconds}
         self.history.append(row)
 
-    def _write_history(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in HISTORY_COLUMNS} for row in self.history)
-        write_text_atomic(self.run_dir / runs.HISTORY_FILE, buffer.getvalue())
-
     def _save(self, epoch: int, dice: float) -> None:
         improved = not self.has_val or dice > self.best_dice
         if improved:
             self.best_dice, self.best_epoch = (dice if self.has_val else float("nan")), epoch
-            torch_save_atomic(self._weights(epoch, dice), self.run_dir / runs.BEST_CHECKPOINT)
-        torch_save_atomic(self._state(epoch), self.run_dir / runs.LAST_CHECKPOINT)
+            self._save_weights(self.run_dir / runs.BEST_CHECKPOINT, epoch, dice)
+        runs.save_training_state(self.run_dir, self._state(epoch))
         if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
-            torch_save_atomic(self._weights(epoch, dice), self.run_dir / runs.CHECKPOINT_DIR / f"epoch_{epoch:04d}.pt")
+            self._save_weights(self.run_dir / runs.epoch_checkpoint(epoch), epoch, dice)
             plot_history(self.history, self.run_dir / runs.CURVE_FILE)
 
     def fit(self) -> TrainResult:
@@ -222,7 +210,7 @@ class Trainer:
                     self.scheduler.step(val_loss if self.has_val else train_loss)
                 self._record(epoch, train_loss, val_loss, dice, time.perf_counter() - started)
                 self._save(epoch, dice["mean"])
-                self._write_history()
+                runs.write_history(self.run_dir, self.history)
                 bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", dice=f"{dice['mean']:.4f}",
                                 best=f"{self.best_dice:.4f}")
         except KeyboardInterrupt:
@@ -257,7 +245,8 @@ def train(
 ) -> TrainResult:
     """Train from ``config`` into ``run_dir``; with ``resume`` continue that folder's ``last.pt``.
 
-    On resume the folder's saved config is used (``config`` may be None); ``epochs`` may extend it.
+    On resume the folder's saved config is used (``config`` may be None; when given it must train the same,
+    see :func:`cmrseg.runs.same_training`); ``epochs`` may extend it.
     """
     if resume:
         if run_dir is None:
@@ -266,7 +255,10 @@ def train(
         last = run_dir / runs.LAST_CHECKPOINT
         if not last.is_file():
             raise CmrsegError(f"{run_dir}: nothing to resume (no {runs.LAST_CHECKPOINT})")
-        config = runs.read_run_config(run_dir)
+        saved = runs.read_run_config(run_dir)
+        if config is not None and not runs.same_training(saved, config, extend_epochs=True):
+            raise CmrsegError(f"{run_dir}: holds a run of another config; resume it without --config or choose another --out")
+        config = saved
     elif config is None:
         raise CmrsegError("train needs --config CFG (or --resume with --out RUN_DIR)")
     if epochs is not None:
@@ -290,10 +282,10 @@ def continue_run(config: ExperimentConfig, run_dir: str | Path, progress: bool =
     the same command again continues where it stopped.
     """
     run_dir = Path(run_dir)
-    done = runs.epochs_done(run_dir)
-    if done == 0:
+    state = runs.run_state(run_dir, config.epochs)
+    if state == "new":
         train(config, run_dir, progress=progress)
-    elif done < config.epochs:
+    elif state == "partial":
         train(None, run_dir, epochs=config.epochs, resume=True, progress=progress)
 
 

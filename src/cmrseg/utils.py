@@ -1,14 +1,16 @@
-"""Small shared helpers: atomic file writes, seeding and device choice."""
+"""Small shared helpers: atomic file writes (text, JSON, CSV, torch), seeding and device choice."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,20 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` through a temporary file."""
     write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """CSV with a header of ``columns``; keys a row lacks are empty cells, keys not in ``columns`` are left out."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv_atomic(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """Write :func:`csv_text` of ``rows`` to ``path`` through a temporary file."""
+    write_text_atomic(path, csv_text(rows, columns))
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
