@@ -19,6 +19,7 @@ from typing import Any
 
 from cmrseg.config import RECIPE_AUGMENTATION, apply_overrides, load_config
 from cmrseg.crossval import cross_validate
+from cmrseg.inference import PredictSettings
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -134,13 +135,13 @@ def run_variant(name: str, folds: list[int]) -> dict[str, Any]:
     _, _, evaluation = VARIANTS[name]
     trained = (evaluation or {}).get("of", name)
     config_name, overrides, _ = VARIANTS[trained]
-    settings = {k: v for k, v in (evaluation or {}).items() if k not in ("of", "class_weights")}
+    settings = PredictSettings(checkpoint="final", **{k: v for k, v in (evaluation or {}).items() if k not in ("of", "class_weights")})
     if evaluation and "class_weights" in evaluation:
         overrides = {**overrides, "postprocess.class_weights": evaluation["class_weights"]}
     config = apply_overrides(load_config(HERE / "configs" / config_name), overrides)
     started = time.perf_counter()
     out_dir = OUT / f"cv_{SHARED_FOLDS.get(name, trained)}"
-    result = cross_validate(config, folds=5, out_dir=out_dir, only=folds, progress=False, **settings)
+    result = cross_validate(config, folds=5, out_dir=out_dir, only=folds, progress=False, settings=settings)
     row = {"variant": name, "folds": folds, **result.rows[-1], "wall_minutes": (time.perf_counter() - started) / 60}
     with (OUT / "ablation.jsonl").open("a") as handle:
         handle.write(json.dumps(row) + "\n")

@@ -23,7 +23,7 @@ import torch
 from cmrseg import runs
 from cmrseg.crossval import final_checkpoint, fold_dir
 from cmrseg.data.dataset import prepare_data
-from cmrseg.inference import largest_component, load_run, to_mask
+from cmrseg.inference import PredictSettings, load_run, to_masks
 from cmrseg.metrics import summarize
 from cmrseg.training import clone_config
 
@@ -56,8 +56,9 @@ def main() -> None:
         fold_probs = [np.zeros(0)] * len(images)
         for cv_dir in args.cv_dirs:
             config = runs.read_run_config(cv_dir)
-            predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=args.tta,
-                                    tta_scales=args.tta_scales)
+            settings = PredictSettings(tta=args.tta, tta_scales=args.tta_scales, device="cpu",
+                                       checkpoint=final_checkpoint(config))
+            predictor, _ = load_run(fold_dir(cv_dir, k), settings)
             member = predictor.predict_proba(images)
             fold_probs = [m if p.size == 0 else p + m for p, m in zip(fold_probs, member, strict=True)]
         seconds += time.perf_counter() - started
@@ -69,8 +70,7 @@ def main() -> None:
     print(f"prediction: {len(ids) / seconds:.1f} images/s incl. loading ({args.threads} threads)\n")
     print("| class weights | RV | Myo | LV | mean | HD95 mean |\n|---|---|---|---|---|---|")
     for weights in args.class_weights:
-        masks = [to_mask(p, weights) for p in probs]
-        masks = [largest_component(m) for m in masks] if args.lcc else masks
+        masks = to_masks(probs, weights, largest=args.lcc)
         summary = summarize(ids, masks, truths)
         dice = summary["dice"]
         print(f"| {','.join(f'{w:g}' for w in weights)} | {dice['RV']:.4f} | {dice['Myo']:.4f} | {dice['LV']:.4f} | "

@@ -21,7 +21,7 @@ from cmrseg import runs
 from cmrseg.crossval import final_checkpoint, fold_dir
 from cmrseg.data.dataset import kfold_split, prepare_data
 from cmrseg.data.reader import Sample, load_folder
-from cmrseg.inference import ModelPredictor, load_run, predict_masks
+from cmrseg.inference import ModelPredictor, PredictSettings, load_run, predict_masks
 from cmrseg.metrics import summarize
 from cmrseg.training import clone_config
 from ensemble_cv import parse_weights
@@ -52,7 +52,8 @@ def main() -> None:
     held_out, areas, fold_rows = [], {}, []
     for k in range(args.folds):
         config = clone_config(base, folds=args.folds, fold=k)
-        predictor, _ = load_run(fold_dir(args.cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=base.tta)
+        predictor, _ = load_run(fold_dir(args.cv_dir, k),
+                                PredictSettings(tta=base.tta, device="cpu", checkpoint=final_checkpoint(config)))
         val = prepare_data(config).val
         train_ids = set(kfold_split([s.id for s in everything], args.folds, k, base.data_split_seed, base.group_pairs)[0])
         val_summary, val_ratio = score(predictor, val, base.postprocess.largest_component, weights)

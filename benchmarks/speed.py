@@ -15,9 +15,9 @@ import time
 import torch
 
 from cmrseg.config import ExperimentConfig
-from cmrseg.data.dataset import Normalization
+from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import load_folder
-from cmrseg.inference import ModelPredictor, load_run
+from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.models import build_model
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     images = [s.image for s in load_folder(args.data, require_masks=False)]
     if args.run:
-        predictor, _ = load_run(args.run, device="cpu", tta=args.tta, tta_scales=args.tta_scales)
+        predictor, _ = load_run(args.run, PredictSettings(tta=args.tta, tta_scales=args.tta_scales, device="cpu"))
         name = args.run
     else:
         info = ExperimentConfig().model_info

@@ -11,23 +11,18 @@ best.json predicts. One row per TTA set and CV folder, so each set is read acros
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cmrseg import runs
 from cmrseg.crossval import final_checkpoint, fold_dir
 from cmrseg.data.dataset import prepare_data
-from cmrseg.inference import ModelPredictor, largest_component, load_run, to_mask
+from cmrseg.inference import IDENTITY, PredictSettings, Warp, load_run, to_masks, warp_average
 from cmrseg.metrics import summarize
 from cmrseg.training import clone_config
 
-Warp = tuple[float, float, float, float]  # rotation (degrees), scale, shift x, shift y (pixels)
-
-IDENTITY: Warp = (0.0, 1.0, 0.0, 0.0)
 TTA_SETS: dict[str, list[Warp]] = {
     "flips": [IDENTITY],
     "flips+shift0.5": [IDENTITY] + [(0.0, 1.0, dx, dy) for dx, dy in ((0.5, 0), (-0.5, 0), (0, 0.5), (0, -0.5))],
@@ -38,33 +33,6 @@ TTA_SETS: dict[str, list[Warp]] = {
     + [(0.0, 0.9, 0, 0), (0.0, 1.1, 0, 0)],
     "flips+scale0.8-1.2": [IDENTITY] + [(0.0, s, 0, 0) for s in (0.8, 0.9, 1.1, 1.2)],
 }
-
-
-def sampling_matrix(warp: Warp, size: int) -> torch.Tensor:
-    """3x3 matrix taking output to input coordinates (normalised, as ``affine_grid`` wants)."""
-    angle, scale, dx, dy = warp
-    cos, sin = math.cos(math.radians(angle)) / scale, math.sin(math.radians(angle)) / scale
-    return torch.tensor([[cos, -sin, 2 * dx / size], [sin, cos, 2 * dy / size], [0, 0, 1]], dtype=torch.float32)
-
-
-def resample(x: torch.Tensor, matrix: torch.Tensor, padding: str) -> torch.Tensor:
-    grid = F.affine_grid(matrix[:2].expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
-
-
-def predict(predictor: ModelPredictor, raw: torch.Tensor, warps: list[Warp]) -> torch.Tensor:
-    """Mean softmax over every warp (each predicted in the four flips), warped back to the original frame.
-
-    The raw image is warped (black outside) before normalisation, as training augmentation and
-    ``ModelPredictor``'s zoom TTA do."""
-    total = torch.zeros(0)
-    for warp in warps:
-        matrix = sampling_matrix(warp, raw.shape[-1])
-        warped = raw if warp == IDENTITY else resample(raw, matrix, "zeros")
-        probs = predictor.predict_flipped(warped[:, 0].numpy())
-        probs = probs if warp == IDENTITY else resample(probs, torch.linalg.inv(matrix), "border")
-        total = probs if total.numel() == 0 else total + probs
-    return total / len(warps)
 
 
 def main() -> None:
@@ -84,12 +52,12 @@ def main() -> None:
         ids, truths = [], []
         for k in range(args.folds):
             samples = prepare_data(clone_config(config, folds=args.folds, fold=k)).val
-            predictor, _ = load_run(fold_dir(cv_dir, k), checkpoint=final_checkpoint(config), device="cpu", tta=True,
-                                    tta_scales=[1.0])
-            raw = torch.from_numpy(np.stack([s.image for s in samples]).astype(np.float32))[:, None]
+            settings = PredictSettings(tta=True, tta_scales=(1.0,), device="cpu", checkpoint=final_checkpoint(config))
+            predictor, _ = load_run(fold_dir(cv_dir, k), settings)
+            raw = np.stack([s.image for s in samples])
             for name in args.sets:
-                probs = predict(predictor, raw, TTA_SETS[name]).numpy()
-                masks[name] += [largest_component(to_mask(p, weights)) for p in probs]
+                probs = warp_average(predictor.predict_flipped, raw, TTA_SETS[name]).cpu().numpy()
+                masks[name] += to_masks(probs, weights, largest=True)
             ids += [s.id for s in samples]
             truths += [s.mask for s in samples]
         for name in args.sets:

@@ -25,7 +25,7 @@ from cmrseg.config import apply_overrides, load_config
 from cmrseg.data.reader import load_folder
 from cmrseg.ensemble import make_ensemble
 from cmrseg.evaluation import evaluate_run
-from cmrseg.inference import images_per_second, load_run
+from cmrseg.inference import PredictSettings, images_per_second, load_run
 from cmrseg.training import continue_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def measure_speed(threads: int) -> None:
     for name in [*_trained(), "Ensemble"]:
         run_dir = RUNS / _slug(name)
         if (run_dir / runs.CONFIG_FILE).is_file():
-            speeds[name] = round(images_per_second(load_run(run_dir, device="cpu")[0], images), 1)
+            speeds[name] = round(images_per_second(load_run(run_dir, PredictSettings(device="cpu"))[0], images), 1)
             print(f"{name}: {speeds[name]} images/s", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "zoo_speed.json").write_text(json.dumps({"threads": threads, "images_per_second": speeds}, indent=2))

@@ -73,12 +73,12 @@ def test_synth_train_evaluate_predict_submit_score(synth_dir: Path, tmp_path: Pa
 
 def test_predictions_match_between_library_and_evaluate(trained_run: Path, synth_dir: Path) -> None:
     from cmrseg.evaluation import evaluate_run
-    from cmrseg.inference import load_run, predict_masks
+    from cmrseg.inference import PredictSettings, load_run, predict_masks
 
     samples = load_folder(synth_dir)[:4]
     predictor, _ = load_run(trained_run)
     masks = predict_masks(predictor, [s.image for s in samples])
-    tta_predictor, settings = load_run(trained_run, tta=True)
+    tta_predictor, settings = load_run(trained_run, PredictSettings(tta=True))
     assert settings.tta and len(predict_masks(tta_predictor, [s.image for s in samples])) == 4
     summary = evaluate_run(trained_run, synth_dir)
     assert summary["n_images"] == 24 and all(m.shape == (64, 64) for m in masks)

@@ -14,7 +14,8 @@ from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.dataset import Normalization
 from cmrseg.data.reader import load_folder
-from cmrseg.inference import ModelPredictor, load_run, zoom
+from cmrseg.errors import CmrsegError
+from cmrseg.inference import ModelPredictor, PredictSettings, load_run, zoom
 from cmrseg.report import run_report
 from cmrseg.training import train
 
@@ -77,11 +78,11 @@ def zoom_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_run_predicts_with_its_configured_zooms_unless_overridden(zoom_run: Path, tmp_path: Path) -> None:
     predictor, settings = load_run(zoom_run)
     assert settings.tta and settings.tta_scales == (0.9, 1.0, 1.1) == predictor.tta_scales
-    _, overridden = load_run(zoom_run, tta_scales=[1.0])
+    _, overridden = load_run(zoom_run, PredictSettings(tta_scales=(1.0,)))
     assert overridden.tta_scales == (1.0,)
-    _, without_tta = load_run(zoom_run, tta=False)
+    _, without_tta = load_run(zoom_run, PredictSettings(tta=False))
     assert without_tta.tta_scales == (1.0,)
-    _, implied = load_run(zoom_run, tta=None, tta_scales=[0.9, 1.0])
+    _, implied = load_run(zoom_run, PredictSettings(tta=None, tta_scales=(0.9, 1.0)))
     assert implied.tta and implied.tta_scales == (0.9, 1.0)
     html = run_report(zoom_run)
     assert "flip TTA at zooms 0.9, 1, 1.1" in html
@@ -118,7 +119,41 @@ def test_a_single_model_and_its_ensemble_folder_zoom_alike(zoom_run: Path, synth
     shutil.copytree(zoom_run, twin)
     ensemble = make_ensemble([zoom_run, twin], tmp_path / "ens", tta=True)
     images = [s.image for s in load_folder(synth_dir)[:3]]
-    single, _ = load_run(zoom_run, device="cpu")
-    pair, settings = load_run(ensemble, device="cpu")
+    single, _ = load_run(zoom_run, PredictSettings(device="cpu"))
+    pair, settings = load_run(ensemble, PredictSettings(device="cpu"))
     assert settings.tta_scales == (0.9, 1.0, 1.1)
     np.testing.assert_allclose(np.stack(pair.predict_proba(images)), np.stack(single.predict_proba(images)), atol=1e-5)
+
+
+def test_predict_settings_take_the_run_config_where_left_open() -> None:
+    from cmrseg.config import ExperimentConfig, PostprocessInfo
+
+    config = ExperimentConfig(tta=True, tta_scales=[0.9, 1.0], postprocess=PostprocessInfo(largest_component=True,
+                                                                                             class_weights=[1, 2, 1, 1]))
+    resolved = PredictSettings().resolve(config)
+    assert (resolved.tta, resolved.tta_scales, resolved.postprocess, resolved.class_weights) == (True, (0.9, 1.0), True, [1, 2, 1, 1])
+    assert PredictSettings(tta=False).resolve(config).tta_scales == (1.0,)
+    assert PredictSettings(tta_scales=[1.1]).resolve(ExperimentConfig()).tta is True
+    assert PredictSettings(postprocess=False, class_weights=[1, 1, 1, 1]).resolve(config).postprocess is False
+    assert PredictSettings(device="cpu", checkpoint="last").resolve(config).checkpoint == "last"
+    with pytest.raises(CmrsegError, match="tta_scales"):
+        PredictSettings(tta_scales=(3.0,)).resolve(config)
+
+
+def test_warp_average_undoes_each_warp_and_matches_zoom() -> None:
+    from cmrseg.inference.tta import IDENTITY, sampling_matrix, warp_average, zoom_warp
+
+    raw = np.zeros((2, 32, 32), np.uint8)
+    raw[:, 8:24, 10:20] = 200
+
+    def identity(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(images, np.float32))[:, None]
+
+    for warp in ((10.0, 1.0, 0.0, 0.0), (0.0, 1.0, 0.5, -0.5), (-10.0, 0.9, 0.5, 0.0)):
+        matrix = sampling_matrix(warp, 32)
+        torch.testing.assert_close(sampling_matrix(warp, 32, inverse=True), torch.linalg.inv(matrix), atol=1e-6, rtol=0)
+    back = warp_average(identity, raw, [IDENTITY, zoom_warp(1.1)])
+    assert back.shape == (2, 1, 32, 32)
+    assert float((back[:, 0] - torch.from_numpy(raw.astype(np.float32))).abs()[:, 12:20, 12:18].max()) < 1.0
+    zoomed = warp_average(identity, raw, [zoom_warp(1.1)])
+    torch.testing.assert_close(zoomed, zoom(zoom(identity(raw), 1.1), 1 / 1.1, padding="border"))

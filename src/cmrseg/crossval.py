@@ -14,7 +14,7 @@ the mean of the fold rows.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,13 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.dataset import prepare_data
 from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import score_samples
+from cmrseg.inference import PredictSettings
 from cmrseg.metrics import aggregate
 from cmrseg.training import clone_config, continue_run
 from cmrseg.utils import write_csv_atomic, write_json_atomic
 
+CV_SETTINGS = PredictSettings(checkpoint="final")
+"""How folds are scored by default: the config's TTA and clean-up, with the last epoch's weights."""
 TABLE_COLUMNS = ["fold", "n_images", *[f"dice_{s}" for s in (*STRUCTURES, "mean")],
                  *[f"hd95_{s}" for s in (*STRUCTURES, "mean")], "train_minutes"]
 
@@ -61,11 +64,10 @@ def final_checkpoint(config: ExperimentConfig) -> str:
     return runs.epoch_checkpoint(config.epochs)
 
 
-def _score_fold(config: ExperimentConfig, run_dir: Path, checkpoint: str, tta: bool, postprocess: bool) -> dict[str, Any]:
-    """Dice/HD95 of the fold's weights on its held-out slices."""
-    summary, _ = score_samples(run_dir, prepare_data(config).val, checkpoint=checkpoint, tta=tta, postprocess=postprocess,
-                               device=config.device, class_weights=config.postprocess.class_weights,
-                               tta_scales=config.tta_scales)
+def _score_fold(config: ExperimentConfig, run_dir: Path, settings: PredictSettings) -> dict[str, Any]:
+    """Dice/HD95 of the fold's weights on its held-out slices (``settings.checkpoint`` ``final``: its last epoch's)."""
+    checkpoint = final_checkpoint(config) if settings.checkpoint == "final" else settings.checkpoint
+    summary, _ = score_samples(run_dir, prepare_data(config).val, replace(settings, checkpoint=checkpoint))
     return summary
 
 
@@ -94,17 +96,16 @@ def cross_validate(
     out_dir: str | Path | None = None,
     ensemble: bool = False,
     only: list[int] | None = None,
-    checkpoint: str = "final",
-    tta: bool | None = None,
-    postprocess: bool | None = None,
+    settings: PredictSettings = CV_SETTINGS,
     progress: bool = True,
 ) -> CvResult:
     """Train and score ``folds`` folds (or just ``only``) into ``out_dir``; finished folds are not retrained.
 
-    Folds are scored with their ``final`` epoch's weights: picking ``best`` selects the epoch on the
-    held-out slices themselves, which flatters the estimate. ``tta``/``postprocess`` override how the
-    fold models predict (default: the config's; its ``tta_scales`` and ``postprocess.class_weights`` always apply). With
-    ``ensemble`` the fold models are combined into ``out_dir/ensemble`` (needs every fold).
+    ``settings`` say how the fold models predict; their None fields take ``config``'s values (not the
+    fold folders'), and device ``auto`` takes ``config.device``. By default (:data:`CV_SETTINGS`) folds
+    are scored with their ``final`` epoch's weights: checkpoint ``best`` selects the epoch on the
+    held-out slices themselves, which flatters the estimate. With ``ensemble`` the fold models are
+    combined into ``out_dir/ensemble`` (needs every fold).
     """
     if folds < 2:
         raise CmrsegError(f"--folds must be at least 2, got {folds}")
@@ -116,8 +117,7 @@ def cross_validate(
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out, base)
 
-    tta = base.tta if tta is None else tta
-    postprocess = base.postprocess.largest_component if postprocess is None else postprocess
+    resolved = replace(settings, device=config.device if settings.device == "auto" else settings.device).resolve(base)
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
@@ -126,8 +126,7 @@ def cross_validate(
         fold_config = clone_config(base, fold=k)
         run_dir = fold_dir(out, k)
         continue_run(fold_config, run_dir, progress)
-        chosen = final_checkpoint(fold_config) if checkpoint == "final" else checkpoint
-        summary = _score_fold(fold_config, run_dir, chosen, tta, postprocess)
+        summary = _score_fold(fold_config, run_dir, resolved)
         minutes = sum(row["seconds"] for row in runs.read_history(run_dir)) / 60.0
         rows.append(_row(k, summary, minutes))
         per_image.extend({"fold": k, **image} for image in summary["per_image"])
@@ -136,7 +135,7 @@ def cross_validate(
     overall = _pooled(summaries)
     rows.append(_row("mean", overall, float(np.mean(minutes_per_fold))))
     result = CvResult(out, rows, overall, per_image=per_image)
-    _write_tables(result, base, checkpoint, tta, postprocess)
+    _write_tables(result, base, resolved)
     if ensemble:
         result.ensemble_dir = _make_fold_ensemble(out, base, folds, selected)
     return result
@@ -147,16 +146,16 @@ def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return aggregate([image for summary in summaries for image in summary["per_image"]])
 
 
-def _write_tables(result: CvResult, config: ExperimentConfig, checkpoint: str, tta: bool, postprocess: bool) -> None:
+def _write_tables(result: CvResult, config: ExperimentConfig, settings: PredictSettings) -> None:
     write_csv_atomic(result.out_dir / "cv.csv", result.rows, TABLE_COLUMNS)
     image_columns = ["fold", "id", *[f"dice_{s}" for s in (*STRUCTURES, "mean")], *[f"hd95_{s}" for s in (*STRUCTURES, "mean")]]
     flat = [{"fold": im["fold"], "id": im["id"], **{f"dice_{k}": v for k, v in im["dice"].items()},
              **{f"hd95_{k}": v for k, v in im["hd95"].items()}} for im in result.per_image]
     write_csv_atomic(result.out_dir / "cv_per_image.csv", flat, image_columns)
     write_json_atomic(result.out_dir / "cv.json", {
-        "folds": config.folds, "checkpoint": checkpoint, "rows": result.rows, "mean": result.summary,
-        "tta": tta, "tta_scales": config.tta_scales if tta else [1.0], "postprocess": postprocess,
-        "class_weights": config.postprocess.class_weights,
+        "folds": config.folds, "checkpoint": settings.checkpoint, "rows": result.rows, "mean": result.summary,
+        "tta": settings.tta, "tta_scales": list(settings.tta_scales or (1.0,)), "postprocess": settings.postprocess,
+        "class_weights": settings.class_weights,
     })
 
 

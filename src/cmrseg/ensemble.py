@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
-from cmrseg.data.dataset import Normalization
+from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
 from cmrseg.utils import atomic_dir, write_json_atomic

@@ -11,7 +11,7 @@ import numpy as np
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.reader import Sample, load_folder, load_mask_folder
 from cmrseg.errors import CmrsegError
-from cmrseg.inference import load_run, predict_masks
+from cmrseg.inference import PredictSettings, load_run, predict_masks
 from cmrseg.metrics import summarize
 from cmrseg.submission import read_submission
 from cmrseg.utils import write_json_atomic
@@ -32,23 +32,16 @@ def validation_samples(run_dir: str | Path) -> list[Sample]:
 def score_samples(
     run_dir: str | Path,
     samples: list[Sample],
-    checkpoint: str = "best",
-    tta: bool | None = None,
-    postprocess: bool | None = None,
-    device: str = "auto",
-    class_weights: list[float] | None = None,
-    tta_scales: list[float] | None = None,
+    settings: PredictSettings | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Predict labeled ``samples`` with a run and score them; returns the summary (with the TTA and
     clean-up settings used) and the predicted masks, for callers that also show them.
-    ``tta``, ``tta_scales``, ``postprocess`` and ``class_weights`` override the run's own settings when given."""
-    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta, tta_scales=tta_scales)
-    use_post = settings.postprocess if postprocess is None else postprocess
-    weights = settings.class_weights if class_weights is None else class_weights
-    preds = predict_masks(predictor, [s.image for s in samples], use_post, weights)
+    ``settings`` (default: the run's own) say how to predict; their None fields take the run's values."""
+    predictor, resolved = load_run(run_dir, settings)
+    preds = predict_masks(predictor, [s.image for s in samples], bool(resolved.postprocess), resolved.class_weights)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"tta": settings.tta, "tta_scales": list(settings.tta_scales), "postprocess": use_post,
-                    "class_weights": weights})
+    summary.update({"tta": resolved.tta, "tta_scales": list(resolved.tta_scales or (1.0,)),
+                    "postprocess": resolved.postprocess, "class_weights": resolved.class_weights})
     return summary, preds
 
 
@@ -56,17 +49,15 @@ def evaluate_run(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
     json_path: str | Path | None = None,
-    checkpoint: str = "best",
-    tta: bool | None = None,
-    postprocess: bool | None = None,
-    device: str = "auto",
-    tta_scales: list[float] | None = None,
+    settings: PredictSettings | None = None,
 ) -> dict[str, Any]:
-    """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split); optionally saved as JSON."""
+    """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split), predicted
+    with ``settings`` (default: the run's own); optionally saved as JSON."""
+    settings = settings or PredictSettings()
     samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
-    summary, _ = score_samples(run_dir, samples, checkpoint=checkpoint, tta=tta, postprocess=postprocess, device=device,
-                               tta_scales=tta_scales)
-    summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint})
+    summary, _ = score_samples(run_dir, samples, settings)
+    summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split",
+                    "checkpoint": settings.checkpoint})
     if json_path:
         write_json_atomic(json_path, summary)
     return summary

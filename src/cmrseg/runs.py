@@ -26,7 +26,7 @@ from torch import nn
 
 from cmrseg.config import ExperimentConfig, ModelInfo, config_from_dict
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.dataset import Normalization
+from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.utils import torch_save_atomic, write_csv_atomic
 

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.dataset import Normalization, SegmentationDataset, pad_collate, prepare_data
+from cmrseg.data.dataset import SegmentationDataset, pad_collate, prepare_data
+from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.losses import build_loss
 from cmrseg.metrics import batch_dice

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import fields
 
 from cmrseg.config import ExperimentConfig, load_config_with_overrides
+from cmrseg.inference.settings import PredictSettings
 
 Subparsers = argparse._SubParsersAction
 
@@ -27,6 +29,11 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
                         help="zooms of the TTA, e.g. 0.9 1.0 1.1; turns TTA on unless --no-tta (default: the run's tta_scales)")
     add_postprocess_option(parser, "keep the largest component per structure (default: the run's config)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+
+
+def predict_settings(args: argparse.Namespace) -> PredictSettings:
+    """The :class:`PredictSettings` of the options a verb parsed (those it lacks keep their defaults)."""
+    return PredictSettings(**{f.name: getattr(args, f.name) for f in fields(PredictSettings) if hasattr(args, f.name)})
 
 
 def add_set_option(parser: argparse.ArgumentParser, metavar: str = "KEY=VALUE",

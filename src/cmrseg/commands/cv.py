@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_postprocess_option, add_set_option, add_tta_option
+from cmrseg.commands.common import Subparsers, add_postprocess_option, add_set_option, add_tta_option, predict_settings
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
 
     config = load_config_with_overrides(args.config, args.set)
     result = cross_validate(config, args.folds, args.out, ensemble=args.ensemble, only=args.only,
-                            checkpoint=args.checkpoint, tta=args.tta, postprocess=args.postprocess, progress=not args.quiet)
+                            settings=predict_settings(args), progress=not args.quiet)
     print(format_cv_table(result.rows))
     print(f"wrote {result.out_dir / 'cv.csv'} and cv.json")
     if result.ensemble_dir is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_inference_options
+from cmrseg.commands.common import Subparsers, add_inference_options, predict_settings
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -22,8 +22,7 @@ def run(args: argparse.Namespace) -> None:
     """Evaluate and print the table."""
     from cmrseg.evaluation import evaluate_run, format_table
 
-    summary = evaluate_run(args.run, args.data, args.json, checkpoint=args.checkpoint, tta=args.tta,
-                           postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
+    summary = evaluate_run(args.run, args.data, args.json, predict_settings(args))
     print(format_table(summary))
     if args.json:
         print(f"wrote {args.json}")

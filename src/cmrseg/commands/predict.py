@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_inference_options
+from cmrseg.commands.common import Subparsers, add_inference_options, predict_settings
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -22,6 +22,5 @@ def run(args: argparse.Namespace) -> None:
     """Predict the folder and say how many masks were written."""
     from cmrseg.inference import predict_folder
 
-    written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, tta=args.tta,
-                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
+    written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, settings=predict_settings(args))
     print(f"wrote {len(written)} masks to {args.out}")

@@ -1,4 +1,4 @@
-"""Splits, intensity normalisation and the torch Dataset that feeds training."""
+"""Splits and the torch Dataset that feeds training (``Normalization`` lives in :mod:`cmrseg.data.normalization`)."""
 
 from __future__ import annotations
 
@@ -12,42 +12,10 @@ import torch
 from torch.utils.data import Dataset
 
 from cmrseg.config import ExperimentConfig
+from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import Sample, load_folder
 from cmrseg.data.transforms import build_pipeline
 from cmrseg.errors import CmrsegError
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Intensity normalisation stored with every run.
-
-    ``dataset``: ``(x/255 - mean) / std`` with mean/std of the training split (fitted, not hard-coded).
-    ``per_image``: each image z-scored by its own mean/std (robust to scanner intensity scale).
-    """
-
-    mode: str = "dataset"
-    mean: float = 0.0
-    std: float = 1.0
-
-    @classmethod
-    def fit(cls, images: list[np.ndarray], mode: str = "dataset") -> Normalization:
-        if mode == "per_image":
-            return cls(mode)
-        pixels = np.concatenate([image.reshape(-1) for image in images]).astype(np.float64) / 255.0
-        return cls(mode, float(pixels.mean()), float(pixels.std() or 1.0))
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        scaled = image.astype(np.float32) / 255.0
-        if self.mode == "per_image":
-            return (scaled - scaled.mean()) / max(float(scaled.std()), 1e-6)
-        return (scaled - self.mean) / self.std
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "mean": self.mean, "std": self.std}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Normalization:
-        return cls(str(data["mode"]), float(data["mean"]), float(data["std"]))
 
 
 def patient_group(sample_id: str) -> str:

@@ -16,26 +16,10 @@ from torch import nn
 
 from cmrseg import runs
 from cmrseg.config import ModelInfo
+from cmrseg.data.normalization import MemberNormalization, Normalization
 from cmrseg.models.registry import build_model, register_model
 
 EPSILON = 1e-8
-
-
-class MemberNormalization(nn.Module):
-    """A member's normalisation applied to [0, 1] input: fitted mean/std, or per-image z-score."""
-
-    def __init__(self, mode: str, mean: float, std: float) -> None:
-        super().__init__()
-        self.per_image = mode == "per_image"
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.per_image:
-            mean = x.mean(dim=(-3, -2, -1), keepdim=True)
-            std = x.std(dim=(-3, -2, -1), keepdim=True, unbiased=False).clamp_min(1e-6)
-            return (x - mean) / std
-        return (x - self.mean) / self.std
 
 
 class EnsembleNet(nn.Module):
@@ -63,13 +47,13 @@ def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalizat
     """Build one member from ``{"model_info", "normalization"}``, or from ``{"run": dir}`` with its weights."""
     if "model_info" in spec:
         member = build_model(ModelInfo.model_validate({**spec["model_info"], "pretrained": None}))
-        norm = spec["normalization"]
+        norm = Normalization.from_dict(spec["normalization"])
     else:
         run_dir = runs.require_run_dir(spec["run"])
         config = runs.read_run_config(run_dir)
         member = runs.load_model_from_checkpoint(run_dir / runs.BEST_CHECKPOINT, config.model_info, torch.device("cpu"))
-        norm = runs.read_normalization(run_dir).to_dict()
-    return member, MemberNormalization(norm["mode"], norm["mean"], norm["std"])
+        norm = runs.read_normalization(run_dir)
+    return member, MemberNormalization.from_normalization(norm)
 
 
 @register_model("Ensemble", size_divisor=1, description="soft-voting ensemble of trained runs (options.members)", standalone=False)

@@ -1,0 +1,140 @@
+"""Prediction from a run folder: softmax probabilities with optional TTA, masks, and a folder of PNGs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from cmrseg import runs
+from cmrseg.data.normalization import Normalization
+from cmrseg.inference.postprocess import to_masks
+from cmrseg.inference.settings import PredictSettings
+from cmrseg.inference.tta import FLIPS, flip_average, warp_average, zoom_warp
+from cmrseg.utils import resolve_device
+
+
+class Predictor(Protocol):
+    """Anything that turns grayscale uint8 images into per-class probabilities (C x H x W each)."""
+
+    def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(index)
+    return [group[i : i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
+
+
+@dataclass
+class ModelPredictor:
+    """One trained network with its normalisation; ``tta`` averages softmax over flips (and ``tta_scales`` zooms).
+
+    With ``tta`` every zoom of ``tta_scales`` is predicted in all four flips; each softmax is flipped and
+    zoomed back (borders extended) before the average (see :mod:`cmrseg.inference.tta`). Without ``tta``
+    the image is predicted once.
+
+    The network runs in channels-last memory format, in batches of 8: on 2 CPU threads that predicts
+    the default (input_scale 2) U-Net about 1.5x faster than contiguous NCHW batches of 32.
+    """
+
+    model: nn.Module
+    normalization: Normalization
+    device: torch.device
+    tta: bool = False
+    batch_size: int = 8
+    tta_scales: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def predict_flipped(self, raw: np.ndarray) -> torch.Tensor:
+        """Softmax (``N x C x H x W``, on the model's device) of ``N x H x W`` raw images, normalised here;
+        with ``tta`` averaged over the four flips. Zooms and other warps of the raw image go around it."""
+        batch = torch.from_numpy(np.stack([self.normalization.apply(image) for image in raw])[:, None]).to(self.device)
+        return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1])
+
+    @torch.no_grad()
+    def _predict_batch(self, raw: np.ndarray) -> torch.Tensor:
+        scales = self.tta_scales if self.tta else (1.0,)
+        return warp_average(self.predict_flipped, raw, [zoom_warp(scale) for scale in scales])
+
+    def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.model.eval()
+        results: list[np.ndarray] = [np.empty(0)] * len(images)
+        for indices in _batches_by_shape(images, self.batch_size):
+            probs = self._predict_batch(np.stack([images[i] for i in indices])).cpu().numpy()
+            for slot, index in enumerate(indices):
+                results[index] = probs[slot]
+        return results
+
+
+def predict_masks(
+    predictor: Predictor,
+    images: Sequence[np.ndarray],
+    postprocess: bool = False,
+    class_weights: Sequence[float] | None = None,
+) -> list[np.ndarray]:
+    """Class masks (weighted argmax), optionally cleaned to the largest component per structure."""
+    return to_masks(predictor.predict_proba(images), class_weights, postprocess)
+
+
+def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tuple[ModelPredictor, PredictSettings]:
+    """Load a trained run (an ensemble run is one too) as a predictor, plus ``settings`` resolved against
+    the run's config (:meth:`PredictSettings.resolve`), which the predictor already applies (TTA, zooms)."""
+    run_dir = runs.require_run_dir(run_dir)
+    config = runs.read_run_config(run_dir)
+    resolved = (settings or PredictSettings()).resolve(config)
+    device = resolve_device(resolved.device)
+    model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
+    predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
+                               tta_scales=resolved.tta_scales or (1.0,))
+    return predictor, resolved
+
+
+def predict_folder(
+    run_dir: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    overlays: bool = False,
+    settings: PredictSettings | None = None,
+) -> list[Path]:
+    """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
+
+    All files appear at once: they are written to a temporary folder that is renamed at the end.
+    """
+    from PIL import Image
+
+    from cmrseg.data.reader import load_folder
+    from cmrseg.plots import overlay
+    from cmrseg.utils import atomic_dir
+
+    samples = load_folder(images_dir, require_masks=False)
+    predictor, resolved = load_run(run_dir, settings)
+    masks = predict_masks(predictor, [s.image for s in samples], bool(resolved.postprocess), resolved.class_weights)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for sample, mask in zip(samples, masks, strict=True):
+            Image.fromarray(mask).save(tmp / f"{sample.id}_mask.png")
+            if overlays:
+                Image.fromarray(overlay(sample.image, mask)).save(tmp / f"{sample.id}_overlay.png")
+    return [out_dir / f"{sample.id}_mask.png" for sample in samples]
+
+
+def images_per_second(predictor: Predictor, images: Sequence[np.ndarray], repeats: int = 3) -> float:
+    """Throughput of ``predictor.predict_proba`` on ``images``: best of ``repeats`` passes after a warm-up."""
+    predictor.predict_proba(images[:8])
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predictor.predict_proba(images)
+        best = min(best, time.perf_counter() - started)
+    return len(images) / best

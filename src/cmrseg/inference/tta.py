@@ -1,0 +1,80 @@
+"""Test-time augmentation: flips of the normalised batch and warps (zooms, rotations, shifts) of the raw image.
+
+A warp is applied to the raw image (black outside it) before normalisation, as training augmentation
+does, and the prediction is warped back (borders extended) before the average, so a single model
+and an ensemble run folder (whose members normalise) see the same input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+"""No flip, horizontal, vertical, both: the dims ``torch.flip`` takes."""
+
+Warp = tuple[float, float, float, float]
+"""Rotation (degrees), scale, shift x, shift y (pixels) about the image centre."""
+
+IDENTITY: Warp = (0.0, 1.0, 0.0, 0.0)
+
+
+def zoom_warp(scale: float) -> Warp:
+    """The warp that magnifies ``scale`` times."""
+    return (0.0, scale, 0.0, 0.0)
+
+
+def sampling_matrix(warp: Warp, size: int, inverse: bool = False) -> torch.Tensor:
+    """3x3 matrix taking output to input coordinates (normalised, as ``affine_grid`` wants) of ``warp``
+    on an image ``size`` pixels wide, or of its inverse."""
+    angle, scale, dx, dy = warp
+    shift = (2 * dx / size, 2 * dy / size)
+    if not inverse:
+        cos, sin = math.cos(math.radians(angle)) / scale, math.sin(math.radians(angle)) / scale
+        return torch.tensor([[cos, -sin, shift[0]], [sin, cos, shift[1]], [0, 0, 1]], dtype=torch.float32)
+    cos, sin = math.cos(math.radians(angle)) * scale, math.sin(math.radians(angle)) * scale
+    back = (-(cos * shift[0] + sin * shift[1]), -(-sin * shift[0] + cos * shift[1]))
+    return torch.tensor([[cos, sin, back[0]], [-sin, cos, back[1]], [0, 0, 1]], dtype=torch.float32)
+
+
+def resample(batch: torch.Tensor, matrix: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """``batch`` (N x C x H x W) resampled bilinearly through the sampling ``matrix``."""
+    theta = matrix[:2].to(dtype=batch.dtype, device=batch.device)
+    grid = F.affine_grid(theta.expand(batch.shape[0], 2, 3), list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def zoom(batch: torch.Tensor, factor: float, padding: str = "zeros") -> torch.Tensor:
+    """``batch`` (N x C x H x W) magnified ``factor`` times about the image centre, bilinearly."""
+    return resample(batch, sampling_matrix(zoom_warp(factor), batch.shape[-1]), padding)
+
+
+def flip_average(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
+                 flips: Sequence[tuple[int, ...]] = FLIPS) -> torch.Tensor:
+    """Mean softmax of ``forward``'s logits over ``flips`` of ``batch``, each flipped back."""
+    total = torch.zeros(0)
+    for dims in flips:
+        flipped = batch.flip(dims) if dims else batch
+        probs = torch.softmax(forward(flipped), dim=1)
+        probs = probs.flip(dims) if dims else probs
+        total = probs if total.numel() == 0 else total + probs
+    return total / len(flips)
+
+
+def warp_average(predict: Callable[[np.ndarray], torch.Tensor], raw: np.ndarray, warps: Sequence[Warp]) -> torch.Tensor:
+    """Mean over ``warps`` of ``predict`` (raw ``N x H x W`` images -> ``N x C x H x W`` probabilities):
+    each warp is applied to the raw images and its prediction warped back."""
+    total = torch.zeros(0)
+    for warp in warps:
+        if warp == IDENTITY:
+            probs = predict(raw)
+        else:
+            images = torch.from_numpy(raw.astype(np.float32))[:, None]
+            warped = resample(images, sampling_matrix(warp, raw.shape[-1]))[:, 0].numpy()
+            probs = resample(predict(warped), sampling_matrix(warp, raw.shape[-1], inverse=True), "border")
+        total = probs if total.numel() == 0 else total + probs
+    return total / len(warps)
