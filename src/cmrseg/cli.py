@@ -16,7 +16,8 @@ Handler = Callable[[argparse.Namespace], int | None]
 def _cmd_synth(args: argparse.Namespace) -> None:
     from cmrseg.data.synth import write_synthetic_dataset
 
-    out = write_synthetic_dataset(args.out, args.count, args.seed, args.size, with_masks=not args.no_masks)
+    out = write_synthetic_dataset(args.out, args.count, args.seed, args.size, with_masks=not args.no_masks,
+                                  overwrite=args.overwrite)
     print(f"wrote {args.count} synthetic slices to {out}")
 
 
@@ -65,23 +66,23 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from cmrseg.inference import predict_folder
 
     written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, tta=args.tta,
-                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
+                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales,
+                             overwrite=args.overwrite)
     print(f"wrote {len(written)} masks to {args.out}")
 
 
 def _cmd_submit(args: argparse.Namespace) -> None:
-    from cmrseg.data.reader import load_mask_folder
-    from cmrseg.submission import write_submission
+    from cmrseg.submission import submit_folder
 
-    masks = load_mask_folder(args.masks)
-    write_submission(masks, args.out)
-    print(f"wrote {3 * len(masks)} rows for {len(masks)} masks to {args.out}")
+    count = submit_folder(args.masks, args.out)
+    print(f"wrote {3 * count} rows for {count} masks to {args.out}")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
-    from cmrseg.evaluation import format_table, score_submission
+    from cmrseg.evaluation import format_table, partial_text, score_submission
 
-    print(format_table(score_submission(args.submission, args.masks)))
+    summary = score_submission(args.submission, args.masks, allow_partial=args.allow_partial)
+    print(format_table(summary) + ("\n" + partial_text(summary) if args.allow_partial else ""))
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=96, help="image height and width in pixels")
     synth.add_argument("--no-masks", action="store_true", help="write images only (an unlabeled set)")
+    synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     synth.set_defaults(handler=_cmd_synth)
 
     train = sub.add_parser("train", help="train a model from a JSON config")
@@ -138,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--images", required=True, help="folder of PNG images (or a folder with image/)")
     predict.add_argument("--out", required=True, help="output folder for <id>_mask.png")
     predict.add_argument("--overlays", action="store_true", help="also write coloured <id>_overlay.png")
+    predict.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     _add_inference_options(predict)
     predict.set_defaults(handler=_cmd_predict)
 
@@ -149,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="decode a submission CSV and score it against true masks")
     score.add_argument("--submission", required=True)
     score.add_argument("--masks", required=True, help="folder of true <id>_mask.png (or a folder with mask/)")
+    score.add_argument("--allow-partial", action="store_true", help="score only the masks with all their rows; say what is missing")
     score.set_defaults(handler=_cmd_score)
 
     models = sub.add_parser("models", help="list registered models with size and CPU forward time")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,10 +172,7 @@ def load_run(
     torch_device = resolve_device(device)
     checkpoint_path = run_dir / (checkpoint if checkpoint.endswith(".pt") else f"{checkpoint}.pt")
     model = load_model_from_checkpoint(checkpoint_path, config.model_info, torch_device)
-    normalization_path = run_dir / runs.NORMALIZATION_FILE
-    if not normalization_path.is_file():
-        raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
-    normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
+    normalization = Normalization.from_dict(runs.read_normalization(run_dir))
     use_tta = (config.tta or tta_scales is not None) if tta is None else tta
     scales = tuple(checked_tta_scales(config.tta_scales if tta_scales is None else tta_scales)) if use_tta else (1.0,)
     return ModelPredictor(model, normalization, torch_device, tta=use_tta, tta_scales=scales), RunSettings(
@@ -193,23 +189,29 @@ def predict_folder(
     postprocess: bool | None = None,
     device: str = "auto",
     tta_scales: Sequence[float] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
-    All files appear at once: they are written to a temporary folder that is renamed at the end.
+    ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
+    and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     """
     from PIL import Image
 
-    from cmrseg.data.reader import load_folder
+    from cmrseg.data.reader import list_images, load_folder
+    from cmrseg.outputs import check_output_dir
     from cmrseg.plots import overlay
     from cmrseg.utils import atomic_dir
 
+    kinds = ("mask", "overlay") if overlays else ("mask",)
+    planned = [f"{path.stem}_{kind}.png" for path in list_images(images_dir) for kind in kinds]
+    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir], files=planned)
     samples = load_folder(images_dir, require_masks=False)
     predictor, settings = load_run(run_dir, device=device, tta=tta, tta_scales=tta_scales)
     use_post = settings.postprocess if postprocess is None else postprocess
     masks = predict_masks(predictor, [s.image for s in samples], use_post, settings.class_weights)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "predict") as tmp:
         for sample, mask in zip(samples, masks, strict=True):
             Image.fromarray(mask).save(tmp / f"{sample.id}_mask.png")
             if overlays:

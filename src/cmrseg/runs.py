@@ -26,6 +26,8 @@ LAST_CHECKPOINT = "last.pt"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.csv"
 CURVE_FILE = "loss_curve.png"
+RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, CURVE_FILE)
+"""What a training writes into a run folder (outputs of other commands must not land on them)."""
 
 
 def require_run_dir(run_dir: str | Path) -> Path:
@@ -44,6 +46,19 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
         return config_from_dict(json.loads(path.read_text()), source=str(path))
     except json.JSONDecodeError as err:
         raise CmrsegError(f"{path}: not valid JSON ({err.msg})") from None
+
+
+def read_normalization(run_dir: Path) -> dict[str, Any]:
+    """The run's ``normalization.json`` as a dict, with a one-line error when it is missing or corrupt."""
+    from cmrseg.data.dataset import Normalization
+
+    path = run_dir / NORMALIZATION_FILE
+    if not path.is_file():
+        raise CmrsegError(f"{path}: missing; the run folder is incomplete")
+    try:
+        return Normalization.from_dict(json.loads(path.read_text())).to_dict()
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CmrsegError(f"{path}: not a valid normalisation file ({type(err).__name__}: {err})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

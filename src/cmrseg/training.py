@@ -28,7 +28,9 @@ from cmrseg.metrics import batch_dice
 from cmrseg.models import build_model
 from cmrseg.optim import build_optimizer, build_scheduler
 from cmrseg.plots import plot_history
-from cmrseg.utils import resolve_device, seed_everything, torch_save_atomic, write_json_atomic, write_text_atomic
+from cmrseg.locks import run_lock
+from cmrseg.outputs import check_output_dir, check_output_file, write_marker
+from cmrseg.utils import atomic_path, resolve_device, seed_everything, torch_save_atomic, write_json_atomic, write_text_atomic
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
 
@@ -239,8 +241,8 @@ class Trainer:
     def _export_model_path(self) -> None:
         target = self.config.model_info.model_path
         if target:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.run_dir / runs.BEST_CHECKPOINT, target)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(self.run_dir / runs.BEST_CHECKPOINT, tmp)
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
@@ -259,6 +261,8 @@ def train(
 
     On resume the folder's saved config is used (``config`` may be None); ``epochs`` may extend it.
     """
+    if epochs is not None and epochs < 1:
+        raise CmrsegError(f"--epochs must be at least 1, got {epochs}")
     if resume:
         if run_dir is None:
             raise CmrsegError("--resume needs --out RUN_DIR, the run folder to continue")
@@ -267,20 +271,28 @@ def train(
         if not last.is_file():
             raise CmrsegError(f"{run_dir}: nothing to resume (no {runs.LAST_CHECKPOINT})")
         config = runs.read_run_config(run_dir)
+        done = runs.epochs_done(run_dir)
+        if epochs is not None and epochs < done:
+            raise CmrsegError(f"{run_dir}: --epochs {epochs} is below the {done} epochs already done; "
+                              f"pass --epochs {done} or more")
     elif config is None:
         raise CmrsegError("train needs --config CFG (or --resume with --out RUN_DIR)")
     if epochs is not None:
         config = config.model_copy(update={"epochs": epochs})
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    if not resume and (run_dir / runs.LAST_CHECKPOINT).exists():
-        raise CmrsegError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    check_output_dir(run_dir, "train", legacy=(runs.CONFIG_FILE,))
+    if config.model_info.model_path:
+        check_output_file(config.model_info.model_path, inputs=[run_dir / name for name in runs.RUN_FILES])
     trainer = Trainer(config, run_dir, progress=progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume:
-        trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
-    write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
-    write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
-    return trainer.fit()
+    with run_lock(run_dir, "train"):
+        if not resume and (run_dir / runs.LAST_CHECKPOINT).exists():
+            raise CmrsegError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+        if resume:
+            trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
+        write_marker(run_dir, "train")
+        write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
+        write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
+        return trainer.fit()
 
 
 def continue_run(config: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> None:

@@ -8,7 +8,6 @@ model's device (no NumPy round trip, no hard-coded GPU).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,7 @@ def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalizat
         run_dir = runs.require_run_dir(spec["run"])
         config = runs.read_run_config(run_dir)
         member = load_model_from_checkpoint(run_dir / runs.BEST_CHECKPOINT, config.model_info, torch.device("cpu"))
-        norm = json.loads((run_dir / runs.NORMALIZATION_FILE).read_text())
+        norm = runs.read_normalization(run_dir)
     return member, MemberNormalization(norm["mode"], norm["mean"], norm["std"])
 
 
