@@ -140,7 +140,7 @@ def cross_validate(
     selected = check_cv_arguments(config, folds, ensemble, only, checkpoint)
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"cv-{config.model_info.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     base = clone_config(config, folds=folds, fold=None)
-    check_output_dir(out, "cv", legacy=(runs.CONFIG_FILE,))
+    check_output_dir(out, "cv", legacy=(runs.CONFIG_FILE, "fold_*"))
     _check_same_config(out, base, write=False)
     with run_lock(out, "cv"):
         write_marker(out, "cv")

@@ -123,7 +123,7 @@ def check_output_dir(
     """Check that ``command`` may write the folder ``path``; create its parents and clean stale temporaries.
 
     ``files`` are the relative names the command will write (checked for clashes with foreign files
-    when known); ``legacy`` are file names that mark a previous output written before markers existed.
+    when known); ``legacy`` are glob patterns of files that mark a previous output written before markers existed.
     """
     path = Path(path)
     _check_location(path, inputs)
@@ -134,7 +134,7 @@ def check_output_dir(
         contents = _contents(path)
         marker = read_marker(path)
         previous = (marker is not None and marker.get("command") == command) or (
-            marker is None and any((path / name).exists() for name in legacy))
+            marker is None and any(next(path.glob(pattern), None) for pattern in legacy))
         if contents and not previous and not overwrite:
             raise CmrsegError(f"{path}: folder is not empty and is not an output of 'cmrseg {command}'; "
                               "choose another folder or pass --overwrite (files cmrseg did not write are kept)")
