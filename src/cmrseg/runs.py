@@ -6,6 +6,8 @@
     RUN_DIR/checkpoints/         periodic checkpoints every ``checkpoint_every`` epochs
     RUN_DIR/history.csv          one row per epoch, rewritten as the run goes
     RUN_DIR/loss_curve.png       train/val loss and val Dice curves
+    RUN_DIR/.cmrseg-output.json  marker: written by ``cmrseg train`` (see :mod:`cmrseg.outputs`)
+    RUN_DIR/.cmrseg.lock         held while a training writes the folder (see :mod:`cmrseg.locks`)
 """
 
 from __future__ import annotations
