@@ -57,7 +57,8 @@ def test_synth_train_evaluate_predict_submit_score(synth_dir: Path, tmp_path: Pa
 
     code, out, _ = _run(["predict", "--run", str(tmp_path / "run"), "--images", str(tmp_path / "test" / "image"), "--out", str(tmp_path / "pred"), "--overlays"], capsys)
     assert code == 0
-    names = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    names = sorted(p.name for p in (tmp_path / "pred").iterdir() if p.name != ".cmrseg-output.json")
+    assert (tmp_path / "pred" / ".cmrseg-output.json").is_file()
     assert names == sorted([f"synth{i}_mask.png" for i in (1, 2, 3)] + [f"synth{i}_overlay.png" for i in (1, 2, 3)])
     predicted = np.array(Image.open(tmp_path / "pred" / "synth1_mask.png"))
     assert predicted.shape == (64, 64) and predicted.max() <= 3

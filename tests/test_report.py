@@ -78,7 +78,7 @@ def test_run_report_embeds_metrics_overlays_curves_and_config(run_dir: Path, syn
     n_val = len(prepare_data(config_from_dict(tiny_config_dict(synth_dir))).val)
     assert len(parts.images) == 3 * n_val + 1
     assert all(decode_png(src).size[0] > 0 for src in parts.images)
-    assert parts.tables == 2 and parts.rows == (1 + 2) + (1 + n_val)
+    assert parts.tables == 2 and parts.rows == (1 + 4) + (1 + n_val)
     assert "validation split" in page and '"depths": 2' in page
     assert "<link" not in page and "<script" not in page
     assert "class weights" not in page
@@ -100,7 +100,7 @@ def test_run_report_on_other_data_limits_overlays(run_dir: Path, synth_dir: Path
     assert main(["report", str(run_dir), "--out", str(out), "--data", str(synth_dir), "--max-images", "2"]) == 0
     parts = parse(out.read_text())
     assert len(parts.images) == 3 * 2 + 1
-    assert parts.rows == (1 + 2) + (1 + 24)
+    assert parts.rows == (1 + 4) + (1 + 24)
 
 
 def test_sweep_report_has_table_and_both_plots(sweep_dir: Path, tmp_path: Path) -> None:

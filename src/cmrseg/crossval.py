@@ -27,14 +27,17 @@ from cmrseg.data.dataset import prepare_data
 from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import score_samples
 from cmrseg.inference import PredictSettings
+from cmrseg.locks import run_lock
 from cmrseg.metrics import aggregate
+from cmrseg.outputs import check_output_dir, write_marker
 from cmrseg.training import clone_config, continue_run
 from cmrseg.utils import write_csv_atomic, write_json_atomic
 
 CV_SETTINGS = PredictSettings(checkpoint="final")
 """How folds are scored by default: the config's TTA and clean-up, with the last epoch's weights."""
+COUNT_COLUMNS = [f"{kind}_{s}" for kind in ("misses", "false_detections") for s in STRUCTURES]
 TABLE_COLUMNS = ["fold", "n_images", *[f"dice_{s}" for s in (*STRUCTURES, "mean")],
-                 *[f"hd95_{s}" for s in (*STRUCTURES, "mean")], "train_minutes"]
+                 *[f"hd95_{s}" for s in (*STRUCTURES, "mean")], *COUNT_COLUMNS, "train_minutes"]
 
 
 @dataclass
@@ -50,13 +53,15 @@ def fold_dir(out_dir: Path, fold: int) -> Path:
     return out_dir / f"fold_{fold}"
 
 
-def _check_same_config(out_dir: Path, config: ExperimentConfig) -> None:
-    """Refuse to mix folds of different recipes in one folder (resume must continue the same CV, same epochs)."""
+def _check_same_config(out_dir: Path, config: ExperimentConfig, write: bool = True) -> None:
+    """Refuse to mix folds of different recipes in one folder (resume must continue the same CV, same epochs);
+    then save it."""
     path = out_dir / runs.CONFIG_FILE
     if path.is_file():
         if not runs.same_training(runs.read_run_config(out_dir), config):
             raise CmrsegError(f"{out_dir}: holds a cross-validation of another config; choose another --out")
-    write_json_atomic(path, config.model_dump(mode="json"))
+    if write:
+        write_json_atomic(path, config.model_dump(mode="json"))
 
 
 def final_checkpoint(config: ExperimentConfig) -> str:
@@ -75,18 +80,23 @@ def _row(fold: int | str, summary: dict[str, Any], minutes: float) -> dict[str, 
     row: dict[str, Any] = {"fold": fold, "n_images": summary["n_images"]}
     row.update({f"dice_{k}": summary["dice"][k] for k in (*STRUCTURES, "mean")})
     row.update({f"hd95_{k}": summary["hd95"][k] for k in (*STRUCTURES, "mean")})
+    row.update({f"{kind}_{k}": summary[kind][k] for kind in ("misses", "false_detections") for k in STRUCTURES})
     row["train_minutes"] = minutes
     return row
 
 
 def format_cv_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text table: one line per fold plus the pooled mean; Dice and HD95 (px) per structure."""
+    """Plain-text table: one line per fold plus the pooled mean (whose counts are totals); Dice and HD95 (px)
+    per structure, then the misses and false detections per structure."""
     names = (*STRUCTURES, "mean")
-    header = f"{'fold':<6}{'n':>4}" + "".join(f"{'Dice ' + s:>10}" for s in names) + "".join(f"{'HD95 ' + s:>10}" for s in names) + f"{'train min':>11}"
+    header = (f"{'fold':<6}{'n':>4}" + "".join(f"{'Dice ' + s:>10}" for s in names) + "".join(f"{'HD95 ' + s:>10}" for s in names)
+              + "".join(f"{'miss ' + s:>9}" for s in STRUCTURES) + "".join(f"{'false ' + s:>10}" for s in STRUCTURES)
+              + f"{'train min':>11}")
     lines = [header]
     for row in rows:
         cells = "".join(f"{row[f'dice_{s}']:>10.4f}" for s in names) + "".join(f"{row[f'hd95_{s}']:>10.2f}" for s in names)
-        lines.append(f"{row['fold']!s:<6}{row['n_images']:>4}{cells}{row['train_minutes']:>11.2f}")
+        counts = "".join(f"{row[f'misses_{s}']:>9}" for s in STRUCTURES) + "".join(f"{row[f'false_detections_{s}']:>10}" for s in STRUCTURES)
+        lines.append(f"{row['fold']!s:<6}{row['n_images']:>4}{cells}{counts}{row['train_minutes']:>11.2f}")
     return "\n".join(lines)
 
 
@@ -107,17 +117,41 @@ def cross_validate(
     held-out slices themselves, which flatters the estimate. With ``ensemble`` the fold models are
     combined into ``out_dir/ensemble`` (needs every fold).
     """
+    selected = check_cv_arguments(config, folds, ensemble, only, settings.checkpoint)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"cv-{config.model_info.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = clone_config(config, folds=folds, fold=None)
+    check_output_dir(out, "cv", legacy=(runs.CONFIG_FILE, "fold_*"))
+    _check_same_config(out, base, write=False)
+    with run_lock(out, "cv"):
+        write_marker(out, "cv")
+        _check_same_config(out, base)
+        return _run_folds(out, base, folds, selected, ensemble, settings, progress)
+
+
+def check_cv_arguments(config: ExperimentConfig, folds: int, ensemble: bool, only: list[int] | None, checkpoint: str) -> list[int]:
+    """Validate every cv argument against the config and the data before anything is written; returns the folds to run."""
     if folds < 2:
         raise CmrsegError(f"--folds must be at least 2, got {folds}")
     selected = sorted(set(only)) if only else list(range(folds))
     if any(not 0 <= k < folds for k in selected):
         raise CmrsegError(f"--only: folds must be in 0..{folds - 1}, got {selected}")
-    out = Path(out_dir) if out_dir is not None else Path("runs") / f"cv-{config.model_info.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    base = clone_config(config, folds=folds, fold=None)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_same_config(out, base)
+    if ensemble and len(selected) != folds:
+        raise CmrsegError("--ensemble needs every fold; drop --only")
+    saved = {config.epochs, *range(config.checkpoint_every, config.epochs + 1, config.checkpoint_every)}
+    choices = ["final", "best", "last", runs.BEST_CHECKPOINT, runs.LAST_CHECKPOINT,
+               *(f"{runs.CHECKPOINT_DIR}/epoch_{epoch:04d}.pt" for epoch in sorted(saved))]
+    if checkpoint not in choices:
+        raise CmrsegError(f"--checkpoint '{checkpoint}': training saves only {', '.join(choices[:5])} "
+                          f"and {runs.CHECKPOINT_DIR}/epoch_NNNN.pt for epochs {', '.join(map(str, sorted(saved)))}")
+    prepare_data(clone_config(config, folds=folds, fold=0))
+    return selected
 
-    resolved = replace(settings, device=config.device if settings.device == "auto" else settings.device).resolve(base)
+
+
+def _run_folds(out: Path, base: ExperimentConfig, folds: int, selected: list[int], ensemble: bool,
+               settings: PredictSettings, progress: bool) -> CvResult:
+    """Train, score and tabulate the ``selected`` folds of the checked cv into ``out`` (and its ensemble)."""
+    resolved = replace(settings, device=base.device if settings.device == "auto" else settings.device).resolve(base)
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
@@ -137,7 +171,7 @@ def cross_validate(
     result = CvResult(out, rows, overall, per_image=per_image)
     _write_tables(result, base, resolved)
     if ensemble:
-        result.ensemble_dir = _make_fold_ensemble(out, base, folds, selected)
+        result.ensemble_dir = _make_fold_ensemble(out, base, folds)
     return result
 
 
@@ -159,10 +193,8 @@ def _write_tables(result: CvResult, config: ExperimentConfig, settings: PredictS
     })
 
 
-def _make_fold_ensemble(out: Path, base: ExperimentConfig, folds: int, selected: list[int]) -> Path:
+def _make_fold_ensemble(out: Path, base: ExperimentConfig, folds: int) -> Path:
     """The fold models as one soft-voting run folder that predicts as ``base`` does (TTA, zooms)."""
-    if len(selected) != folds:
-        raise CmrsegError("--ensemble needs every fold; drop --only")
     from cmrseg.ensemble import make_ensemble
 
     target = out / "ensemble"

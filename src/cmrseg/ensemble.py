@@ -9,16 +9,55 @@ from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
+from cmrseg.outputs import check_output_dir
 from cmrseg.utils import atomic_dir, write_json_atomic
 
 IDENTITY = Normalization("dataset", 0.0, 1.0)
 """The ensemble sees images scaled to [0, 1]; each member normalises them its own way."""
 
 
+ENSEMBLE_FILES = (runs.CONFIG_FILE, runs.NORMALIZATION_FILE, runs.BEST_CHECKPOINT)
+
+
+def validation_split(config: ExperimentConfig) -> dict[str, object]:
+    """What decides a run's validation slices: data folders, split mode, split seed, folds/fold, fraction."""
+    info = config.dataset_info
+    return {"train_data_path": info.train_data_path, "val_data_path": info.val_data_path,
+            "split_mode": config.split_mode, "split_seed": config.data_split_seed, "folds": config.folds,
+            "fold": config.fold, "val_fraction": config.val_fraction, "group_pairs": config.group_pairs}
+
+
 def _member_spec(run_dir: Path) -> dict[str, object]:
     config = runs.read_run_config(runs.require_run_dir(run_dir))
     normalization = runs.read_normalization(run_dir).to_dict()
-    return {"run": str(run_dir.resolve()), "model_info": config.model_info.model_dump(mode="json"), "normalization": normalization}
+    return {"run": str(run_dir.resolve()), "model_info": config.model_info.model_dump(mode="json"),
+            "normalization": normalization, "split": validation_split(config)}
+
+
+def member_splits(config: ExperimentConfig) -> list[tuple[str, dict[str, object] | None]]:
+    """``(member run, its validation split)`` of an ensemble run's config; a split that an older ensemble
+    did not record is read from the member's run folder, or None when that is gone."""
+    result = []
+    for member in config.model_info.options.get("members", []):
+        split = member.get("split")
+        run = Path(member["run"])
+        if split is None and (run / runs.CONFIG_FILE).is_file():
+            split = validation_split(runs.read_run_config(run))
+        result.append((str(run), split))
+    return result
+
+
+def check_shared_split(run_dir: Path, config: ExperimentConfig) -> None:
+    """Refuse to rebuild an ensemble's validation split unless every member was validated on the same slices."""
+    splits = member_splits(config)
+    unknown = [run for run, split in splits if split is None]
+    if unknown:
+        raise CmrsegError(f"{run_dir}: the validation split of member {unknown[0]} is unknown; pass --data DIR")
+    differ = [run for run, split in splits[1:] if split != splits[0][1]]
+    if differ:
+        raise CmrsegError(f"{run_dir}: members were validated on different splits ({differ[0]} differs from "
+                          f"{splits[0][0]}, {len(differ)} of {len(splits)} members differ), so some slices trained a "
+                          "member; pass --data DIR")
 
 
 def make_ensemble(
@@ -27,11 +66,15 @@ def make_ensemble(
     weights: list[float] | None = None,
     tta: bool = False,
     tta_scales: list[float] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a run folder whose model is the soft-voting ensemble of ``run_dirs`` (best weights of each).
 
-    It predicts with ``tta`` (flips, at the zooms ``tta_scales``, default the first run's) by default."""
+    It predicts with ``tta`` (flips, at the zooms ``tta_scales``, default the first run's) by default.
+    Each member's validation split is recorded with it. ``out_dir`` must lie outside every member and be
+    new, empty, an earlier ensemble output, or ``overwrite`` (see :mod:`cmrseg.outputs`)."""
     paths = [Path(p) for p in run_dirs]
+    check_output_dir(out_dir, "ensemble", overwrite=overwrite, inputs=paths, files=ENSEMBLE_FILES)
     if len(paths) < 2:
         raise CmrsegError("an ensemble needs at least 2 run folders")
     if weights is not None and len(weights) != len(paths):
@@ -40,8 +83,8 @@ def make_ensemble(
         checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
-    model = build_model(ModelInfo(name="Ensemble", options=options))
     stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
+    model = build_model(ModelInfo(name="Ensemble", options=options))
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
         val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
@@ -49,7 +92,7 @@ def make_ensemble(
         model_info=ModelInfo(name="Ensemble", options=stored),
     )
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "ensemble") as tmp:
         write_json_atomic(tmp / runs.CONFIG_FILE, config.model_dump(mode="json"))
         write_json_atomic(tmp / runs.NORMALIZATION_FILE, IDENTITY.to_dict())
         runs.save_weights(tmp / runs.BEST_CHECKPOINT, model.state_dict(), config.model_info, IDENTITY, epoch=0)

@@ -13,16 +13,23 @@ from cmrseg.data.reader import Sample, load_folder, load_mask_folder
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run, predict_masks
 from cmrseg.metrics import summarize
-from cmrseg.submission import read_submission
+from cmrseg.outputs import check_output_file
+from cmrseg.submission import decode_submission
 from cmrseg.utils import write_json_atomic
 
 
 def validation_samples(run_dir: str | Path) -> list[Sample]:
-    """The run's own validation split, rebuilt from its saved config (same data, seed and fold)."""
+    """The run's own validation split, rebuilt from its saved config (same data, seed and fold).
+
+    An ensemble's is its members' shared split; members validated on different splits are refused."""
     from cmrseg import runs
     from cmrseg.data.dataset import prepare_data
 
     config = runs.read_run_config(runs.require_run_dir(run_dir))
+    if config.model_info.name == "Ensemble":
+        from cmrseg.ensemble import check_shared_split
+
+        check_shared_split(Path(run_dir), config)
     val = prepare_data(config).val
     if not val:
         raise CmrsegError(f"{run_dir}: the run has no validation split (split_mode 'full'); pass --data DIR")
@@ -54,6 +61,11 @@ def evaluate_run(
     """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split), predicted
     with ``settings`` (default: the run's own); optionally saved as JSON."""
     settings = settings or PredictSettings()
+    if json_path:
+        from cmrseg import runs
+
+        inputs = [Path(run_dir) / name for name in runs.RUN_FILES] + ([data_dir] if data_dir is not None else [])
+        check_output_file(json_path, inputs=inputs)
     samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
     summary, _ = score_samples(run_dir, samples, settings)
     summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split",
@@ -63,14 +75,29 @@ def evaluate_run(
     return summary
 
 
-def score_submission(csv_path: str | Path, masks_dir: str | Path) -> dict[str, Any]:
-    """Decode a submission CSV and compare it with the ground-truth masks of ``masks_dir``."""
+def score_submission(csv_path: str | Path, masks_dir: str | Path, allow_partial: bool = False) -> dict[str, Any]:
+    """Decode a submission CSV and compare it with the ground-truth masks of ``masks_dir``.
+
+    Every mask must have its three rows and every row its mask (see :func:`cmrseg.submission.decode_submission`); with
+    ``allow_partial`` only the complete masks are scored and the summary's ``partial`` says what was left out."""
     truths = load_mask_folder(masks_dir)
-    decoded = read_submission(csv_path, {stem: mask.shape for stem, mask in truths.items()})
-    stems = list(truths)
-    if not stems:
+    if not truths:
         raise CmrsegError(f"{masks_dir}: no masks to score against")
-    return summarize(stems, [decoded[s] for s in stems], [truths[s] for s in stems])
+    decoded, partial = decode_submission(csv_path, {stem: mask.shape for stem, mask in truths.items()}, allow_partial)
+    stems = [stem for stem in truths if stem in decoded]
+    summary = summarize(stems, [decoded[s] for s in stems], [truths[s] for s in stems])
+    if allow_partial:
+        summary["partial"] = partial
+    return summary
+
+
+def partial_text(summary: dict[str, Any]) -> str:
+    """One line saying what a partial score left out (empty when nothing was)."""
+    partial = summary.get("partial")
+    if not partial:
+        return ""
+    return (f"partial score: {summary['n_images']} of {partial['masks']} masks scored; {partial['missing_masks']} "
+            f"masks lack rows ({partial['missing_rows']} rows missing), {partial['unknown_rows']} rows have no true mask")
 
 
 def _cell(value: float) -> str:
@@ -78,10 +105,15 @@ def _cell(value: float) -> str:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Plain-text table: one row per metric, one column per structure plus the mean."""
+    """Plain-text table: one row per metric, one column per structure plus the mean (none for the counts)."""
     columns = [*STRUCTURES, "mean"]
     lines = [f"{'metric':<10}" + "".join(f"{c:>8}" for c in columns)]
     for metric, label in (("dice", "Dice"), ("hd95", "HD95 px")):
         lines.append(f"{label:<10}" + "".join(f"  {_cell(summary[metric][c])}" for c in columns))
-    lines.append(f"({summary['n_images']} images; Dice per image, absent-in-both = 1; HD95 mean over defined values)")
+    for metric, label in (("misses", "misses"), ("false_detections", "false det")):
+        counts = [summary[metric][name] for name in STRUCTURES]
+        lines.append(f"{label:<10}" + "".join(f"{count:>8d}" for count in counts) + f"{'':>8}")
+    lines.append(f"({summary['n_images']} images; Dice per image, absent-in-both = 1; HD95 of a structure in only "
+                 "one of prediction and truth = image diagonal; misses: in truth, not predicted; "
+                 "false det: predicted, not in truth)")
     return "\n".join(lines)

@@ -2,7 +2,11 @@
 
 Dice follows the origin study: computed per image and structure, a structure absent from both
 prediction and truth counts as 1, then averaged over images. HD95 is 0 when a structure is absent
-from both, undefined (NaN, left out of the mean) when it is absent from only one.
+from both; when it is absent from only one of them (a miss or a false detection) it is the image
+diagonal in pixels, the largest distance the image allows (as segmentation challenges do), so a
+miss can only raise the mean. Summaries also count per structure the ``misses`` (in the truth,
+predicted empty) and ``false_detections`` (predicted, absent from the truth). Masks of different
+shapes are an error.
 """
 
 from __future__ import annotations
@@ -14,11 +18,19 @@ import numpy as np
 from scipy import ndimage
 
 from cmrseg.constants import STRUCTURES
+from cmrseg.errors import CmrsegError
+
+
+def _regions(pred: np.ndarray, truth: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``label`` is in each mask; masks of different shapes are a one-line error."""
+    if pred.shape != truth.shape:
+        raise CmrsegError(f"prediction of shape {pred.shape} cannot be scored against a mask of shape {truth.shape}")
+    return pred == label, truth == label
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
     """Dice of class ``label`` between two integer masks; 1.0 when absent from both."""
-    p, t = pred == label, truth == label
+    p, t = _regions(pred, truth, label)
     total = int(p.sum()) + int(t.sum())
     if total == 0:
         return 1.0
@@ -30,12 +42,13 @@ def _surface(region: np.ndarray) -> np.ndarray:
 
 
 def hd95_score(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
-    """Symmetric 95th-percentile surface distance of class ``label`` in pixels."""
-    p, t = pred == label, truth == label
+    """Symmetric 95th-percentile surface distance of class ``label`` in pixels; 0 when absent from both,
+    the image diagonal when absent from only one."""
+    p, t = _regions(pred, truth, label)
     if not p.any() and not t.any():
         return 0.0
     if not p.any() or not t.any():
-        return math.nan
+        return float(math.hypot(*truth.shape))
     surface_p, surface_t = _surface(p), _surface(t)
     dist_to_t = ndimage.distance_transform_edt(~surface_t)
     dist_to_p = ndimage.distance_transform_edt(~surface_p)
@@ -44,32 +57,35 @@ def hd95_score(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
 
 
 def image_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
-    """Dice and HD95 of each structure for one image, plus their mean."""
+    """Dice and HD95 of each structure for one image, plus their mean; ``misses`` and
+    ``false_detections`` are 1 for a structure missed or falsely detected in this image."""
     dice = {name: dice_score(pred, truth, label) for label, name in enumerate(STRUCTURES, start=1)}
     hd95 = {name: hd95_score(pred, truth, label) for label, name in enumerate(STRUCTURES, start=1)}
     dice["mean"] = float(np.mean([dice[name] for name in STRUCTURES]))
-    hd_values = [hd95[name] for name in STRUCTURES if not math.isnan(hd95[name])]
-    hd95["mean"] = float(np.mean(hd_values)) if hd_values else math.nan
-    return {"dice": dice, "hd95": hd95}
-
-
-def _nanmean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
+    hd95["mean"] = float(np.mean([hd95[name] for name in STRUCTURES]))
+    present = {name: (bool((pred == label).any()), bool((truth == label).any()))
+               for label, name in enumerate(STRUCTURES, start=1)}
+    return {"dice": dice, "hd95": hd95,
+            "misses": {name: int(t and not p) for name, (p, t) in present.items()},
+            "false_detections": {name: int(p and not t) for name, (p, t) in present.items()}}
 
 
 def summarize(ids: list[str], preds: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, Any]:
-    """Evaluate a set of images: ``{"dice": {...}, "hd95": {...}, "per_image": [{"id", "dice", "hd95"}]}``."""
+    """Evaluate a set of images: ``{"dice", "hd95", "misses", "false_detections", "n_images", "per_image"}``."""
     per_image = [{"id": i, **image_metrics(p, t)} for i, p, t in zip(ids, preds, truths, strict=True)]
     return {**aggregate(per_image), "per_image": per_image}
 
 
 def aggregate(per_image: list[dict[str, Any]]) -> dict[str, Any]:
-    """Average per-image rows (``{"dice": {...}, "hd95": {...}}``) into one summary, HD95 over defined values."""
+    """Average per-image rows (``{"dice": {...}, "hd95": {...}, ...}``) into one summary; sum the miss counts."""
+    if not per_image:
+        raise CmrsegError("no images to score")
     dice = {k: float(np.mean([row["dice"][k] for row in per_image])) for k in STRUCTURES}
     dice["mean"] = float(np.mean([dice[k] for k in STRUCTURES]))
-    hd95 = {k: _nanmean([row["hd95"][k] for row in per_image]) for k in (*STRUCTURES, "mean")}
-    return {"dice": dice, "hd95": hd95, "n_images": len(per_image)}
+    hd95 = {k: float(np.mean([row["hd95"][k] for row in per_image])) for k in (*STRUCTURES, "mean")}
+    counts = {key: {k: int(sum(row[key][k] for row in per_image)) for k in STRUCTURES}
+              for key in ("misses", "false_detections")}
+    return {"dice": dice, "hd95": hd95, **counts, "n_images": len(per_image)}
 
 
 def batch_dice(preds: np.ndarray, truths: np.ndarray) -> dict[str, float]:

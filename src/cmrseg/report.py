@@ -18,6 +18,7 @@ from typing import Any
 
 from cmrseg.constants import STRUCTURES
 from cmrseg.errors import CmrsegError
+from cmrseg.outputs import check_output_file
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 32px; color: #1d2430; background: #fff; }
@@ -147,6 +148,8 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     metrics = _table(["metric", *columns], [
         ["Dice", *(_dice_cell(summary["dice"][c]) for c in columns)],
         ["HD95 (px)", *(_number(summary["hd95"][c], 2) for c in columns)],
+        *([label, *(str(summary[key][c]) for c in STRUCTURES), ""]
+          for key, label in (("misses", "misses"), ("false_detections", "false detections"))),
     ])
     by_id = {s.id: (s, p) for s, p in zip(samples, preds, strict=True)}
     ranked = sorted(summary["per_image"], key=lambda row: row["dice"]["mean"])
@@ -168,7 +171,9 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
         ("Metrics", f"<p>Evaluated on {html.escape(source)} with best.pt"
                     f"{_tta_text(summary)}{_weights_text(summary.get('class_weights'))}"
                     f"{' and largest-component clean-up' if summary['postprocess'] else ''}. "
-                    "Dice is per image then averaged; HD95 in pixels, averaged where defined.</p>" + metrics),
+                    "Dice is per image then averaged; HD95 in pixels, the image diagonal for a structure in only one of "
+                    "prediction and truth. Misses: images where a structure of the truth was not predicted; false "
+                    "detections: predicted but not in the truth.</p>" + metrics),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
         ("Training curves", curves),
         ("Config", _pre_json(config.model_dump(mode="json"))),
@@ -211,6 +216,8 @@ def write_report(target: str | Path, out: str | Path, data_dir: str | Path | Non
     from cmrseg.utils import write_text_atomic
 
     target = Path(target)
+    inputs = [target / name for name in (*runs.RUN_FILES, sweep.SWEEP_FILE, sweep.TABLE_FILE, sweep.RUNS_DIR)]
+    check_output_file(out, inputs=inputs + ([data_dir] if data_dir is not None else []))
     if (target / sweep.SWEEP_FILE).is_file():
         if data_dir is not None:
             raise CmrsegError("--data applies to a run folder, not a sweep")

@@ -7,6 +7,8 @@ ensemble, cv, sweep and report read it back through them.
     RUN_DIR/checkpoints/         periodic checkpoints every ``checkpoint_every`` epochs
     RUN_DIR/history.csv          one row per epoch, rewritten as the run goes
     RUN_DIR/loss_curve.png       train/val loss and val Dice curves
+    RUN_DIR/.cmrseg-output.json  marker: written by ``cmrseg train`` (see :mod:`cmrseg.outputs`)
+    RUN_DIR/.cmrseg.lock         held while a training writes the folder (see :mod:`cmrseg.locks`)
 
 A weights checkpoint (``best.pt``, ``checkpoints/epoch_NNNN.pt``) holds ``model`` (the state dict),
 ``model_info``, ``normalization`` and ``epoch`` (and ``val_dice`` when written by training); ``last.pt``
@@ -37,6 +39,8 @@ LAST_CHECKPOINT = "last.pt"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.csv"
 CURVE_FILE = "loss_curve.png"
+RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, CURVE_FILE)
+"""What a training writes into a run folder (outputs of other commands must not land on them)."""
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
 """Columns of ``history.csv``, one row per finished epoch."""
@@ -71,11 +75,14 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
 
 
 def read_normalization(run_dir: Path) -> Normalization:
-    """The run's ``normalization.json``; a missing file means an incomplete run folder."""
+    """The run's ``normalization.json``, with a one-line error when it is missing (incomplete run) or corrupt."""
     path = run_dir / NORMALIZATION_FILE
     if not path.is_file():
         raise CmrsegError(f"{path}: missing; the run folder is incomplete")
-    return Normalization.from_dict(json.loads(path.read_text()))
+    try:
+        return Normalization.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CmrsegError(f"{path}: not a valid normalisation file ({type(err).__name__}: {err})") from None
 
 
 def same_training(saved: ExperimentConfig, config: ExperimentConfig, extend_epochs: bool = False) -> bool:

@@ -54,25 +54,90 @@ def write_submission(masks: Mapping[str, np.ndarray], out: str | Path) -> Path:
     return out
 
 
-def read_submission(path: str | Path, shapes: Mapping[str, tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Decode a submission CSV into class masks, for the mask stems in ``shapes`` (stem -> (h, w))."""
-    path = Path(path)
+def _first_and_count(kind: str, names: list[str], hint: str) -> str:
+    """``"3 rows are missing (first: 'x')"`` plus ``hint``."""
+    return f"{len(names)} {kind} (first: '{names[0]}'){hint}"
+
+
+def _read_rows(path: Path) -> list[tuple[int, str, str]]:
+    """``(line, id, encoding)`` of every row, with one-line errors for a missing, non-UTF-8 or misshaped file."""
     if not path.is_file():
         raise CmrsegError(f"{path}: submission file not found")
-    masks = {stem: np.zeros(shape, dtype=np.uint8) for stem, shape in shapes.items()}
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != ["id", "encoding"]:
-            raise CmrsegError(f"{path}: expected header 'id,encoding', got {reader.fieldnames}")
-        for line, row in enumerate(reader, start=2):
-            match = re.fullmatch(r"(.+?)(\d)", row["id"] or "")
-            if not match or not 1 <= int(match.group(2)) < NUM_CLASSES:
-                raise CmrsegError(f"{path}:{line}: bad id '{row['id']}', expected <mask stem><class 1-{NUM_CLASSES - 1}>")
-            stem, label = match.group(1), int(match.group(2))
-            if stem not in masks:
-                continue
-            try:
-                masks[stem][rle_decode(row["encoding"] or "", shapes[stem])] = label
-            except ValueError as err:
-                raise CmrsegError(f"{path}:{line}: bad encoding for '{row['id']}': {err}") from None
-    return masks
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != ["id", "encoding"]:
+                raise CmrsegError(f"{path}: expected header 'id,encoding', got {reader.fieldnames}")
+            return [(line, row["id"] or "", row["encoding"] or "") for line, row in enumerate(reader, start=2)]
+    except UnicodeDecodeError as err:
+        raise CmrsegError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
+
+
+def submit_folder(masks_dir: str | Path, out: str | Path) -> int:
+    """Check ``out`` (a file outside ``masks_dir``), then encode every ``<id>_mask.png`` of ``masks_dir`` into it;
+    returns the number of masks."""
+    from cmrseg.data.reader import load_mask_folder
+    from cmrseg.outputs import check_output_file
+
+    check_output_file(out, inputs=[masks_dir])
+    masks = load_mask_folder(masks_dir)
+    write_submission(masks, out)
+    return len(masks)
+
+
+def read_submission(path: str | Path, shapes: Mapping[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Decode a complete submission CSV into class masks for the mask stems in ``shapes`` (stem -> (h, w))."""
+    return decode_submission(path, shapes)[0]
+
+
+def decode_submission(
+    path: str | Path, shapes: Mapping[str, tuple[int, int]], allow_partial: bool = False,
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Decode a submission CSV into class masks for the mask stems in ``shapes`` (stem -> (h, w)).
+
+    Refused with one line naming the first offender and the count: a duplicated id, an id whose mask
+    is not in ``shapes`` (unknown id, or a masks folder lacking it), a mask with a missing row. With
+    ``allow_partial`` unknown rows are skipped and only masks with all their rows are returned; the
+    second value counts ``masks``, ``missing_masks``, ``missing_rows`` and ``unknown_rows``.
+    """
+    path = Path(path)
+    rows = _read_rows(path)
+    seen: dict[str, int] = {}
+    duplicated, unknown = [], []
+    decoded: dict[str, dict[int, np.ndarray]] = {stem: {} for stem in shapes}
+    for line, row_id, encoding in rows:
+        match = re.fullmatch(r"(.+?)(\d)", row_id)
+        if not match or not 1 <= int(match.group(2)) < NUM_CLASSES:
+            raise CmrsegError(f"{path}:{line}: bad id '{row_id}', expected <mask stem><class 1-{NUM_CLASSES - 1}>")
+        if row_id in seen:
+            duplicated.append(f"{row_id}' on lines {seen[row_id]} and {line}")
+            continue
+        seen[row_id] = line
+        stem, label = match.group(1), int(match.group(2))
+        if stem not in shapes:
+            unknown.append(row_id)
+            continue
+        try:
+            decoded[stem][label] = rle_decode(encoding, shapes[stem])
+        except ValueError as err:
+            raise CmrsegError(f"{path}:{line}: bad encoding for '{row_id}': {err}") from None
+    if duplicated:
+        raise CmrsegError(f"{path}: {len(duplicated)} duplicated ids (first: '{duplicated[0]})")
+    missing = [f"{stem}{label}" for stem in shapes for label in range(1, NUM_CLASSES) if label not in decoded[stem]]
+    hint = "; pass --allow-partial to score only the complete masks"
+    if unknown and not allow_partial:
+        raise CmrsegError(f"{path}: {_first_and_count('row ids have no true mask', unknown, hint)}")
+    if missing and not allow_partial:
+        raise CmrsegError(f"{path}: {_first_and_count('rows are missing', missing, hint)}")
+    masks = {}
+    for stem, labels in decoded.items():
+        if len(labels) == NUM_CLASSES - 1:
+            mask = np.zeros(shapes[stem], dtype=np.uint8)
+            for label, region in labels.items():
+                mask[region] = label
+            masks[stem] = mask
+    if not masks:
+        raise CmrsegError(f"{path}: no mask has all its {NUM_CLASSES - 1} rows; nothing to score")
+    counts = {"masks": len(shapes), "missing_masks": len(shapes) - len(masks), "missing_rows": len(missing),
+              "unknown_rows": len(unknown)}
+    return masks, counts

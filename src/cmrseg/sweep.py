@@ -338,8 +338,8 @@ def run_sweep(
     With ``ensemble`` the trained runs are combined into ``sweep_dir/ensemble``, which predicts with the
     base config's TTA and post-processing."""
     from cmrseg.config import load_config
-    from cmrseg.training import TrainingInterrupted
-    from cmrseg.utils import write_json_atomic
+    from cmrseg.locks import run_lock
+    from cmrseg.outputs import check_output_dir, write_marker
 
     if workers < 1:
         raise CmrsegError(f"--workers must be at least 1, got {workers}")
@@ -351,7 +351,20 @@ def run_sweep(
     trials = expand_grid(base, grid, sweep_dir)
     if ensemble and len(trials) < 2:
         raise CmrsegError("--ensemble needs at least 2 choices, e.g. --set seed=0,1")
+    check_output_dir(sweep_dir, "sweep", legacy=(SWEEP_FILE,))
     states = {trial.label: trial_state(trial) for trial in trials}
+    with run_lock(sweep_dir, "sweep"):
+        write_marker(sweep_dir, "sweep")
+        return _run_trials(config_path, base, grid, sweep_dir, trials, states, workers, ray_address, progress, log, ensemble)
+
+
+def _run_trials(config_path: str | Path, base: Any, grid: dict[str, list[Any]], sweep_dir: Path, trials: list[Trial],
+                states: dict[str, str], workers: int, ray_address: str | None, progress: bool,
+                log: Callable[[str], None], ensemble: bool) -> SweepResult:
+    """Write ``sweep.json``, train the unfinished trials, tabulate them (and their ensemble)."""
+    from cmrseg.training import TrainingInterrupted
+    from cmrseg.utils import write_json_atomic
+
     write_json_atomic(sweep_dir / SWEEP_FILE, {"base_config": str(Path(config_path).resolve()), "grid": grid,
                                                "choices": {t.label: t.run_dir.name for t in trials},
                                                "config": base.model_dump(mode="json")})

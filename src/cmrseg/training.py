@@ -27,7 +27,9 @@ from cmrseg.metrics import batch_dice
 from cmrseg.models import build_model
 from cmrseg.optim import build_optimizer, build_scheduler
 from cmrseg.plots import plot_history
-from cmrseg.utils import resolve_device, seed_everything, write_json_atomic
+from cmrseg.locks import run_lock
+from cmrseg.outputs import check_output_dir, check_output_file, write_marker
+from cmrseg.utils import atomic_path, resolve_device, seed_everything, write_json_atomic
 
 
 class TrainingInterrupted(CmrsegError):
@@ -228,8 +230,8 @@ class Trainer:
     def _export_model_path(self) -> None:
         target = self.config.model_info.model_path
         if target:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.run_dir / runs.BEST_CHECKPOINT, target)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(self.run_dir / runs.BEST_CHECKPOINT, tmp)
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
@@ -249,6 +251,8 @@ def train(
     On resume the folder's saved config is used (``config`` may be None; when given it must train the same,
     see :func:`cmrseg.runs.same_training`); ``epochs`` may extend it.
     """
+    if epochs is not None and epochs < 1:
+        raise CmrsegError(f"--epochs must be at least 1, got {epochs}")
     if resume:
         if run_dir is None:
             raise CmrsegError("--resume needs --out RUN_DIR, the run folder to continue")
@@ -260,20 +264,28 @@ def train(
         if config is not None and not runs.same_training(saved, config, extend_epochs=True):
             raise CmrsegError(f"{run_dir}: holds a run of another config; resume it without --config or choose another --out")
         config = saved
+        done = runs.epochs_done(run_dir)
+        if epochs is not None and epochs < done:
+            raise CmrsegError(f"{run_dir}: --epochs {epochs} is below the {done} epochs already done; "
+                              f"pass --epochs {done} or more")
     elif config is None:
         raise CmrsegError("train needs --config CFG (or --resume with --out RUN_DIR)")
     if epochs is not None:
         config = config.model_copy(update={"epochs": epochs})
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    if not resume and (run_dir / runs.LAST_CHECKPOINT).exists():
-        raise CmrsegError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    check_output_dir(run_dir, "train", legacy=(runs.CONFIG_FILE,))
+    if config.model_info.model_path:
+        check_output_file(config.model_info.model_path, inputs=[run_dir / name for name in runs.RUN_FILES])
     trainer = Trainer(config, run_dir, progress=progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume:
-        trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
-    write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
-    write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
-    return trainer.fit()
+    with run_lock(run_dir, "train"):
+        if not resume and (run_dir / runs.LAST_CHECKPOINT).exists():
+            raise CmrsegError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+        if resume:
+            trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
+        write_marker(run_dir, "train")
+        write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
+        write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
+        return trainer.fit()
 
 
 def continue_run(config: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> None:

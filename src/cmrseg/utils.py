@@ -8,6 +8,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,16 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmrseg.outputs import publish, temp_prefix
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
 
-    A crash or Ctrl-C inside the block never leaves a half-written file behind.
+    A crash or Ctrl-C inside the block never leaves a half-written file behind; a ``kill -9`` leaves
+    a temporary that :func:`cmrseg.outputs.clean_stale_temps` removes at the next start.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=target.suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -39,20 +43,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; it replaces ``target`` only if the block succeeds."""
+def atomic_dir(target: str | os.PathLike[str], command: str) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; if the block succeeds its files are moved into ``target``
+    one by one (:func:`cmrseg.outputs.publish`), replacing only files that ``command`` wrote before."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_umask())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        publish(tmp, target, command)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -111,11 +112,13 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Pick CUDA when present for ``auto``; otherwise honour an explicit ``cpu``/``cuda[:N]``."""
+    """Pick CUDA when present for ``auto``; otherwise honour an explicit ``cpu``/``cuda[:N]``/``mps``."""
+    from cmrseg.errors import CmrsegError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise CmrsegError(f"device '{name}': expected auto, cpu, cuda, cuda:N or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from cmrseg.errors import CmrsegError
-
         raise CmrsegError(f"device '{name}' was requested but CUDA is not available on this machine")
     return torch.device(name)

@@ -17,6 +17,7 @@ def add_parser(subparsers: Subparsers) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=96, help="image height and width in pixels")
     synth.add_argument("--no-masks", action="store_true", help="write images only (an unlabeled set)")
+    synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     synth.set_defaults(handler=run)
 
 
@@ -24,5 +25,6 @@ def run(args: argparse.Namespace) -> None:
     """Write the phantoms and say where."""
     from cmrseg.data.synth import write_synthetic_dataset
 
-    out = write_synthetic_dataset(args.out, args.count, args.seed, args.size, with_masks=not args.no_masks)
+    out = write_synthetic_dataset(args.out, args.count, args.seed, args.size, with_masks=not args.no_masks,
+                                  overwrite=args.overwrite)
     print(f"wrote {args.count} synthetic slices to {out}")

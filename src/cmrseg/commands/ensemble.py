@@ -16,6 +16,7 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--tta", action="store_true", help="predict with flip TTA by default (at the first run's zooms)")
     parser.add_argument("--tta-scales", type=float, nargs="+", metavar="ZOOM",
                         help="zooms of that TTA, e.g. 0.9 1.0 1.1 (implies --tta; default: the first run's tta_scales)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     parser.set_defaults(handler=run)
 
 
@@ -24,5 +25,5 @@ def run(args: argparse.Namespace) -> None:
     from cmrseg.ensemble import make_ensemble
 
     out = make_ensemble(args.runs, args.out, args.weights, tta=args.tta or args.tta_scales is not None,
-                        tta_scales=args.tta_scales)
+                        tta_scales=args.tta_scales, overwrite=args.overwrite)
     print(f"wrote ensemble of {len(args.runs)} runs to {out}; use it with: cmrseg evaluate --run {out} --data DIR")

@@ -14,6 +14,7 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--images", required=True, help="folder of PNG images (or a folder with image/)")
     parser.add_argument("--out", required=True, help="output folder for <id>_mask.png")
     parser.add_argument("--overlays", action="store_true", help="also write coloured <id>_overlay.png")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     add_inference_options(parser)
     parser.set_defaults(handler=run)
 
@@ -22,5 +23,6 @@ def run(args: argparse.Namespace) -> None:
     """Predict the folder and say how many masks were written."""
     from cmrseg.inference import predict_folder
 
-    written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, settings=predict_settings(args))
+    written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
+                             overwrite=args.overwrite)
     print(f"wrote {len(written)} masks to {args.out}")

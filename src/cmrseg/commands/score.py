@@ -12,11 +12,13 @@ def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("score", help="decode a submission CSV and score it against true masks")
     parser.add_argument("--submission", required=True)
     parser.add_argument("--masks", required=True, help="folder of true <id>_mask.png (or a folder with mask/)")
+    parser.add_argument("--allow-partial", action="store_true", help="score only the masks with all their rows; say what is missing")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> None:
     """Print the Dice/HD95 table of the decoded submission."""
-    from cmrseg.evaluation import format_table, score_submission
+    from cmrseg.evaluation import format_table, partial_text, score_submission
 
-    print(format_table(score_submission(args.submission, args.masks)))
+    summary = score_submission(args.submission, args.masks, allow_partial=args.allow_partial)
+    print(format_table(summary) + ("\n" + partial_text(summary) if args.allow_partial else ""))

@@ -17,9 +17,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Encode every mask of the folder."""
-    from cmrseg.data.reader import load_mask_folder
-    from cmrseg.submission import write_submission
+    from cmrseg.submission import submit_folder
 
-    masks = load_mask_folder(args.masks)
-    write_submission(masks, args.out)
-    print(f"wrote {3 * len(masks)} rows for {len(masks)} masks to {args.out}")
+    count = submit_folder(args.masks, args.out)
+    print(f"wrote {3 * count} rows for {count} masks to {args.out}")

@@ -90,11 +90,17 @@ def find_image_dir(directory: str | Path) -> Path:
 
 
 def list_images(directory: str | Path) -> list[Path]:
-    """Image files of a folder in natural order; hidden files are skipped, an empty folder is an error."""
+    """Image files of a folder in natural order; hidden files are skipped, an empty folder or two files
+    with one id (``a.png`` and ``a.PNG``) are errors."""
     image_dir = find_image_dir(directory)
     files = sorted((p for p in image_dir.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
     if not files:
         raise CmrsegError(f"{image_dir}: no images found (expected {Path(directory) / 'image'}/<id>.png)")
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise CmrsegError(f"{seen[path.stem]} and {path.name}: both give the image id '{path.stem}'; rename one")
+        seen[path.stem] = path
     return files
 
 

@@ -62,15 +62,31 @@ def make_phantom(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
     return np.clip(image, 0, 255).round().astype(np.uint8), mask
 
 
-def write_synthetic_dataset(out: str | Path, count: int, seed: int = 0, size: int = 96, with_masks: bool = True) -> Path:
-    """Write ``count`` phantoms as ``out/image/synthN.png`` (+ ``out/mask/synthN_mask.png``); returns ``out``."""
-    if count < 1:
-        from cmrseg.errors import CmrsegError
+MIN_SIZE = 16
+"""Smallest phantom side in pixels: below it the heart does not fit."""
 
+
+def write_synthetic_dataset(
+    out: str | Path, count: int, seed: int = 0, size: int = 96, with_masks: bool = True, overwrite: bool = False,
+) -> Path:
+    """Write ``count`` phantoms as ``out/image/synthN.png`` (+ ``out/mask/synthN_mask.png``); returns ``out``.
+
+    ``out`` must be new, empty, an earlier synth output, or ``overwrite`` (see :mod:`cmrseg.outputs`)."""
+    from cmrseg.errors import CmrsegError
+    from cmrseg.outputs import check_output_dir
+
+    if count < 1:
         raise CmrsegError(f"--count must be at least 1, got {count}")
-    out = Path(out)
+    if size < MIN_SIZE:
+        raise CmrsegError(f"--size must be at least {MIN_SIZE} pixels, got {size}")
+    if seed < 0:
+        raise CmrsegError(f"--seed must be 0 or more, got {seed}")
+    planned = [f"image/synth{i}.png" for i in range(1, count + 1)]
+    if with_masks:
+        planned += [f"mask/synth{i}_mask.png" for i in range(1, count + 1)]
+    out = check_output_dir(out, "data synth", overwrite=overwrite, files=planned)
     rng = np.random.default_rng(seed)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "data synth") as tmp:
         (tmp / "image").mkdir()
         if with_masks:
             (tmp / "mask").mkdir()

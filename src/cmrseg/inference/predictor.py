@@ -106,22 +106,28 @@ def predict_folder(
     out_dir: str | Path,
     overlays: bool = False,
     settings: PredictSettings | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
-    All files appear at once: they are written to a temporary folder that is renamed at the end.
+    ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
+    and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     """
     from PIL import Image
 
-    from cmrseg.data.reader import load_folder
+    from cmrseg.data.reader import list_images, load_folder
+    from cmrseg.outputs import check_output_dir
     from cmrseg.plots import overlay
     from cmrseg.utils import atomic_dir
 
+    kinds = ("mask", "overlay") if overlays else ("mask",)
+    planned = [f"{path.stem}_{kind}.png" for path in list_images(images_dir) for kind in kinds]
+    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir], files=planned)
     samples = load_folder(images_dir, require_masks=False)
     predictor, resolved = load_run(run_dir, settings)
     masks = predict_masks(predictor, [s.image for s in samples], bool(resolved.postprocess), resolved.class_weights)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "predict") as tmp:
         for sample, mask in zip(samples, masks, strict=True):
             Image.fromarray(mask).save(tmp / f"{sample.id}_mask.png")
             if overlays:

@@ -1,0 +1,253 @@
+"""Issue #12, nothing lost and nothing silent: bad inputs and output paths over every command change no
+file and say one line; run folders have one writer; scoring is strict; ensembles know their splits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cmrseg import runs
+from cmrseg.cli import main
+from cmrseg.config import config_from_dict
+from cmrseg.data.synth import write_synthetic_dataset
+from cmrseg.ensemble import make_ensemble
+from cmrseg.errors import CmrsegError
+from cmrseg.evaluation import score_submission, validation_samples
+from cmrseg.locks import run_lock
+from cmrseg.outputs import LOCK_FILE, MARKER_FILE, check_output_dir, check_output_file
+from cmrseg.training import train
+
+from conftest import REPO_ROOT, tiny_config_dict
+
+
+def _mask(cells: list[tuple[int, int, int]]) -> np.ndarray:
+    mask = np.zeros((8, 8), np.uint8)
+    for row, col, label in cells:
+        mask[row, col] = label
+    return mask
+
+
+def _save_masks(folder: Path, masks: dict[str, np.ndarray]) -> None:
+    folder.mkdir()
+    for stem, mask in masks.items():
+        Image.fromarray(mask).save(folder / f"{stem}.png")
+
+
+def _csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("id,encoding\n" + "".join(f"{row}\n" for row in rows))
+    return path
+
+
+TRUTH = {"p1_mask": _mask([(0, 0, 1), (1, 1, 2), (2, 2, 3)]), "p2_mask": _mask([(3, 3, 1), (4, 4, 3)])}
+"""Two hand-made 8x8 truths; in column-major 1-based numbering (r, c) is pixel 8c + r + 1."""
+COMPLETE = ["p1_mask1,1 1", "p1_mask2,10 1", "p1_mask3,19 1", "p2_mask1,28 1", "p2_mask2,", "p2_mask3,37 1"]
+
+
+@pytest.fixture(scope="module")
+def world(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Everything the bad commands point at: data, two runs on different splits, their ensemble, odd paths."""
+    w = tmp_path_factory.mktemp("world")
+    write_synthetic_dataset(w / "data", count=4, seed=1, size=64)
+    train(config_from_dict(tiny_config_dict(synth_dir, epochs=2)), w / "run", progress=False)
+    train(config_from_dict(tiny_config_dict(synth_dir, epochs=1, split_seed=5)), w / "run_other", progress=False)
+    make_ensemble([w / "run", w / "run_other"], w / "ens_mixed")
+    (w / "cfg.json").write_text(json.dumps(tiny_config_dict(synth_dir, epochs=1)))
+    (w / "afile.txt").write_text("not a folder")
+    (w / "foreign").mkdir()
+    (w / "foreign" / "keep.txt").write_text("the user's")
+    (w / "foreign_clash").mkdir()
+    (w / "foreign_clash" / "synth1_mask.png").write_text("the user's, same name as an output")
+    (w / "clash").mkdir()
+    for name in ("a.png", "a.PNG"):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(w / "clash" / name, format="PNG")
+    for name in ("nonorm", "badnorm"):
+        shutil.copytree(w / "run", w / name)
+    (w / "nonorm" / runs.NORMALIZATION_FILE).unlink()
+    (w / "badnorm" / runs.NORMALIZATION_FILE).write_text("{not json")
+    _save_masks(w / "truth", TRUTH)
+    _save_masks(w / "truth_one", {"p1_mask": TRUTH["p1_mask"]})
+    _csv(w / "good.csv", COMPLETE)
+    _csv(w / "dup.csv", [*COMPLETE, "p1_mask2,10 1"])
+    _csv(w / "unknown.csv", [*COMPLETE, "p9_mask1,1 1", "p9_mask2,"])
+    _csv(w / "missing.csv", COMPLETE[:-1])
+    (w / "latin1.csv").write_bytes("id,encoding\np1_mask1,1 1 \xe9\n".encode("latin-1"))
+    return w
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+PREDICT = ["predict", "--run", "{w}/run", "--images", "{w}/data/image"]
+CASES = [
+    # (argv, exit code, words of the one-line message)
+    ([*PREDICT, "--out", "{w}/data/image"], 2, "is the input"),
+    ([*PREDICT, "--out", "{w}/data/image/sub"], 2, "lies inside the input"),
+    ([*PREDICT, "--out", "{w}/foreign"], 2, "not an output of 'cmrseg predict'"),
+    ([*PREDICT, "--out", "{w}/foreign", "--device", "tpu"], 2, "not an output of 'cmrseg predict'"),
+    ([*PREDICT, "--out", "{w}/foreign_clash", "--overwrite"], 2, "was not written by cmrseg predict"),
+    ([*PREDICT, "--out", "{w}/afile.txt"], 2, "exists and is a file"),
+    ([*PREDICT, "--out", "{w}/afile.txt/sub"], 2, "afile.txt is a file, not a folder"),
+    ([*PREDICT, "--out", "{w}/new_pred", "--device", "tpu"], 2, "device 'tpu'"),
+    (["predict", "--run", "{w}/run", "--images", "{w}/clash", "--out", "{w}/new_pred"], 2, "both give the image id 'a'"),
+    (["predict", "--run", "{w}/badnorm", "--images", "{w}/data", "--out", "{w}/new_pred"], 2, "not a valid normalisation file"),
+    (["data", "synth", "--out", "{w}/foreign"], 2, "not an output of 'cmrseg data synth'"),
+    (["data", "synth", "--out", "{w}/afile.txt"], 2, "exists and is a file"),
+    (["data", "synth", "--out", "{w}/new_synth", "--size", "0"], 2, "--size must be at least 16"),
+    (["data", "synth", "--out", "{w}/new_synth", "--size", "-3"], 2, "--size must be at least 16"),
+    (["data", "synth", "--out", "{w}/new_synth", "--seed", "-1"], 2, "--seed must be 0 or more"),
+    (["data", "synth", "--out", "{w}/new_synth", "--count", "0"], 2, "--count must be at least 1"),
+    (["ensemble", "{w}/run", "{w}/run_other", "--out", "{w}/run_other"], 2, "is the input"),
+    (["ensemble", "{w}/run", "{w}/run_other", "--out", "{w}/run/ens"], 2, "lies inside the input"),
+    (["ensemble", "{w}/run", "{w}/run_other", "--out", "{w}/foreign"], 2, "not an output of 'cmrseg ensemble'"),
+    (["ensemble", "{w}/run", "{w}/nonorm", "--out", "{w}/new_ens"], 2, "normalization.json: missing"),
+    (["submit", "--masks", "{w}/truth", "--out", "{w}/foreign"], 2, "exists and is a folder"),
+    (["submit", "--masks", "{w}/truth", "--out", "{w}/truth/s.csv"], 2, "lies inside the input"),
+    (["submit", "--masks", "{w}/truth", "--out", "{w}/afile.txt/s.csv"], 2, "is a file, not a folder"),
+    (["report", "{w}/run", "--out", "{w}/foreign"], 2, "exists and is a folder"),
+    (["report", "{w}/run", "--out", "{w}/run/config.json"], 2, "is the input"),
+    (["evaluate", "--run", "{w}/run", "--data", "{w}/data", "--json", "{w}/foreign"], 2, "exists and is a folder"),
+    (["evaluate", "--run", "{w}/run", "--data", "{w}/data", "--json", "{w}/run/config.json"], 2, "is the input"),
+    (["evaluate", "--run", "{w}/run", "--data", "{w}/data", "--device", "tpu"], 2, "device 'tpu'"),
+    (["evaluate", "--run", "{w}/badnorm", "--data", "{w}/data"], 2, "not a valid normalisation file"),
+    (["evaluate", "--run", "{w}/ens_mixed"], 2, "members were validated on different splits"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/new_run", "--epochs", "0"], 2, "--epochs must be at least 1"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/new_run", "--epochs", "-1"], 2, "--epochs must be at least 1"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/new_run", "--set", "epochs=0"], 2, "epochs"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/afile.txt"], 2, "exists and is a file"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/foreign"], 2, "not an output of 'cmrseg train'"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/new_run", "--set", "model_info.model_path={w}/foreign"], 2,
+     "exists and is a folder"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/new_run", "--set", "device=tpu"], 2, "device 'tpu'"),
+    (["train", "--out", "{w}/run", "--resume", "--epochs", "1"], 2, "below the 2 epochs already done"),
+    (["cv", "--config", "{w}/cfg.json", "--out", "{w}/new_cv", "--folds", "20"], 2, "needs at least 20 patients"),
+    (["cv", "--config", "{w}/cfg.json", "--out", "{w}/new_cv", "--folds", "2", "--only", "5"], 2, "--only: folds must be in 0..1"),
+    (["cv", "--config", "{w}/cfg.json", "--out", "{w}/new_cv", "--folds", "2", "--only", "0", "--ensemble"], 2,
+     "--ensemble needs every fold"),
+    (["cv", "--config", "{w}/cfg.json", "--out", "{w}/new_cv", "--folds", "2", "--checkpoint", "nope"], 2, "--checkpoint 'nope'"),
+    (["cv", "--config", "{w}/cfg.json", "--out", "{w}/afile.txt", "--folds", "2"], 2, "exists and is a file"),
+    (["cv", "--config", "{w}/cfg.json", "--out", "{w}/foreign", "--folds", "2"], 2, "not an output of 'cmrseg cv'"),
+    (["sweep", "--config", "{w}/cfg.json", "--set", "seed=0,1", "--out", "{w}/afile.txt"], 2, "exists and is a file"),
+    (["sweep", "--config", "{w}/cfg.json", "--set", "seed=0,1", "--out", "{w}/foreign"], 2, "not an output of 'cmrseg sweep'"),
+    (["score", "--submission", "{w}/dup.csv", "--masks", "{w}/truth"], 2, "1 duplicated ids (first: 'p1_mask2' on lines 3 and 8)"),
+    (["score", "--submission", "{w}/unknown.csv", "--masks", "{w}/truth"], 2, "2 row ids have no true mask (first: 'p9_mask1')"),
+    (["score", "--submission", "{w}/good.csv", "--masks", "{w}/truth_one"], 2, "3 row ids have no true mask (first: 'p2_mask1')"),
+    (["score", "--submission", "{w}/missing.csv", "--masks", "{w}/truth"], 2, "1 rows are missing (first: 'p2_mask3')"),
+    (["score", "--submission", "{w}/latin1.csv", "--masks", "{w}/truth"], 2, "not a UTF-8 text file"),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "words"), CASES, ids=[f"{c[0][0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_command_says_one_line_and_changes_nothing(world: Path, argv: list[str], code: int, words: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    before = _hashes(world)
+    assert main([arg.replace("{w}", str(world)) for arg in argv]) == code
+    err = capsys.readouterr().err
+    assert err.startswith("cmrseg: error: ") and err.count("\n") == 1 and words in err, err
+    assert _hashes(world) == before
+
+
+def test_good_score_is_exact_and_partial_score_says_what_is_missing(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert score_submission(world / "good.csv", world / "truth")["dice"]["mean"] == 1.0
+    summary = score_submission(world / "missing.csv", world / "truth", allow_partial=True)
+    assert summary["n_images"] == 1 and [row["id"] for row in summary["per_image"]] == ["p1_mask"]
+    assert summary["partial"] == {"masks": 2, "missing_masks": 1, "missing_rows": 1, "unknown_rows": 0}
+    assert main(["score", "--submission", str(world / "unknown.csv"), "--masks", str(world / "truth"), "--allow-partial"]) == 0
+    out = capsys.readouterr().out
+    assert "partial score: 2 of 2 masks scored; 0 masks lack rows (0 rows missing), 2 rows have no true mask" in out
+
+
+def test_predict_reruns_replace_own_files_and_keep_foreign_ones(world: Path, tmp_path: Path) -> None:
+    from cmrseg.inference import predict_folder
+
+    out = tmp_path / "pred"
+    predict_folder(world / "run", world / "data", out, overlays=True)
+    (out / "notes.txt").write_text("mine")
+    predict_folder(world / "run", world / "data", out, overwrite=True)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [MARKER_FILE, "notes.txt", *[f"synth{i}_mask.png" for i in range(1, 5)]]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / MARKER_FILE).read_text())["command"] == "predict"
+
+
+def test_stale_temporaries_of_dead_processes_are_cleaned_at_the_next_start(world: Path, tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    run = tmp_path / "run"
+    shutil.copytree(world / "run", run)
+    killed_write = run / f".last.pt.cmrseg-tmp-{dead_pid}-abc123.pt"
+    killed_write.touch()
+    (run / runs.CHECKPOINT_DIR / f".epoch_0002.pt.cmrseg-tmp-{dead_pid}-x.pt").touch()
+    alive = run / f".history.csv.cmrseg-tmp-{os.getpid()}-q.csv"
+    alive.touch()
+    check_output_dir(run, "train", legacy=(runs.CONFIG_FILE,))
+    assert not killed_write.exists() and not list((run / runs.CHECKPOINT_DIR).glob(".*"))
+    assert alive.exists()
+    stale_dir = tmp_path / f".pred.cmrseg-tmp-{dead_pid}-zz"
+    stale_dir.mkdir()
+    (stale_dir / "half.png").touch()
+    check_output_dir(tmp_path / "pred", "predict")
+    assert not stale_dir.exists()
+
+
+def test_unwritable_location_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(CmrsegError, match="is not writable"):
+        check_output_file(tmp_path / "deep" / "m.json")
+    assert not (tmp_path / "deep").exists()
+
+
+def _locker(folder: Path) -> subprocess.Popen[str]:
+    """A second process that takes the folder's lock and sleeps until killed."""
+    code = ("import sys, time\nfrom cmrseg.locks import run_lock\n"
+            "with run_lock(sys.argv[1], 'train'):\n    print('locked', flush=True)\n    time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_taken_over(synth_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    proc = _locker(folder)
+    try:
+        with pytest.raises(CmrsegError, match=f"in use by pid {proc.pid}, cmrseg train"):
+            train(config_from_dict(tiny_config_dict(synth_dir, epochs=1)), folder, progress=False)
+        with pytest.raises(CmrsegError, match=f"pid {proc.pid}"):
+            with run_lock(folder, "cv"):
+                pass
+        assert not (folder / runs.CONFIG_FILE).exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert (folder / LOCK_FILE).exists()
+    with run_lock(folder, "train"):
+        assert json.loads((folder / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_ensemble_records_member_splits_and_evaluates_a_shared_one(world: Path, tmp_path: Path) -> None:
+    out = make_ensemble([world / "run", world / "run"], tmp_path / "ens")
+    members = runs.read_run_config(out).model_info.options["members"]
+    assert members[0]["split"] == members[1]["split"]
+    assert members[0]["split"]["split_seed"] == 0 and members[0]["split"]["val_fraction"] == 0.2
+    assert [s.id for s in validation_samples(out)] == [s.id for s in validation_samples(world / "run")]
+    mixed = runs.read_run_config(world / "ens_mixed").model_info.options["members"]
+    assert mixed[1]["split"]["split_seed"] == 5
+    with pytest.raises(CmrsegError, match=r"run_other differs from .*run, 1 of 2 members differ"):
+        validation_samples(world / "ens_mixed")
+
+
+def test_failed_cv_check_leaves_no_config(world: Path, tmp_path: Path) -> None:
+    assert main(["cv", "--config", str(world / "cfg.json"), "--out", str(tmp_path / "cv"), "--folds", "40"]) == 2
+    assert not (tmp_path / "cv" / runs.CONFIG_FILE).exists()
