@@ -16,6 +16,13 @@ Handler = Callable[[argparse.Namespace], int | None]
 def _cmd_synth(args: argparse.Namespace) -> None:
     from cmrseg.data.synth import write_synthetic_dataset
 
+    if args.volumes:
+        from cmrseg.data.synth import write_synthetic_volumes
+
+        out = write_synthetic_volumes(args.out, args.count, args.seed, args.size, args.layout,
+                                      with_labels=not args.no_masks)
+        print(f"wrote ED and ES volumes of {args.count} synthetic patients ({args.layout} layout) to {out}")
+        return
     out = write_synthetic_dataset(args.out, args.count, args.seed, args.size, with_masks=not args.no_masks)
     print(f"wrote {args.count} synthetic slices to {out}")
 
@@ -56,7 +63,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     summary = evaluate_run(args.run, args.data, args.json, checkpoint=args.checkpoint, tta=args.tta,
                            postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
-    print(format_table(summary))
+    if "per_volume" in summary:
+        from cmrseg.volume_evaluation import format_volume_report
+
+        print(format_volume_report(summary))
+    else:
+        print(format_table(summary))
     if args.json:
         print(f"wrote {args.json}")
 
@@ -65,8 +77,22 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from cmrseg.inference import predict_folder
 
     written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, tta=args.tta,
-                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
-    print(f"wrote {len(written)} masks to {args.out}")
+                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales,
+                             indices=args.indices)
+    kind = "label volumes" if written and written[0].name.endswith((".nii.gz", ".nii")) else "masks"
+    print(f"wrote {len(written)} {kind} to {args.out}" + (" (and indices.csv)" if args.indices else ""))
+
+
+def _cmd_indices(args: argparse.Namespace) -> None:
+    from cmrseg.clinical import format_agreement, write_indices
+
+    result = write_indices(args.masks, args.out, info_dir=args.info, truth_dir=args.truth)
+    notes = sorted({row["note"] for row in result["rows"] if row["note"]})
+    for note in notes:
+        print(f"note: {note}")
+    if result["agreement"]:
+        print(format_agreement(result["agreement"]))
+    print(f"wrote {', '.join(str(p) for p in result['written'])} ({len(result['rows'])} patients)")
 
 
 def _cmd_submit(args: argparse.Namespace) -> None:
@@ -114,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=96, help="image height and width in pixels")
     synth.add_argument("--no-masks", action="store_true", help="write images only (an unlabeled set)")
+    synth.add_argument("--volumes", action="store_true",
+                       help="write NIfTI ED/ES volumes of --count patients (1.6 x 1.6 x 8 mm voxels) instead of PNG slices")
+    synth.add_argument("--layout", choices=("acdc", "flat", "nnunet"), default="acdc", help="folder layout of --volumes")
     synth.set_defaults(handler=_cmd_synth)
 
     train = sub.add_parser("train", help="train a model from a JSON config")
@@ -137,9 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--run", required=True, help="run folder")
     predict.add_argument("--images", required=True, help="folder of PNG images (or a folder with image/)")
     predict.add_argument("--out", required=True, help="output folder for <id>_mask.png")
-    predict.add_argument("--overlays", action="store_true", help="also write coloured <id>_overlay.png")
+    predict.add_argument("--overlays", action="store_true",
+                         help="also write coloured <id>_overlay.png (for volumes: all slices side by side)")
+    predict.add_argument("--indices", action="store_true",
+                         help="volumes: also write OUT/indices.csv (per patient EDV, ESV, SV, EF, LV mass)")
     _add_inference_options(predict)
     predict.set_defaults(handler=_cmd_predict)
+
+    indices = sub.add_parser("indices", help="per-patient ventricular volumes, ejection fractions and LV mass")
+    indices.add_argument("--masks", required=True,
+                         help="folder of label volumes: predicted CASE.nii.gz, or a labeled dataset (its _gt files)")
+    indices.add_argument("--out", required=True, help="CSV file to write (one row per patient)")
+    indices.add_argument("--info", help="dataset folder with ACDC Info.cfg files naming ED/ES (not needed for "
+                                        "cmrseg's own predictions, which carry cases.csv)")
+    indices.add_argument("--truth", help="labeled volume dataset: also write the true indices, their agreement "
+                                         "(bias, SD, MAE, r) and scatter / Bland-Altman plots beside --out")
+    indices.set_defaults(handler=_cmd_indices)
 
     submit = sub.add_parser("submit", help="run-length encode predicted masks as a Kaggle CSV")
     submit.add_argument("--masks", required=True, help="folder of <id>_mask.png")

@@ -62,10 +62,19 @@ def evaluate_run(
     device: str = "auto",
     tta_scales: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split); optionally saved as JSON."""
-    samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
-    summary, _ = score_samples(run_dir, samples, checkpoint=checkpoint, tta=tta, postprocess=postprocess, device=device,
-                               tta_scales=tta_scales)
+    """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split); optionally saved as JSON.
+
+    On NIfTI volumes (or, without ``data_dir``, for a run trained on volumes) the scores are per volume, with
+    ED/ES summaries, slice positions and clinical indices (see :mod:`cmrseg.volume_evaluation`)."""
+    from cmrseg.volume_evaluation import evaluate_run_on_volumes, is_volume_evaluation
+
+    if is_volume_evaluation(run_dir, data_dir):
+        summary = evaluate_run_on_volumes(run_dir, data_dir, checkpoint=checkpoint, tta=tta, postprocess=postprocess,
+                                          device=device, tta_scales=tta_scales)
+    else:
+        samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
+        summary, _ = score_samples(run_dir, samples, checkpoint=checkpoint, tta=tta, postprocess=postprocess,
+                                   device=device, tta_scales=tta_scales)
     summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint})
     if json_path:
         write_json_atomic(json_path, summary)

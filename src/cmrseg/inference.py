@@ -193,12 +193,22 @@ def predict_folder(
     postprocess: bool | None = None,
     device: str = "auto",
     tta_scales: Sequence[float] | None = None,
+    indices: bool = False,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
     All files appear at once: they are written to a temporary folder that is renamed at the end.
+    A folder of NIfTI volumes is predicted volume by volume instead (:func:`cmrseg.volume_inference.predict_volume_folder`).
     """
     from PIL import Image
+
+    from cmrseg.data.volumes import is_volume_dataset
+
+    if is_volume_dataset(images_dir):
+        from cmrseg.volume_inference import predict_volume_folder
+
+        return predict_volume_folder(run_dir, images_dir, out_dir, overlays=overlays, tta=tta, postprocess=postprocess,
+                                     device=device, tta_scales=tta_scales, indices=indices)
 
     from cmrseg.data.reader import load_folder
     from cmrseg.plots import overlay
