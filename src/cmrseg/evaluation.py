@@ -59,15 +59,23 @@ def evaluate_run(
     settings: PredictSettings | None = None,
 ) -> dict[str, Any]:
     """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split), predicted
-    with ``settings`` (default: the run's own); optionally saved as JSON."""
+    with ``settings`` (default: the run's own); optionally saved as JSON.
+
+    On NIfTI volumes (or, without ``data_dir``, for a run trained on volumes) the scores are per volume, with
+    ED/ES summaries, slice positions and clinical indices (see :mod:`cmrseg.volume_evaluation`)."""
+    from cmrseg.volume_evaluation import evaluate_run_on_volumes, is_volume_evaluation
+
     settings = settings or PredictSettings()
     if json_path:
         from cmrseg import runs
 
         inputs = [Path(run_dir) / name for name in runs.RUN_FILES] + ([data_dir] if data_dir is not None else [])
         check_output_file(json_path, inputs=inputs)
-    samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
-    summary, _ = score_samples(run_dir, samples, settings)
+    if is_volume_evaluation(run_dir, data_dir):
+        summary = evaluate_run_on_volumes(run_dir, data_dir, settings)
+    else:
+        samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
+        summary, _ = score_samples(run_dir, samples, settings)
     summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split",
                     "checkpoint": settings.checkpoint})
     if json_path:

@@ -3,6 +3,7 @@ ensemble, cv, sweep and report read it back through them.
 
     RUN_DIR/config.json          resolved config (all defaults filled in)
     RUN_DIR/normalization.json   intensity normalisation fitted on the training split
+    RUN_DIR/data.json            what it was trained on: slices, patients, volumes, median voxel spacing (mm or null)
     RUN_DIR/best.pt, last.pt     checkpoints (best by validation Dice; last for --resume)
     RUN_DIR/checkpoints/         periodic checkpoints every ``checkpoint_every`` epochs
     RUN_DIR/history.csv          one row per epoch, rewritten as the run goes
@@ -34,12 +35,13 @@ from cmrseg.utils import torch_save_atomic, write_csv_atomic
 
 CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
+DATA_FILE = "data.json"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.csv"
 CURVE_FILE = "loss_curve.png"
-RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, CURVE_FILE)
+RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, DATA_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, CURVE_FILE)
 """What a training writes into a run folder (outputs of other commands must not land on them)."""
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
@@ -181,3 +183,21 @@ def read_history(run_dir: Path) -> list[dict[str, float]]:
         return []
     with path.open() as handle:
         return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def describe_training_data(samples: list[Any]) -> dict[str, Any]:
+    """``data.json``: counts of the training slices, patients and volumes, and their median voxel spacing.
+
+    The spacing is null unless every training slice comes from a volume whose header names it; prediction
+    resamples inputs of another known spacing to it."""
+    import numpy as np
+
+    spacings = [s.spacing for s in samples]
+    known = bool(spacings) and all(sp is not None for sp in spacings)
+    return {
+        "kind": "volumes" if any(s.volume is not None for s in samples) else "slices",
+        "n_slices": len(samples),
+        "n_volumes": len({s.volume for s in samples if s.volume is not None}),
+        "n_patients": len({s.group for s in samples if s.group is not None}),
+        "spacing": [float(v) for v in np.median(np.array(spacings, dtype=float), axis=0)] if known else None,
+    }

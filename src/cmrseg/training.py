@@ -59,6 +59,7 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         data = prepare_data(config)
+        self.data_description = runs.describe_training_data(data.train)
         self.has_val = bool(data.val)
         self.normalization = Normalization.fit([s.image for s in data.train], config.normalization)
         self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed)
@@ -285,6 +286,7 @@ def train(
         write_marker(run_dir, "train")
         write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
         write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
+        write_json_atomic(run_dir / runs.DATA_FILE, trainer.data_description)
         return trainer.fit()
 
 

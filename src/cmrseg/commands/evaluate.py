@@ -11,7 +11,8 @@ def add_parser(subparsers: Subparsers) -> None:
     """Add ``evaluate``."""
     parser = subparsers.add_parser("evaluate", help="per-structure Dice and HD95 of a run on labeled data")
     parser.add_argument("--run", required=True, help="run folder")
-    parser.add_argument("--data", help="labeled folder with image/ and mask/ (default: the run's validation split)")
+    parser.add_argument("--data", help="labeled folder with image/ and mask/, or of NIfTI volumes (default: the run's "
+                                       "validation split)")
     parser.add_argument("--json", help="also write the metrics as JSON here")
     parser.add_argument("--checkpoint", default="best", help="best, last or a file name in the run folder")
     add_inference_options(parser)
@@ -21,8 +22,9 @@ def add_parser(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     """Evaluate and print the table."""
     from cmrseg.evaluation import evaluate_run, format_table
+    from cmrseg.volume_evaluation import format_volume_report
 
     summary = evaluate_run(args.run, args.data, args.json, predict_settings(args))
-    print(format_table(summary))
+    print(format_volume_report(summary) if "per_volume" in summary else format_table(summary))
     if args.json:
         print(f"wrote {args.json}")

@@ -11,9 +11,13 @@ def add_parser(subparsers: Subparsers) -> None:
     """Add ``predict``."""
     parser = subparsers.add_parser("predict", help="write predicted masks for a folder of images")
     parser.add_argument("--run", required=True, help="run folder")
-    parser.add_argument("--images", required=True, help="folder of PNG images (or a folder with image/)")
-    parser.add_argument("--out", required=True, help="output folder for <id>_mask.png")
-    parser.add_argument("--overlays", action="store_true", help="also write coloured <id>_overlay.png")
+    parser.add_argument("--images", required=True,
+                        help="folder of PNG images (or a folder with image/), or of NIfTI volumes (ACDC, flat, nnU-Net)")
+    parser.add_argument("--out", required=True, help="output folder for <id>_mask.png (volumes: CASE.nii.gz)")
+    parser.add_argument("--overlays", action="store_true",
+                        help="also write coloured <id>_overlay.png (volumes: every slice side by side)")
+    parser.add_argument("--indices", action="store_true",
+                        help="volumes: also write OUT/indices.csv (per patient EDV, ESV, SV, EF, LV mass)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     add_inference_options(parser)
     parser.set_defaults(handler=run)
@@ -24,5 +28,6 @@ def run(args: argparse.Namespace) -> None:
     from cmrseg.inference import predict_folder
 
     written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
-                             overwrite=args.overwrite)
-    print(f"wrote {len(written)} masks to {args.out}")
+                             overwrite=args.overwrite, indices=args.indices)
+    kind = "label volumes" if written and written[0].name.endswith((".nii.gz", ".nii")) else "masks"
+    print(f"wrote {len(written)} {kind} to {args.out}" + (" (and indices.csv)" if args.indices else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,18 +27,29 @@ def patient_group(sample_id: str) -> str:
     return f"{match.group(1)}#{(int(match.group(2)) + 1) // 2}"
 
 
-def _shuffled_groups(ids: list[str], seed: int, group_pairs: bool) -> list[list[str]]:
-    groups: dict[str, list[str]] = {}
+GroupMap = Mapping[str, str]
+"""Patient of each sample id, for slices that know theirs (volume datasets); others fall back to ``patient_group``."""
+
+
+def _group_key(sample_id: str, group_pairs: bool, groups: GroupMap | None) -> str:
+    if groups and sample_id in groups:
+        return groups[sample_id]
+    return patient_group(sample_id) if group_pairs else sample_id
+
+
+def _shuffled_groups(ids: list[str], seed: int, group_pairs: bool, groups: GroupMap | None = None) -> list[list[str]]:
+    by_group: dict[str, list[str]] = {}
     for sample_id in ids:
-        groups.setdefault(patient_group(sample_id) if group_pairs else sample_id, []).append(sample_id)
-    keys = sorted(groups)
+        by_group.setdefault(_group_key(sample_id, group_pairs, groups), []).append(sample_id)
+    keys = sorted(by_group)
     order = np.random.default_rng(seed).permutation(len(keys))
-    return [groups[keys[index]] for index in order]
+    return [by_group[keys[index]] for index in order]
 
 
-def holdout_split(ids: list[str], val_fraction: float, seed: int, group_pairs: bool = True) -> tuple[list[str], list[str]]:
+def holdout_split(ids: list[str], val_fraction: float, seed: int, group_pairs: bool = True,
+                  groups_of: GroupMap | None = None) -> tuple[list[str], list[str]]:
     """Random train/validation split of ``ids`` by patient group with a fixed seed."""
-    groups = _shuffled_groups(ids, seed, group_pairs)
+    groups = _shuffled_groups(ids, seed, group_pairs, groups_of)
     if len(groups) < 2:
         raise CmrsegError(f"need at least 2 patients to split into train and validation, found {len(groups)}")
     n_val = min(len(groups) - 1, max(1, math.ceil(val_fraction * len(groups))))
@@ -45,25 +57,27 @@ def holdout_split(ids: list[str], val_fraction: float, seed: int, group_pairs: b
     return [i for i in ids if i not in val], [i for i in ids if i in val]
 
 
-def kfold_split(ids: list[str], folds: int, fold: int, seed: int, group_pairs: bool = True) -> tuple[list[str], list[str]]:
+def kfold_split(ids: list[str], folds: int, fold: int, seed: int, group_pairs: bool = True,
+                groups_of: GroupMap | None = None) -> tuple[list[str], list[str]]:
     """Fold ``fold`` of a ``folds``-fold split by patient group: (train ids, validation ids)."""
     if not 0 <= fold < folds:
         raise CmrsegError(f"fold must be in 0..{folds - 1}, got {fold}")
-    groups = _shuffled_groups(ids, seed, group_pairs)
+    groups = _shuffled_groups(ids, seed, group_pairs, groups_of)
     if len(groups) < folds:
         raise CmrsegError(f"{folds}-fold cross-validation needs at least {folds} patients, found {len(groups)}")
     val = {i for index, group in enumerate(groups) if index % folds == fold for i in group}
     return [i for i in ids if i not in val], [i for i in ids if i in val]
 
 
-def share_of_patients(ids: list[str], fraction: float, seed: int, group_pairs: bool = True) -> list[str]:
+def share_of_patients(ids: list[str], fraction: float, seed: int, group_pairs: bool = True,
+                      groups_of: GroupMap | None = None) -> list[str]:
     """``fraction`` of ``ids`` in whole patient groups (at least one), drawn with ``seed``.
 
     A smaller fraction keeps a subset of what a larger one keeps, so a learning curve adds data, not noise.
     """
     if fraction >= 1.0:
         return ids
-    groups = _shuffled_groups(ids, seed, group_pairs)
+    groups = _shuffled_groups(ids, seed, group_pairs, groups_of)
     kept = {i for group in groups[: max(1, round(fraction * len(groups)))] for i in group}
     return [i for i in ids if i in kept]
 
@@ -72,6 +86,11 @@ def share_of_patients(ids: list[str], fraction: float, seed: int, group_pairs: b
 class DataBundle:
     train: list[Sample]
     val: list[Sample]
+
+
+def sample_groups(samples: list[Sample]) -> dict[str, str]:
+    """The patient of every slice that knows it (slices of volumes): splits keep a patient's slices together."""
+    return {sample.id: sample.group for sample in samples if sample.group is not None}
 
 
 def _select(samples: list[Sample], ids: list[str]) -> list[Sample]:
@@ -83,7 +102,8 @@ def prepare_data(config: ExperimentConfig) -> DataBundle:
     """Load the labeled data named by the config and split it as ``split_mode``/``folds`` say, then keep
     ``train_fraction`` of the training side (the validation side stays whole)."""
     bundle = _split_data(config)
-    kept = share_of_patients([s.id for s in bundle.train], config.train_fraction, config.data_split_seed, config.group_pairs)
+    kept = share_of_patients([s.id for s in bundle.train], config.train_fraction, config.data_split_seed, config.group_pairs,
+                             sample_groups(bundle.train))
     return DataBundle(_select(bundle.train, kept), bundle.val)
 
 
@@ -97,10 +117,11 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
         mode = "folder" if info.val_data_path else "holdout"
     if config.folds is not None:
         train_ids, val_ids = kfold_split([s.id for s in train], config.folds, config.fold or 0, config.data_split_seed,
-                                       config.group_pairs)
+                                       config.group_pairs, sample_groups(train))
         return DataBundle(_select(train, train_ids), _select(train, val_ids))
     if mode == "holdout":
-        train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.data_split_seed, config.group_pairs)
+        train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.data_split_seed, config.group_pairs,
+                                           sample_groups(train))
         return DataBundle(_select(train, train_ids), _select(train, val_ids))
     val = load_folder(info.val_data_path, require_masks=True) if info.val_data_path else []
     if mode == "folder":

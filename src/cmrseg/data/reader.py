@@ -23,11 +23,19 @@ MASK_SUFFIX = "_mask"
 
 @dataclass
 class Sample:
-    """One slice: its id (file stem), grayscale uint8 image and optional uint8 class mask."""
+    """One slice: its id (file stem), grayscale uint8 image and optional uint8 class mask.
+
+    Slices cut from a volume also know their patient (``group``, the unit of every split), their
+    volume's case id, their index ``z`` in it and the volume's voxel spacing in mm (None when unknown).
+    """
 
     id: str
     image: np.ndarray
     mask: np.ndarray | None = None
+    group: str | None = None
+    volume: str | None = None
+    slice_index: int | None = None
+    spacing: tuple[float, float, float] | None = None
 
 
 def natural_key(text: str) -> list[object]:
@@ -110,7 +118,13 @@ def mask_path_for(image_path: Path) -> Path:
 
 
 def load_folder(directory: str | Path, require_masks: bool = True) -> list[Sample]:
-    """Load every slice of a folder; with ``require_masks`` each image must have its mask."""
+    """Load every slice of a folder; with ``require_masks`` each image must have its mask.
+
+    A folder of NIfTI volumes (see :mod:`cmrseg.data.volumes`) gives every slice of every volume."""
+    from cmrseg.data.volumes import is_volume_dataset, load_volume_folder, volume_samples
+
+    if is_volume_dataset(directory):
+        return volume_samples(load_volume_folder(directory, require_labels=require_masks))
     samples = []
     for image_path in list_images(directory):
         image = load_image(image_path)

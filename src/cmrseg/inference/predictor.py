@@ -14,6 +14,7 @@ from torch import nn
 
 from cmrseg import runs
 from cmrseg.data.normalization import Normalization
+from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
 from cmrseg.inference.settings import PredictSettings
 from cmrseg.inference.tta import FLIPS, flip_average, warp_average, zoom_warp
@@ -107,14 +108,26 @@ def predict_folder(
     overlays: bool = False,
     settings: PredictSettings | None = None,
     overwrite: bool = False,
+    indices: bool = False,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
     ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
+    A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
+    the clinical indices (:func:`cmrseg.volume_inference.predict_volume_folder`).
     """
     from PIL import Image
 
+    from cmrseg.data.volumes import is_volume_dataset
+
+    if is_volume_dataset(images_dir):
+        from cmrseg.volume_inference import predict_volume_folder
+
+        return predict_volume_folder(run_dir, images_dir, out_dir, overlays=overlays, settings=settings,
+                                     indices=indices, overwrite=overwrite)
+    if indices:
+        raise CmrsegError(f"{images_dir}: --indices needs NIfTI volumes (ED and ES per patient), not PNG slices")
     from cmrseg.data.reader import list_images, load_folder
     from cmrseg.outputs import check_output_dir
     from cmrseg.plots import overlay

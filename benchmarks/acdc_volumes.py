@@ -1,0 +1,236 @@
+"""Issue #11: the every-slice recipe against the slice-only recipe on acdc96, patient-wise 5-fold CV, per volume.
+
+    python benchmarks/acdc_volumes.py [--data ../shared/data/acdc96] [--runs runs/acdc_cv] [--skip-train]
+
+1. Trains (or resumes, or skips when finished) ``cmrseg cv`` of ``configs/acdc.json`` on every slice of the
+   volumes (RUNS/every_slice) and of ``configs/best.json`` on the kept coursework slice of each volume only
+   (RUNS/slice_only; those PNGs are named by case, so the folds hold the same patients).
+2. Predicts every held-out volume with its fold's final weights, with and without the config's TTA.
+3. Writes ``benchmarks/results/acdc_volumes.json`` and ``.md`` (per-volume Dice / HD95 for all, ED and ES volumes,
+   clinical-index agreement, Dice of the 100 kept coursework slices, time per volume) and the EF agreement plots
+   ``acdc_agreement_scatter.png`` / ``acdc_agreement_bland_altman.png``, with the commit and machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cmrseg.clinical import plot_agreement
+from cmrseg.config import ExperimentConfig, apply_overrides, load_config
+from cmrseg.constants import STRUCTURES
+from cmrseg.crossval import cross_validate, final_checkpoint
+from cmrseg.data.dataset import prepare_data
+from cmrseg.data.volumes import Volume, list_cases, load_volume
+from cmrseg.inference import PredictSettings, load_run
+from cmrseg.metrics import aggregate, image_metrics
+from cmrseg.training import clone_config
+from cmrseg.volume_evaluation import score_volume_masks
+from cmrseg.volume_inference import volume_mask, volume_probabilities
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+FOLDS = 5
+REPORTED_INDICES = ("LV_EF_pct", "RV_EF_pct", "LV_EDV_voxels", "LV_ESV_voxels", "RV_EDV_voxels", "RV_ESV_voxels",
+                    "Myo_ED_voxels")
+
+
+def write_kept_slices(data: Path, out: Path) -> Path:
+    """The coursework slice of every volume (Info.cfg ``CourseworkSliceED/ES``) as ``image/CASE.png`` + mask."""
+    if (out / "image").is_dir():
+        return out
+    (out / "image").mkdir(parents=True)
+    (out / "mask").mkdir()
+    for case in list_cases(data):
+        volume = load_volume(case)
+        z = int(case.info[f"CourseworkSlice{case.phase}"])
+        Image.fromarray(volume.image[:, :, z]).save(out / "image" / f"{case.case}.png")
+        Image.fromarray(volume.label[:, :, z]).save(out / "mask" / f"{case.case}_mask.png")
+    return out
+
+
+def recipes(data: Path, runs: Path) -> dict[str, tuple[ExperimentConfig, Path]]:
+    every = apply_overrides(load_config(ROOT / "configs" / "acdc.json"), {"dataset_info.train_data_path": str(data)})
+    kept = write_kept_slices(data, runs.parent / "acdc_kept_slices")
+    slices = apply_overrides(load_config(ROOT / "configs" / "best.json"), {"dataset_info.train_data_path": str(kept)})
+    return {"every_slice": (every, runs / "every_slice"), "slice_only": (slices, runs / "slice_only")}
+
+
+def held_out_patients(config: ExperimentConfig, fold: int) -> set[str]:
+    val = prepare_data(clone_config(config, folds=FOLDS, fold=fold)).val
+    return {s.group or s.id.split("_frame")[0] for s in val}
+
+
+def fold_settings(config: ExperimentConfig, fold: int, tta: bool) -> PredictSettings:
+    """The fold's last-epoch weights, with the config's TTA (flips at its zooms) or none."""
+    return PredictSettings(tta=tta, tta_scales=tuple(config.tta_scales) if tta else None,
+                           checkpoint=final_checkpoint(clone_config(config, folds=FOLDS, fold=fold)))
+
+
+def predict_fold(config: ExperimentConfig, cv_dir: Path, fold: int, volumes: list[Volume], tta: bool) -> list[np.ndarray]:
+    run_dir = cv_dir / f"fold_{fold}"
+    predictor, _ = load_run(run_dir, fold_settings(config, fold, tta))
+    return [volume_probabilities(predictor, volume) for volume in volumes]
+
+
+def seconds_per_volume(config: ExperimentConfig, cv_dir: Path, volume: Volume, tta: bool, repeats: int = 5) -> float:
+    """Best-of-``repeats`` wall time to predict and post-process one volume (after a warm-up call)."""
+    run_dir = cv_dir / "fold_0"
+    predictor, _ = load_run(run_dir, fold_settings(config, 0, tta))
+    weights = config.postprocess.class_weights
+    volume_mask(volume_probabilities(predictor, volume), True, weights)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        volume_mask(volume_probabilities(predictor, volume), True, weights)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def kept_slice_scores(volumes: list[Volume], masks: list[np.ndarray]) -> dict[str, Any]:
+    """Per-image 2D Dice (cmr96 convention) of each volume's coursework slice, taken from the volume prediction."""
+    rows = []
+    for volume, mask in zip(volumes, masks, strict=True):
+        z = int(volume.info[f"CourseworkSlice{volume.phase}"])
+        rows.append({"id": volume.case, **image_metrics(mask[:, :, z], volume.label[:, :, z])})
+    return aggregate(rows)
+
+
+def variants(config: ExperimentConfig, probs_tta: list[np.ndarray], probs_plain: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Label volumes of the pipeline and of the ablations of its parts."""
+    weights = config.postprocess.class_weights
+    return {
+        "TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_tta],
+        "TTA + RV x2, no clean-up": [volume_mask(p, False, weights) for p in probs_tta],
+        "TTA, plain argmax": [volume_mask(p, False, None) for p in probs_tta],
+        "no TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_plain],
+    }
+
+
+def summarise(scored: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    agreement = {k: v for k, v in scored["agreement"].items() if k in REPORTED_INDICES}
+    return {"volumes": scored["volumes"], "positions": scored["positions"], "agreement": agreement,
+            "kept_slices": {"dice": kept["dice"], "hd95": kept["hd95"], "n_images": kept["n_images"]}}
+
+
+def evaluate_recipe(name: str, config: ExperimentConfig, cv_dir: Path, data: Path, folds_of: dict[int, set[str]]
+                    ) -> tuple[dict[str, Any], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    all_cases = list_cases(data)
+    volumes: list[Volume] = []
+    probs_tta: list[np.ndarray] = []
+    probs_plain: list[np.ndarray] = []
+    for fold, patients in folds_of.items():
+        fold_volumes = [load_volume(c) for c in all_cases if c.patient in patients]
+        volumes += fold_volumes
+        probs_tta += predict_fold(config, cv_dir, fold, fold_volumes, tta=True)
+        probs_plain += predict_fold(config, cv_dir, fold, fold_volumes, tta=False)
+        print(f"{name}: fold {fold} predicted ({len(fold_volumes)} volumes)", file=sys.stderr)
+    results, pipeline_indices = {}, ([], [])
+    for label, masks in variants(config, probs_tta, probs_plain).items():
+        scored = score_volume_masks(volumes, masks)
+        results[label] = summarise(scored, kept_slice_scores(volumes, masks))
+        if not pipeline_indices[0]:
+            pipeline_indices = (scored["indices"], scored["true_indices"])
+    history_seconds = [sum(float(r.split(",")[-1]) for r in (cv_dir / f"fold_{k}" / "history.csv").read_text().splitlines()[1:])
+                       for k in folds_of]
+    results["train_minutes_per_fold"] = [round(s / 60, 2) for s in history_seconds]
+    return results, pipeline_indices
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _row(label: str, entry: dict[str, Any]) -> str:
+    dice = entry["volumes"]["all"]["dice"]
+    ed, es = entry["volumes"]["ED"]["dice"]["mean"], entry["volumes"]["ES"]["dice"]["mean"]
+    hd = entry["volumes"]["all"]["hd95"]["mean"]
+    agree = entry["agreement"]
+    lv, rv = agree["LV_EF_pct"], agree["RV_EF_pct"]
+    kept = entry["kept_slices"]["dice"]["mean"]
+    cells = [label, *(f"{dice[s]:.3f}" for s in (*STRUCTURES, "mean")), f"{ed:.3f}", f"{es:.3f}", f"{hd:.2f}",
+             f"{lv['bias']:+.2f} / {lv['sd']:.2f} / {lv['r']:.3f}", f"{rv['bias']:+.2f} / {rv['sd']:.2f} / {rv['r']:.3f}",
+             f"{kept:.3f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"acdc96, 5-fold CV by patient (seed 0), 100 volumes; commit {report['commit']}, {report['machine']}, "
+             f"{report['date']}", "",
+             "| recipe / prediction | Dice RV | Myo | LV | mean | ED mean | ES mean | HD95 vox | LV EF bias / SD / r "
+             "| RV EF bias / SD / r | kept-slice Dice |",
+             "|" + "---|" * 12]
+    for recipe in ("every_slice", "slice_only"):
+        for label, entry in report[recipe].items():
+            if isinstance(entry, dict):
+                lines.append(_row(f"{recipe}: {label}", entry))
+    pipeline = report["every_slice"]["TTA + RV x2 + largest 3D component"]
+    lines += ["", "Agreement of the every-slice pipeline's indices with the true masks' (voxels; spacing unknown):", "",
+              "| index | n | bias | SD | MAE | r |", "|---|---|---|---|---|---|"]
+    for name, s in pipeline["agreement"].items():
+        lines.append(f"| {name} | {s['n']} | {s['bias']:+.2f} | {s['sd']:.2f} | {s['mae']:.2f} | {s['r']:.3f} |")
+    lines += ["", "Slice Dice by position (every-slice pipeline):", "", "| position | slices | RV | Myo | LV | mean |",
+              "|---|---|---|---|---|---|"]
+    for position, entry in pipeline["positions"].items():
+        lines.append(f"| {position} | {entry['n_slices']} | " + " | ".join(f"{entry['dice'][s]:.3f}" for s in
+                                                                           (*STRUCTURES, "mean")) + " |")
+    speed = report["seconds_per_volume"]
+    lines += ["", f"Training minutes per fold: every-slice {report['every_slice']['train_minutes_per_fold']}, "
+                  f"slice-only {report['slice_only']['train_minutes_per_fold']}.",
+              f"One {speed['slices']}-slice volume, predicted and post-processed on {speed['threads']} threads: "
+              f"{speed['no_tta']:.3f} s without TTA, {speed['tta']:.2f} s with the recipe's TTA."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "acdc96"))
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "acdc_cv"))
+    parser.add_argument("--skip-train", action="store_true", help="only evaluate folds that are already trained")
+    parser.add_argument("--folds", type=int, nargs="+", default=list(range(FOLDS)),
+                        help="evaluate only these folds (a quick check; the report needs all five)")
+    args = parser.parse_args()
+    data, runs = Path(args.data), Path(args.runs)
+    chosen = recipes(data, runs)
+    if not args.skip_train:
+        for config, cv_dir in chosen.values():
+            cross_validate(config, FOLDS, cv_dir, progress=False)
+    every_config = chosen["every_slice"][0]
+    folds_of = {k: held_out_patients(every_config, k) for k in args.folds}
+    assert folds_of == {k: held_out_patients(chosen["slice_only"][0], k) for k in args.folds}, "folds must match"
+    torch.set_num_threads(2)
+    suffix = "" if len(args.folds) == FOLDS else "_folds_" + "_".join(map(str, args.folds))
+    report: dict[str, Any] = {"commit": _commit(), "date": time.strftime("%Y-%m-%d"),
+                              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"}
+    for name, (config, cv_dir) in chosen.items():
+        report[name], indices = evaluate_recipe(name, config, cv_dir, data, folds_of)
+        if name == "every_slice":
+            plot_agreement(*indices, RESULTS / f"acdc_agreement_scatter{suffix}.png",
+                           RESULTS / f"acdc_agreement_bland_altman{suffix}.png")
+    ten = next(load_volume(c) for c in list_cases(data) if load_volume(c).n_slices == 10)
+    report["seconds_per_volume"] = {"slices": ten.n_slices, "threads": 2,
+                                    "no_tta": seconds_per_volume(every_config, chosen["every_slice"][1], ten, tta=False),
+                                    "tta": seconds_per_volume(every_config, chosen["every_slice"][1], ten, tta=True)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"acdc_volumes{suffix}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (RESULTS / f"acdc_volumes{suffix}.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""Short-axis NIfTI volumes: ACDC, flat and nnU-Net dataset layouts, read with nibabel.
+
+Three layouts are recognised (the first that matches wins):
+
+``nnU-Net``  ``DIR/imagesTr/CASE_0000.nii.gz`` + ``DIR/labelsTr/CASE.nii.gz`` (or ``imagesTs``; ``DIR`` may
+             also be the ``imagesTr`` folder itself). Only single-channel (``_0000``) cases are supported.
+``ACDC``     ``DIR/patientXXX/patientXXX_frameNN.nii.gz`` + ``..._gt.nii.gz`` and ``Info.cfg`` naming the ED
+             and ES frames; the cine ``_4d`` file is not read (the ED/ES frame files are).
+``flat``     ``DIR/CASE.nii.gz`` + ``DIR/CASE_gt.nii.gz``; a case named ``X_ED``/``X_ES`` (or ``X_frameNN``
+             with an ``Info.cfg`` beside it) is phase ED/ES of patient ``X``.
+
+Slice ``z`` of a volume as an array, ``volume[:, :, z]``, is a 2D slice in the orientation of the PNG
+datasets (rows, columns), so PNG-trained models and volume-trained models see the same pictures.
+Non-uint8 intensities are mapped to 0-255 per volume (0.5th to 99.5th percentile), since the slice
+pipeline works on 8-bit images; uint8 volumes are taken as they are (byte-identical to their PNGs).
+
+Spacing is *known* when the header names a spatial unit (``xyzt_units``): it is then converted to mm.
+A header whose unit is "unknown" (as in acdc96, pixdim 1) gives ``spacing None``: metrics and volumes are
+then in voxels, and the tables say so.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cmrseg.constants import NUM_CLASSES
+from cmrseg.errors import CmrsegError
+
+if TYPE_CHECKING:
+    from cmrseg.data.reader import Sample
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+LABEL_SUFFIX = "_gt"
+INFO_FILE = "Info.cfg"
+NNUNET_CHANNEL = "_0000"
+PHASES = ("ED", "ES")
+MANIFEST_FILE = "cases.csv"
+"""Written by ``cmrseg predict`` beside predicted volumes: case, patient, phase, group and spacing."""
+_UNIT_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
+_FRAME_RE = re.compile(r"(?P<patient>.+)_frame(?P<frame>\d+)$")
+_PHASE_RE = re.compile(r"(?P<patient>.+)_(?P<phase>ED|ES)$", re.IGNORECASE)
+
+
+@dataclass
+class VolumeCase:
+    """One image volume on disk before it is read: its case id, patient, phase and files."""
+
+    case: str
+    patient: str
+    image_path: Path
+    label_path: Path | None = None
+    phase: str | None = None
+    info: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Volume:
+    """A read volume: ``image`` uint8 and ``label`` uint8 (or None), both H x W x Z, with the input's geometry."""
+
+    case: str
+    patient: str
+    phase: str | None
+    image: np.ndarray
+    label: np.ndarray | None
+    affine: np.ndarray
+    header: Any
+    spacing: tuple[float, float, float] | None
+    path: Path
+    info: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.image.shape[2])
+
+    def slice_id(self, z: int) -> str:
+        return f"{self.case}_z{z:02d}"
+
+
+def nifti_stem(path: Path) -> str | None:
+    """``case.nii.gz`` -> ``case``; None for a file that is not NIfTI."""
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix) and not path.name.startswith("."):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def _nifti_files(directory: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        stem = nifti_stem(path)
+        if stem is not None and path.is_file():
+            found[stem] = path
+    return found
+
+
+def _nnunet_dirs(directory: Path) -> tuple[Path, Path | None] | None:
+    """(images folder, labels folder or None) of an nnU-Net dataset, or None when it is not one."""
+    if directory.name in ("imagesTr", "imagesTs"):
+        labels = directory.parent / directory.name.replace("images", "labels")
+        return directory, labels if labels.is_dir() else None
+    for name in ("imagesTr", "imagesTs"):
+        if (directory / name).is_dir():
+            labels = directory / name.replace("images", "labels")
+            return directory / name, labels if labels.is_dir() else None
+    return None
+
+
+def _acdc_patient_dirs(directory: Path) -> list[Path]:
+    return [p for p in sorted(directory.iterdir()) if p.is_dir() and not p.name.startswith(".")
+            and ((p / INFO_FILE).is_file() or any(nifti_stem(f) for f in p.iterdir()))]
+
+
+def is_volume_dataset(directory: str | Path) -> bool:
+    """Whether ``directory`` holds NIfTI volumes in one of the three layouts (PNG folders answer False)."""
+    directory = Path(directory)
+    if not directory.is_dir() or (directory / "image").is_dir():
+        return False
+    if _nnunet_dirs(directory) is not None or _nifti_files(directory):
+        return True
+    return any(_nifti_files(p) for p in _acdc_patient_dirs(directory))
+
+
+def read_info(path: Path) -> dict[str, str]:
+    """ACDC ``Info.cfg`` (``Key: value`` lines) as a dict; ED and ES frame numbers are required."""
+    info: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CmrsegError(f"{path}: cannot read ({type(err).__name__})") from None
+    for line in text.splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            info[key.strip()] = value.strip()
+    for phase in PHASES:
+        if not info.get(phase, "").isdigit():
+            raise CmrsegError(f"{path}: no {phase} frame number (expected a line '{phase}: N')")
+    return info
+
+
+def _phase_of_frame(frame: int, info: dict[str, str]) -> str | None:
+    for phase in PHASES:
+        if info and int(info[phase]) == frame:
+            return phase
+    return None
+
+
+def _cases_acdc(patient_dir: Path, require_labels: bool) -> list[VolumeCase]:
+    info = read_info(patient_dir / INFO_FILE) if (patient_dir / INFO_FILE).is_file() else {}
+    files = _nifti_files(patient_dir)
+    cases = []
+    for stem, path in files.items():
+        match = _FRAME_RE.fullmatch(stem)
+        if stem.endswith(LABEL_SUFFIX) or match is None:
+            continue
+        label = files.get(stem + LABEL_SUFFIX)
+        if label is None and require_labels:
+            raise CmrsegError(f"{path}: no label volume found (expected {patient_dir / (stem + LABEL_SUFFIX)}.nii.gz)")
+        phase = _phase_of_frame(int(match["frame"]), info)
+        cases.append(VolumeCase(stem, match["patient"], path, label, phase, info))
+    return cases
+
+
+def _patient_and_phase(stem: str, info: dict[str, str]) -> tuple[str, str | None]:
+    if match := _PHASE_RE.fullmatch(stem):
+        return match["patient"], match["phase"].upper()
+    if match := _FRAME_RE.fullmatch(stem):
+        return match["patient"], _phase_of_frame(int(match["frame"]), info)
+    return stem, None
+
+
+def _cases_flat(directory: Path, require_labels: bool) -> list[VolumeCase]:
+    info = read_info(directory / INFO_FILE) if (directory / INFO_FILE).is_file() else {}
+    files = _nifti_files(directory)
+    cases = []
+    for stem, path in files.items():
+        if stem.endswith(LABEL_SUFFIX):
+            continue
+        label = files.get(stem + LABEL_SUFFIX)
+        if label is None and require_labels:
+            raise CmrsegError(f"{path}: no label volume found (expected {directory / (stem + LABEL_SUFFIX)}.nii.gz)")
+        patient, phase = _patient_and_phase(stem, info)
+        cases.append(VolumeCase(stem, patient, path, label, phase, info))
+    return cases
+
+
+def _cases_nnunet(images: Path, labels: Path | None, require_labels: bool) -> list[VolumeCase]:
+    cases = []
+    for stem, path in _nifti_files(images).items():
+        if not stem.endswith(NNUNET_CHANNEL):
+            raise CmrsegError(f"{path}: only single-channel nnU-Net cases (CASE{NNUNET_CHANNEL}.nii.gz) are supported")
+        case = stem[: -len(NNUNET_CHANNEL)]
+        label = None
+        if labels is not None:
+            label = next((labels / f"{case}{s}" for s in NIFTI_SUFFIXES if (labels / f"{case}{s}").is_file()), None)
+        if label is None and require_labels:
+            raise CmrsegError(f"{path}: no label volume found (expected {(labels or images.parent / 'labelsTr') / case}.nii.gz)")
+        patient, phase = _patient_and_phase(case, {})
+        cases.append(VolumeCase(case, patient, path, label, phase))
+    return cases
+
+
+def list_cases(directory: str | Path, require_labels: bool = True) -> list[VolumeCase]:
+    """Every image volume of a dataset folder in natural order, paired with its label file."""
+    from cmrseg.data.reader import natural_key
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CmrsegError(f"{directory}: folder not found")
+    nnunet = _nnunet_dirs(directory)
+    if nnunet is not None:
+        cases = _cases_nnunet(*nnunet, require_labels)
+    elif _nifti_files(directory):
+        cases = _cases_flat(directory, require_labels)
+    else:
+        cases = [c for p in _acdc_patient_dirs(directory) for c in _cases_acdc(p, require_labels)]
+    if not cases:
+        raise CmrsegError(f"{directory}: no NIfTI volumes found (expected ACDC patient folders, CASE.nii.gz or imagesTr/)")
+    return sorted(cases, key=lambda c: natural_key(c.case))
+
+
+def _load_nifti(path: Path) -> Any:
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise CmrsegError(f"{path}: corrupt or unreadable NIfTI ({type(err).__name__}: {err})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 4:
+        raise CmrsegError(f"{path}: 4-D (cine) volume with {data.shape[3]} frames; cmrseg needs one 3-D volume per "
+                          f"phase (for ACDC, the patientXXX_frameNN files named by Info.cfg)")
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.ndim != 3:
+        raise CmrsegError(f"{path}: expected a 3-D volume, got {data.ndim} dimensions {data.shape}")
+    return image, data
+
+
+def header_spacing(header: Any) -> tuple[float, float, float] | None:
+    """Voxel size in mm from a NIfTI header, or None when the header does not name a spatial unit."""
+    unit = header.get_xyzt_units()[0]
+    if unit not in _UNIT_TO_MM:
+        return None
+    zooms = [float(z) * _UNIT_TO_MM[unit] for z in header.get_zooms()[:3]]
+    return (zooms[0], zooms[1], zooms[2]) if all(z > 0 for z in zooms) else None
+
+
+def to_uint8(data: np.ndarray) -> np.ndarray:
+    """uint8 volumes as they are; others mapped from their 0.5-99.5th percentiles to 0-255."""
+    if data.dtype == np.uint8:
+        return np.ascontiguousarray(data)
+    values = np.asarray(data, dtype=np.float64)
+    low, high = np.percentile(values, [0.5, 99.5])
+    scaled = (values - low) / (high - low if high > low else 1.0)
+    return (scaled.clip(0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def check_labels(path: Path, data: np.ndarray) -> np.ndarray:
+    """Label values as uint8 class indices, or a one-line error for fractions or values outside 0..3."""
+    values = np.asarray(data)
+    if not np.issubdtype(values.dtype, np.integer):
+        if not np.all(np.isfinite(values)) or not np.array_equal(values, np.round(values)):
+            raise CmrsegError(f"{path}: labels must be whole numbers 0-{NUM_CLASSES - 1}, found non-integer values")
+    if values.size and (values.min() < 0 or values.max() >= NUM_CLASSES):
+        bad = sorted(int(v) for v in np.unique(values) if not 0 <= v < NUM_CLASSES)
+        raise CmrsegError(f"{path}: label values must be 0-{NUM_CLASSES - 1}, found {bad[:5]}")
+    return values.astype(np.uint8)
+
+
+def load_volume(case: VolumeCase, with_label: bool = True) -> Volume:
+    """Read a case's image (and label) volume, checking that both share shape and geometry."""
+    image, data = _load_nifti(case.image_path)
+    label = None
+    if with_label and case.label_path is not None:
+        label_image, label_data = _load_nifti(case.label_path)
+        if label_data.shape != data.shape:
+            raise CmrsegError(f"{case.label_path}: label shape {label_data.shape} does not match its image {data.shape}")
+        if not np.allclose(label_image.affine, image.affine, atol=1e-3):
+            raise CmrsegError(f"{case.label_path}: label affine differs from its image's ({case.image_path.name})")
+        label = check_labels(case.label_path, label_data)
+    return Volume(case.case, case.patient, case.phase, to_uint8(data), label, np.asarray(image.affine),
+                  image.header.copy(), header_spacing(image.header), case.image_path, case.info)
+
+
+def load_volume_folder(directory: str | Path, require_labels: bool = True) -> list[Volume]:
+    """Every volume of a dataset folder (see the module doc for the layouts), labels included when present."""
+    return [load_volume(case) for case in list_cases(directory, require_labels)]
+
+
+def label_volume_bytes(label: np.ndarray, like: Volume, compress: bool = True) -> bytes:
+    """``label`` (H x W x Z) as uint8 NIfTI bytes with the affine and header of the input volume ``like``."""
+    import gzip
+
+    import nibabel as nib
+
+    image_class = nib.Nifti2Image if isinstance(like.header, nib.Nifti2Header) else nib.Nifti1Image
+    header = like.header.copy()
+    header.set_data_dtype(np.uint8)
+    image = image_class(np.ascontiguousarray(label, dtype=np.uint8), like.affine, header)
+    image.header.set_slope_inter(1.0, 0.0)
+    raw = image.to_bytes()
+    return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
+
+
+def write_label_volume(label: np.ndarray, like: Volume, path: str | Path) -> None:
+    """Save ``label`` as ``path`` (``.nii.gz`` or ``.nii``) through a temporary file."""
+    from cmrseg.utils import atomic_path
+
+    data = label_volume_bytes(label, like, compress=str(path).endswith(".gz"))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def volume_samples(volumes: list[Volume]) -> list[Sample]:
+    """Every slice of every volume as a :class:`Sample` grouped by patient (``case_zNN`` ids)."""
+    from cmrseg.data.reader import Sample
+
+    return [Sample(volume.slice_id(z), np.ascontiguousarray(volume.image[:, :, z]),
+                   None if volume.label is None else np.ascontiguousarray(volume.label[:, :, z]),
+                   group=volume.patient, volume=volume.case, slice_index=z, spacing=volume.spacing)
+            for volume in volumes for z in range(volume.n_slices)]
+
+
+@dataclass
+class LabelVolume:
+    """A label volume with its patient, phase and spacing: what clinical indices are computed from."""
+
+    case: str
+    patient: str
+    phase: str | None
+    label: np.ndarray
+    spacing: tuple[float, float, float] | None
+    group: str = ""
+
+
+def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as handle:
+        return {row["case"]: row for row in csv.DictReader(handle)}
+
+
+def _info_for(patient: str, info_dir: Path | None) -> dict[str, str]:
+    if info_dir is None:
+        return {}
+    for candidate in (info_dir / patient / INFO_FILE, info_dir / INFO_FILE):
+        if candidate.is_file():
+            return read_info(candidate)
+    return {}
+
+
+def _prediction_label(path: Path, stem: str, manifest: dict[str, dict[str, str]], info_dir: Path | None) -> LabelVolume:
+    image, data = _load_nifti(path)
+    label = check_labels(path, data)
+    row = manifest.get(stem)
+    if row is not None:
+        patient, phase, group = row["patient"], row["phase"] or None, row.get("group", "")
+    else:
+        patient = _patient_and_phase(stem, {})[0]
+        info = _info_for(patient, info_dir)
+        patient, phase = _patient_and_phase(stem, info)
+        group = info.get("Group", "")
+    return LabelVolume(stem, patient, phase, label, header_spacing(image.header), group)
+
+
+def load_label_folder(directory: str | Path, info_dir: str | Path | None = None) -> list[LabelVolume]:
+    """Label volumes for clinical indices: the ``_gt`` labels of a labeled dataset, or a folder of predicted
+    ``CASE.nii.gz`` (phases from cmrseg's ``cases.csv`` beside them, else from ``Info.cfg`` files in ``info_dir``)."""
+    directory = Path(directory)
+    cases = list_cases(directory, require_labels=False)
+    if any(case.label_path is not None for case in cases):
+        labeled = []
+        for case in cases:
+            if case.label_path is None:
+                raise CmrsegError(f"{case.image_path}: no label volume found (expected {case.case}{LABEL_SUFFIX}.nii.gz)")
+            image, data = _load_nifti(case.label_path)
+            labeled.append(LabelVolume(case.case, case.patient, case.phase, check_labels(case.label_path, data),
+                                       header_spacing(image.header), case.info.get("Group", "")))
+        return labeled
+    manifest_path = directory / MANIFEST_FILE
+    manifest = _read_manifest(manifest_path) if manifest_path.is_file() else {}
+    info = Path(info_dir) if info_dir is not None else None
+    return [_prediction_label(case.image_path, case.case, manifest, info) for case in cases]

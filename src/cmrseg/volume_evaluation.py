@@ -1,0 +1,145 @@
+"""Evaluating a run on labeled volumes: per-volume 3D metrics, ED/ES summaries, slice positions, clinical indices.
+
+``evaluate_volumes`` predicts every volume (see :mod:`cmrseg.volume_inference`), scores it with
+:mod:`cmrseg.volume_metrics`, and compares the clinical indices of the predicted label volumes with those of
+the true ones (:mod:`cmrseg.clinical`). The result is one JSON-ready dictionary; ``format_volume_report``
+prints it as plain-text tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmrseg.clinical import PhaseLabel, agreement, format_agreement, indices_table
+from cmrseg.constants import STRUCTURES
+from cmrseg.data.volumes import Volume, list_cases, load_volume
+from cmrseg.errors import CmrsegError
+from cmrseg.inference import PredictSettings, Predictor
+from cmrseg.volume_inference import volume_mask, volume_probabilities
+from cmrseg.volume_metrics import POSITIONS, evaluate_volume, summarize_volumes
+
+
+def _phase_label(volume: Volume, label: Any) -> PhaseLabel:
+    return PhaseLabel.from_label(volume.patient, volume.phase, volume.case, label, volume.spacing, volume.info.get("Group", ""))
+
+
+def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Score predicted label volumes against the volumes' labels: per-volume rows, summaries, clinical indices
+    of both and their agreement."""
+    rows, predicted, true = [], [], []
+    for volume, mask in zip(volumes, masks, strict=True):
+        if volume.label is None:
+            raise CmrsegError(f"{volume.path}: no label volume to evaluate against")
+        row = evaluate_volume(mask, volume.label, volume.spacing)
+        row.update(case=volume.case, patient=volume.patient, phase=volume.phase, n_slices=volume.n_slices,
+                   spacing=list(volume.spacing) if volume.spacing else None)
+        rows.append(row)
+        predicted.append(_phase_label(volume, mask))
+        true.append(_phase_label(volume, volume.label))
+    predicted_rows, true_rows = indices_table(predicted), indices_table(true)
+    return {**summarize_volumes(rows), "per_volume": rows, "indices": predicted_rows, "true_indices": true_rows,
+            "agreement": agreement(predicted_rows, true_rows), "n_volumes": len(rows)}
+
+
+def evaluate_volumes(
+    predictor: Predictor,
+    volumes: Sequence[Volume],
+    postprocess: bool,
+    class_weights: Sequence[float] | None = None,
+    target_spacing: Sequence[float] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Predict labeled ``volumes`` and score them (:func:`score_volume_masks`)."""
+    from tqdm.auto import tqdm
+
+    masks = [volume_mask(volume_probabilities(predictor, volume, target_spacing), postprocess, class_weights)
+             for volume in tqdm(volumes, desc="evaluate", unit="volume", disable=not progress, dynamic_ncols=True)]
+    return score_volume_masks(volumes, masks)
+
+
+def volumes_of_patients(data_dir: str | Path, patients: set[str] | None = None) -> list[Volume]:
+    """The labeled volumes of ``data_dir`` (only those of ``patients`` when given)."""
+    return [load_volume(case) for case in list_cases(data_dir, require_labels=True)
+            if patients is None or case.patient in patients]
+
+
+def _metric_line(label: str, values: dict[str, float], digits: int) -> str:
+    cells = "".join("     n/a" if math.isnan(values[k]) else f"{values[k]:>8.{digits}f}" for k in (*STRUCTURES, "mean"))
+    return f"{label:<18}{cells}"
+
+
+def format_volume_report(result: dict[str, Any]) -> str:
+    """Plain-text tables: 3D Dice / HD95 for all volumes, ED and ES; slice Dice by position; index agreement."""
+    unit = result["hd95_unit"]
+    lines = [f"{'per volume':<18}" + "".join(f"{c:>8}" for c in (*STRUCTURES, "mean"))]
+    for name, group in result["volumes"].items():
+        lines.append(_metric_line(f"Dice 3D {name} ({group['n_volumes']})", group["dice"], 3))
+        lines.append(_metric_line(f"HD95 {name} {unit}", group["hd95"], 2))
+    all_volumes = result["volumes"].get("all")
+    if all_volumes:
+        missed = ", ".join(f"{s} {all_volumes['missed'][s]}" for s in STRUCTURES)
+        invented = ", ".join(f"{s} {all_volumes['false_detection'][s]}" for s in STRUCTURES)
+        lines.append(f"missed structures: {missed}; false detections: {invented}")
+    lines.append("")
+    lines.append(f"{'slice Dice by position':<18}")
+    for position in POSITIONS:
+        entry = result["positions"][position]
+        lines.append(_metric_line(f"{position} ({entry['n_slices']} slices)", entry["dice"], 3))
+    if result["agreement"]:
+        lines.append("")
+        lines.append("clinical indices, predicted vs true (bias = predicted - true):")
+        lines.append(format_agreement(result["agreement"]))
+    notes = sorted({row["note"] for row in result["indices"] if row["note"]})
+    lines.extend(f"note: {note}" for note in notes)
+    lines.append(f"({result['n_volumes']} volumes; Dice and HD95 over whole volumes; a structure missed or invented "
+                 f"gets the volume diagonal as HD95)")
+    return "\n".join(lines)
+
+
+def validation_volumes(run_dir: str | Path) -> list[Volume]:
+    """The whole volumes behind a volume-trained run's validation split (same data, seed and fold)."""
+    from cmrseg import runs
+    from cmrseg.data.dataset import prepare_data
+
+    config = runs.read_run_config(runs.require_run_dir(run_dir))
+    wanted = {sample.volume for sample in prepare_data(config).val if sample.volume is not None}
+    if not wanted:
+        raise CmrsegError(f"{run_dir}: the run has no validation volumes (split_mode 'full' or PNG data); pass --data DIR")
+    folders = [p for p in (config.dataset_info.train_data_path, config.dataset_info.val_data_path) if p]
+    return [load_volume(case) for folder in dict.fromkeys(folders) for case in list_cases(folder) if case.case in wanted]
+
+
+def evaluate_run_on_volumes(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    settings: PredictSettings | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`evaluate_volumes` of a run folder on ``data_dir`` (default: its validation volumes), predicted
+    with ``settings`` (default: the run's own)."""
+    from cmrseg.inference import load_run
+    from cmrseg.volume_inference import training_spacing
+
+    volumes = volumes_of_patients(data_dir) if data_dir is not None else validation_volumes(run_dir)
+    predictor, resolved = load_run(run_dir, settings)
+    result = evaluate_volumes(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
+                              training_spacing(run_dir), progress)
+    result.update({"tta": resolved.tta, "tta_scales": list(resolved.tta_scales or (1.0,)),
+                   "postprocess": resolved.postprocess, "class_weights": resolved.class_weights})
+    return result
+
+
+def is_volume_evaluation(run_dir: str | Path, data_dir: str | Path | None) -> bool:
+    """Whether ``evaluate`` scores volumes: ``data_dir`` holds NIfTI volumes, or (without it) the run was trained on some."""
+    from cmrseg import runs
+    from cmrseg.data.volumes import is_volume_dataset
+
+    if data_dir is not None:
+        return is_volume_dataset(data_dir)
+    path = runs.read_run_config(runs.require_run_dir(run_dir)).dataset_info.train_data_path
+    return bool(path) and is_volume_dataset(path)

@@ -1,0 +1,161 @@
+"""Predicting whole short-axis volumes with a 2D run: slice by slice, then 3D post-processing.
+
+Every slice of a volume goes through the run's predictor (its normalisation and TTA). The per-class
+probabilities are stacked into a volume, the run's class weights are applied before the argmax, and the
+clean-up keeps the largest 3D-connected component of each structure (so a structure is one connected
+object through the slices, not one blob per slice).
+
+Where both the run's training data and the input volume know their voxel spacing and the in-plane
+spacings differ by more than 1 %, each slice is resampled (bilinear) to the training spacing, predicted,
+and its probabilities resampled back to the input grid before the argmax (nnU-Net's rule). Output label
+volumes keep the input's shape, affine and header.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg import runs
+from cmrseg.data.volumes import MANIFEST_FILE, Volume, VolumeCase, list_cases, load_volume, write_label_volume
+from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run
+from cmrseg.utils import atomic_dir, write_text_atomic
+
+SPACING_TOLERANCE = 0.01
+MONTAGE_TILE = 160
+
+
+def training_spacing(run_dir: str | Path) -> tuple[float, float, float] | None:
+    """Median voxel spacing (mm) of the run's training volumes, or None (PNG data, unknown spacing)."""
+    path = Path(run_dir) / runs.DATA_FILE
+    if not path.is_file():
+        return None
+    spacing = json.loads(path.read_text()).get("spacing")
+    return tuple(float(s) for s in spacing) if spacing else None  # type: ignore[return-value]
+
+
+def resample_factors(volume_spacing: Sequence[float] | None, target: Sequence[float] | None) -> tuple[float, float] | None:
+    """In-plane zoom (rows, columns) from the volume's grid to the training grid, or None when not needed."""
+    if volume_spacing is None or target is None:
+        return None
+    factors = (volume_spacing[0] / target[0], volume_spacing[1] / target[1])
+    return None if all(abs(f - 1.0) <= SPACING_TOLERANCE for f in factors) else factors
+
+
+def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None) -> np.ndarray:
+    """Class probabilities ``C x H x W x Z`` of every slice of ``volume``, resampled as the module doc says."""
+    slices = [volume.image[:, :, z] for z in range(volume.n_slices)]
+    factors = resample_factors(volume.spacing, target_spacing)
+    height, width = slices[0].shape
+    if factors is not None:
+        size = (max(1, round(height * factors[0])), max(1, round(width * factors[1])))
+        slices = [_resize(image, size) for image in slices]
+    probs = predictor.predict_proba(slices)
+    if factors is not None:
+        probs = [_resize(np.ascontiguousarray(p.transpose(1, 2, 0)), (height, width)).transpose(2, 0, 1) for p in probs]
+    return np.stack(probs, axis=-1)
+
+
+def volume_mask(probs: np.ndarray, postprocess: bool, class_weights: Sequence[float] | None = None) -> np.ndarray:
+    """Label volume (uint8) of ``C x H x W x Z`` probabilities: weighted argmax, then the largest 3D component."""
+    if class_weights is not None:
+        probs = probs * np.asarray(class_weights, dtype=probs.dtype)[:, None, None, None]
+    mask = probs.argmax(0).astype(np.uint8)
+    return largest_component(mask) if postprocess else mask
+
+
+def montage(volume: Volume, mask: np.ndarray, columns: int = 6) -> np.ndarray:
+    """RGB picture of every slice with its labels in colour, side by side in rows of ``columns`` (base first);
+    small slices are magnified (nearest neighbour) to at least ``MONTAGE_TILE`` pixels."""
+    from cmrseg.plots import overlay
+
+    magnify = max(1, -(-MONTAGE_TILE // max(volume.image.shape[:2])))
+    if magnify > 1:
+        volume = replace(volume, image=volume.image.repeat(magnify, 0).repeat(magnify, 1))
+        mask = mask.repeat(magnify, 0).repeat(magnify, 1)
+    height, width = volume.image.shape[:2]
+    columns = min(columns, volume.n_slices)
+    rows = -(-volume.n_slices // columns)
+    gap = 2
+    canvas = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
+    for z in range(volume.n_slices):
+        top, left = (z // columns) * (height + gap), (z % columns) * (width + gap)
+        canvas[top : top + height, left : left + width] = overlay(volume.image[:, :, z], mask[:, :, z])
+    return canvas
+
+
+def _manifest(volumes: Sequence[Volume]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["case", "patient", "phase", "group", "spacing_mm"])
+    for v in volumes:
+        spacing = "" if v.spacing is None else "x".join(f"{s:g}" for s in v.spacing)
+        writer.writerow([v.case, v.patient, v.phase or "", v.info.get("Group", ""), spacing])
+    return buffer.getvalue()
+
+
+INDICES_FILE = "indices.csv"
+
+
+def planned_outputs(cases: Sequence[VolumeCase], overlays: bool, indices: bool) -> list[str]:
+    """The files :func:`predict_volume_folder` writes for ``cases`` (checked against foreign files first)."""
+    names = [f"{case.case}.nii.gz" for case in cases] + [MANIFEST_FILE]
+    names += [f"{case.case}_overlay.png" for case in cases] if overlays else []
+    return names + ([INDICES_FILE] if indices else [])
+
+
+def predict_volume_folder(
+    run_dir: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    overlays: bool = False,
+    settings: PredictSettings | None = None,
+    indices: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Write ``CASE.nii.gz`` (uint8 labels, the input's geometry) per input volume, ``cases.csv``, and with
+    ``overlays`` ``CASE_overlay.png`` (all slices side by side); with ``indices`` also ``indices.csv``.
+
+    ``out_dir`` follows the rules of :func:`cmrseg.inference.predict_folder` (new, empty, an earlier predict
+    output or ``overwrite``; outside the input)."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from cmrseg.clinical import PhaseLabel, indices_table, write_indices_csv
+    from cmrseg.outputs import check_output_dir
+
+    cases = list_cases(images_dir, require_labels=False)
+    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir],
+                     files=planned_outputs(cases, overlays, indices))
+    predictor, resolved = load_run(run_dir, settings)
+    target = training_spacing(run_dir)
+    out_dir = Path(out_dir)
+    volumes, phases = [], []
+    with atomic_dir(out_dir, "predict") as tmp:
+        for case in tqdm(cases, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True):
+            volume = load_volume(case, with_label=False)
+            mask = volume_mask(volume_probabilities(predictor, volume, target), bool(resolved.postprocess),
+                               resolved.class_weights)
+            write_label_volume(mask, volume, tmp / f"{volume.case}.nii.gz")
+            if overlays:
+                Image.fromarray(montage(volume, mask)).save(tmp / f"{volume.case}_overlay.png")
+            volumes.append(volume)
+            phases.append(PhaseLabel.from_label(volume.patient, volume.phase, volume.case, mask, volume.spacing,
+                                                volume.info.get("Group", "")))
+        write_text_atomic(tmp / MANIFEST_FILE, _manifest(volumes))
+        if indices:
+            write_indices_csv(indices_table(phases), tmp / INDICES_FILE)
+    return [out_dir / f"{v.case}.nii.gz" for v in volumes]
