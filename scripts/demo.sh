@@ -18,4 +18,10 @@ cmrseg predict --run "$OUT/run" --images "$OUT/synth/test" --out "$OUT/predictio
 cmrseg submit --masks "$OUT/predictions" --out "$OUT/submission.csv"
 echo "==> the submission decodes back to the predicted masks:"
 cmrseg score --submission "$OUT/submission.csv" --masks "$OUT/predictions"
-echo "demo finished: see $OUT/ (run/loss_curve.png, metrics.json, predictions/*_overlay.png, submission.csv)"
+echo "==> hearts, not slices: ED/ES phantom volumes of 4 patients (NIfTI, ACDC layout, 1.6x1.6x8 mm)"
+cmrseg data synth --volumes --out "$OUT/synth/volumes" --count 4 --seed 3
+cmrseg predict --run "$OUT/run" --images "$OUT/synth/volumes" --out "$OUT/volume_predictions" --overlays --indices
+cmrseg evaluate --run "$OUT/run" --data "$OUT/synth/volumes" --json "$OUT/volume_metrics.json"
+cmrseg indices --masks "$OUT/volume_predictions" --truth "$OUT/synth/volumes" --out "$OUT/indices/indices.csv"
+echo "demo finished: see $OUT/ (run/loss_curve.png, metrics.json, predictions/*_overlay.png, submission.csv,"
+echo "  volume_predictions/*.nii.gz and *_overlay.png, volume_metrics.json, indices/indices*.csv and *_bland_altman.png)"

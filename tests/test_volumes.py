@@ -215,3 +215,23 @@ def test_data_synth_volumes_command(tmp_path: Path) -> None:
                  "--layout", "nnunet"]) == 0
     assert len(list((tmp_path / "s" / "imagesTr").glob("*_0000.nii.gz"))) == 4
     assert len(list((tmp_path / "s" / "labelsTr").glob("*.nii.gz"))) == 4
+
+
+def test_cv_on_volumes_scores_every_held_out_volume_once(acdc_dir: Path, tmp_path: Path) -> None:
+    from cmrseg.crossval import cross_validate
+
+    config = config_from_dict(tiny_config_dict(acdc_dir, epochs=1))
+    result = cross_validate(config, folds=2, out_dir=tmp_path / "cv", progress=False)
+    assert result.volumes is not None and result.volumes["n_volumes"] == 12
+    assert sorted(row["case"] for row in result.volumes["per_volume"]) == sorted(c.case for c in list_cases(acdc_dir))
+    for name in ("cv_volumes.json", "cv_indices.csv", "cv_indices_true.csv", "cv_agreement_scatter.png"):
+        assert (tmp_path / "cv" / name).is_file()
+
+
+def test_report_on_volumes_shows_3d_metrics_indices_and_plots(volume_run: Path, acdc_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    assert main(["report", str(volume_run), "--data", str(acdc_dir), "--out", str(out)]) == 0
+    page = out.read_text()
+    for words in ("<h2>Volumes</h2>", "<h2>Clinical indices</h2>", "LV_EF_pct", "Worst volumes", "HD95 mean (mm)"):
+        assert words in page
+    assert page.count("data:image/png;base64") >= 2 + 2 * 4

@@ -5,6 +5,8 @@
     OUT/cv.csv, cv.json    per-fold and overall per-structure Dice and HD95, training minutes
     OUT/cv_per_image.csv   every held-out slice's scores, to find the worst cases
     OUT/ensemble/          with ``ensemble``: the soft-voting ensemble of the fold models (a run folder)
+    OUT/cv_volumes.json    on NIfTI volumes: every held-out volume scored in 3D (ED/ES, slice positions) with the
+                           clinical indices; cv_indices.csv / cv_indices_true.csv and cv_agreement_*.png beside it
 
 Folds split by patient (``group_pairs``) with the config's split seed (``split_seed``, else ``seed``), so every fold sees the same partition.
 The "mean" row pools all held-out slices (per-image Dice, absent-in-both = 1), which for equal folds is
@@ -47,6 +49,7 @@ class CvResult:
     summary: dict[str, Any]
     ensemble_dir: Path | None = None
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    volumes: dict[str, Any] | None = None
 
 
 def fold_dir(out_dir: Path, fold: int) -> Path:
@@ -69,11 +72,33 @@ def final_checkpoint(config: ExperimentConfig) -> str:
     return runs.epoch_checkpoint(config.epochs)
 
 
+def _fold_settings(config: ExperimentConfig, settings: PredictSettings) -> PredictSettings:
+    """``settings`` for one fold: checkpoint ``final`` becomes the file of its last epoch."""
+    return replace(settings, checkpoint=final_checkpoint(config) if settings.checkpoint == "final" else settings.checkpoint)
+
+
 def _score_fold(config: ExperimentConfig, run_dir: Path, settings: PredictSettings) -> dict[str, Any]:
-    """Dice/HD95 of the fold's weights on its held-out slices (``settings.checkpoint`` ``final``: its last epoch's)."""
-    checkpoint = final_checkpoint(config) if settings.checkpoint == "final" else settings.checkpoint
-    summary, _ = score_samples(run_dir, prepare_data(config).val, replace(settings, checkpoint=checkpoint))
+    """Dice/HD95 of the fold's weights on its held-out slices."""
+    summary, _ = score_samples(run_dir, prepare_data(config).val, _fold_settings(config, settings))
     return summary
+
+
+def _volume_report(out: Path, base: ExperimentConfig, selected: list[int], settings: PredictSettings) -> dict[str, Any] | None:
+    """On volume data: every held-out volume predicted by the model of its fold, scored per volume with the
+    clinical indices and their agreement, written as ``cv_volumes.json``, ``cv_indices*.csv`` and plots."""
+    from cmrseg.data.volumes import is_volume_dataset
+
+    if not base.dataset_info.train_data_path or not is_volume_dataset(base.dataset_info.train_data_path):
+        return None
+    from cmrseg.volume_evaluation import predict_held_out_volumes, write_volume_report
+
+    volumes, masks = [], []
+    for k in selected:
+        fold_config = clone_config(base, fold=k)
+        fold_volumes, fold_masks = predict_held_out_volumes(fold_dir(out, k), fold_config, _fold_settings(fold_config, settings))
+        volumes += fold_volumes
+        masks += fold_masks
+    return write_volume_report(out, volumes, masks, "cv")
 
 
 def _row(fold: int | str, summary: dict[str, Any], minutes: float) -> dict[str, Any]:
@@ -170,6 +195,7 @@ def _run_folds(out: Path, base: ExperimentConfig, folds: int, selected: list[int
     rows.append(_row("mean", overall, float(np.mean(minutes_per_fold))))
     result = CvResult(out, rows, overall, per_image=per_image)
     _write_tables(result, base, resolved)
+    result.volumes = _volume_report(out, base, selected, resolved)
     if ensemble:
         result.ensemble_dir = _make_fold_ensemble(out, base, folds)
     return result

@@ -134,11 +134,58 @@ def _curve_png(history: list[dict[str, float]]) -> bytes:
         return path.read_bytes()
 
 
+def _agreement_pngs(scored: dict[str, Any]) -> list[bytes]:
+    from cmrseg.clinical import plot_agreement
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = plot_agreement(scored["indices"], scored["true_indices"], Path(tmp) / "scatter.png",
+                               Path(tmp) / "bland_altman.png")
+        return [path.read_bytes() for path in paths]
+
+
+def volume_sections(run_dir: Path, data_dir: str | Path | None, max_volumes: int = 4) -> list[tuple[str, str]]:
+    """Report sections of a run on NIfTI volumes: 3D metrics (all, ED, ES), slice positions, clinical-index
+    agreement with its scatter and Bland-Altman plots, and the worst volumes side by side with their truth."""
+    from cmrseg.volume_evaluation import predict_run_volumes, score_volume_masks
+    from cmrseg.volume_inference import montage
+
+    volumes, masks, _ = predict_run_volumes(run_dir, data_dir, progress=False)
+    scored = score_volume_masks(volumes, masks)
+    columns, unit = [*STRUCTURES, "mean"], scored["hd95_unit"]
+    summary = _table(["volumes", *(f"Dice {c}" for c in columns), f"HD95 mean ({unit})"], [
+        [f"{name} ({group['n_volumes']})", *(_dice_cell(group["dice"][c]) for c in columns), _number(group["hd95"]["mean"], 2)]
+        for name, group in scored["volumes"].items()])
+    positions = _table(["slices", *(f"Dice {c}" for c in columns)], [
+        [f"{name} ({entry['n_slices']})", *(_dice_cell(entry["dice"][c]) for c in columns)]
+        for name, entry in scored["positions"].items()])
+    agreement = _table(["index", "n", "bias", "SD", "MAE", "r"], [
+        [name, str(s["n"]), f"{s['bias']:+.2f}", f"{s['sd']:.2f}", f"{s['mae']:.2f}", _number(s["r"])]
+        for name, s in scored["agreement"].items()])
+    plots = "".join(_img(png, "index agreement", "plot") for png in _agreement_pngs(scored))
+    notes = "".join(f"<p>Note: {html.escape(n)}.</p>" for n in sorted({r["note"] for r in scored["indices"] if r["note"]}))
+    by_case = {v.case: (v, m) for v, m in zip(volumes, masks, strict=True)}
+    worst = sorted(scored["per_volume"], key=lambda row: row["dice"]["mean"])[:max_volumes]
+    pictures = "".join(
+        f"<p>{html.escape(row['case'])} ({row['phase'] or 'phase unknown'}): mean 3D Dice {row['dice']['mean']:.3f}; "
+        f"truth above, prediction below</p>"
+        + _img(_array_png(montage(by_case[row["case"]][0], by_case[row["case"]][0].label)), "truth", "plot")
+        + _img(_array_png(montage(*by_case[row["case"]])), "prediction", "plot") for row in worst)
+    return [
+        ("Volumes", f"<p>{len(volumes)} volumes: Dice over each whole volume; HD95 in {unit} (the volume diagonal for a "
+                    "structure in only one of prediction and truth). Slice Dice by position: each volume's slices in "
+                    "thirds from base to apex.</p>" + summary + positions),
+        ("Clinical indices", "<p>Per patient with ED and ES, predicted against the true masks (bias = predicted - "
+                             "true).</p>" + agreement + notes + plots),
+        ("Worst volumes", _legend() + pictures),
+    ]
+
+
 def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> str:
     """HTML of one run: metrics per structure, per-image Dice worst first with overlays, curves, config."""
     from cmrseg import runs
     from cmrseg.evaluation import score_samples
     from cmrseg.plots import overlay
+    from cmrseg.volume_evaluation import is_volume_evaluation
 
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
@@ -174,6 +221,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
                     "Dice is per image then averaged; HD95 in pixels, the image diagonal for a structure in only one of "
                     "prediction and truth. Misses: images where a structure of the truth was not predicted; false "
                     "detections: predicted but not in the truth.</p>" + metrics),
+        *(volume_sections(run_dir, data_dir) if is_volume_evaluation(run_dir, data_dir) else []),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
         ("Training curves", curves),
         ("Config", _pre_json(config.model_dump(mode="json"))),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cmrseg.clinical import PhaseLabel, agreement, format_agreement, indices_table
+from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.errors import CmrsegError
@@ -46,6 +47,21 @@ def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -
             "agreement": agreement(predicted_rows, true_rows), "n_volumes": len(rows)}
 
 
+def predict_volume_masks(
+    predictor: Predictor,
+    volumes: Sequence[Volume],
+    postprocess: bool,
+    class_weights: Sequence[float] | None = None,
+    target_spacing: Sequence[float] | None = None,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Predicted label volumes of ``volumes`` (see :mod:`cmrseg.volume_inference`)."""
+    from tqdm.auto import tqdm
+
+    return [volume_mask(volume_probabilities(predictor, volume, target_spacing), postprocess, class_weights)
+            for volume in tqdm(volumes, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True)]
+
+
 def evaluate_volumes(
     predictor: Predictor,
     volumes: Sequence[Volume],
@@ -55,11 +71,19 @@ def evaluate_volumes(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Predict labeled ``volumes`` and score them (:func:`score_volume_masks`)."""
-    from tqdm.auto import tqdm
+    return score_volume_masks(volumes, predict_volume_masks(predictor, volumes, postprocess, class_weights,
+                                                            target_spacing, progress))
 
-    masks = [volume_mask(volume_probabilities(predictor, volume, target_spacing), postprocess, class_weights)
-             for volume in tqdm(volumes, desc="evaluate", unit="volume", disable=not progress, dynamic_ncols=True)]
-    return score_volume_masks(volumes, masks)
+
+def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: PredictSettings | None, progress: bool
+               ) -> tuple[list[np.ndarray], PredictSettings]:
+    from cmrseg.inference import load_run
+    from cmrseg.volume_inference import training_spacing
+
+    predictor, resolved = load_run(run_dir, settings)
+    masks = predict_volume_masks(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
+                                 training_spacing(run_dir), progress)
+    return masks, resolved
 
 
 def volumes_of_patients(data_dir: str | Path, patients: set[str] | None = None) -> list[Volume]:
@@ -101,17 +125,45 @@ def format_volume_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def config_validation_volumes(config: ExperimentConfig) -> list[Volume]:
+    """The whole volumes behind a config's validation split (its data, split seed and fold)."""
+    from cmrseg.data.dataset import prepare_data
+
+    wanted = {sample.volume for sample in prepare_data(config).val if sample.volume is not None}
+    folders = [p for p in (config.dataset_info.train_data_path, config.dataset_info.val_data_path) if p]
+    return [load_volume(case) for folder in dict.fromkeys(folders) for case in list_cases(folder) if case.case in wanted]
+
+
 def validation_volumes(run_dir: str | Path) -> list[Volume]:
     """The whole volumes behind a volume-trained run's validation split (same data, seed and fold)."""
     from cmrseg import runs
-    from cmrseg.data.dataset import prepare_data
 
-    config = runs.read_run_config(runs.require_run_dir(run_dir))
-    wanted = {sample.volume for sample in prepare_data(config).val if sample.volume is not None}
-    if not wanted:
+    volumes = config_validation_volumes(runs.read_run_config(runs.require_run_dir(run_dir)))
+    if not volumes:
         raise CmrsegError(f"{run_dir}: the run has no validation volumes (split_mode 'full' or PNG data); pass --data DIR")
-    folders = [p for p in (config.dataset_info.train_data_path, config.dataset_info.val_data_path) if p]
-    return [load_volume(case) for folder in dict.fromkeys(folders) for case in list_cases(folder) if case.case in wanted]
+    return volumes
+
+
+def predict_held_out_volumes(run_dir: Path, config: ExperimentConfig, settings: PredictSettings
+                             ) -> tuple[list[Volume], list[np.ndarray]]:
+    """A cross-validation fold's held-out volumes and their predicted label volumes (``settings`` as given)."""
+    volumes = config_validation_volumes(config)
+    return volumes, _run_masks(run_dir, volumes, settings, progress=False)[0]
+
+
+def write_volume_report(out_dir: Path, volumes: Sequence[Volume], masks: Sequence[np.ndarray], prefix: str) -> dict[str, Any]:
+    """Score ``masks`` and write ``PREFIX_volumes.json``, ``PREFIX_indices.csv`` (predicted), ``PREFIX_indices_true.csv``
+    and the agreement plots ``PREFIX_agreement_scatter.png`` / ``_bland_altman.png`` into ``out_dir``."""
+    from cmrseg.clinical import plot_agreement, write_indices_csv
+    from cmrseg.utils import write_json_atomic
+
+    scored = score_volume_masks(volumes, masks)
+    write_json_atomic(out_dir / f"{prefix}_volumes.json", scored)
+    write_indices_csv(scored["indices"], out_dir / f"{prefix}_indices.csv")
+    write_indices_csv(scored["true_indices"], out_dir / f"{prefix}_indices_true.csv")
+    plot_agreement(scored["indices"], scored["true_indices"], out_dir / f"{prefix}_agreement_scatter.png",
+                   out_dir / f"{prefix}_agreement_bland_altman.png")
+    return scored
 
 
 def evaluate_run_on_volumes(
@@ -120,18 +172,26 @@ def evaluate_run_on_volumes(
     settings: PredictSettings | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """:func:`evaluate_volumes` of a run folder on ``data_dir`` (default: its validation volumes), predicted
+    """Per-volume scores of a run folder on ``data_dir`` (default: its validation volumes), predicted
     with ``settings`` (default: the run's own)."""
-    from cmrseg.inference import load_run
-    from cmrseg.volume_inference import training_spacing
-
-    volumes = volumes_of_patients(data_dir) if data_dir is not None else validation_volumes(run_dir)
-    predictor, resolved = load_run(run_dir, settings)
-    result = evaluate_volumes(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
-                              training_spacing(run_dir), progress)
+    volumes, masks, resolved = predict_run_volumes(run_dir, data_dir, settings, progress)
+    result = score_volume_masks(volumes, masks)
     result.update({"tta": resolved.tta, "tta_scales": list(resolved.tta_scales or (1.0,)),
                    "postprocess": resolved.postprocess, "class_weights": resolved.class_weights})
     return result
+
+
+def predict_run_volumes(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    settings: PredictSettings | None = None,
+    progress: bool = True,
+) -> tuple[list[Volume], list[np.ndarray], PredictSettings]:
+    """The labeled volumes of ``data_dir`` (default: the run's validation volumes), their predicted label
+    volumes and the resolved settings they were predicted with."""
+    volumes = volumes_of_patients(data_dir) if data_dir is not None else validation_volumes(run_dir)
+    masks, resolved = _run_masks(run_dir, volumes, settings, progress)
+    return volumes, masks, resolved
 
 
 def is_volume_evaluation(run_dir: str | Path, data_dir: str | Path | None) -> bool:

@@ -34,5 +34,10 @@ def run(args: argparse.Namespace) -> None:
                             settings=predict_settings(args), progress=not args.quiet)
     print(format_cv_table(result.rows))
     print(f"wrote {result.out_dir / 'cv.csv'} and cv.json")
+    if result.volumes is not None:
+        from cmrseg.volume_evaluation import format_volume_report
+
+        print(format_volume_report(result.volumes))
+        print(f"wrote {result.out_dir / 'cv_volumes.json'}, cv_indices.csv, cv_indices_true.csv and the agreement plots")
     if result.ensemble_dir is not None:
         print(f"fold ensemble: {result.ensemble_dir} (its score on these folds is not held-out: every slice trained a member)")
