@@ -13,7 +13,6 @@ whose run already finished is not trained again.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 from pathlib import Path
@@ -28,6 +27,7 @@ from cmrseg.evaluation import evaluate_run
 from cmrseg.inference import PredictSettings, images_per_second, load_run
 from cmrseg.models.registry import FAMILY_KEYS, model_entry
 from cmrseg.training import continue_run
+from cmrseg.utils import write_csv_atomic, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "zoo"
@@ -101,8 +101,7 @@ def measure_speed(threads: int) -> None:
         if (run_dir / runs.CONFIG_FILE).is_file():
             speeds[name] = round(images_per_second(load_run(run_dir, PredictSettings(device="cpu"))[0], images), 1)
             print(f"{name}: {speeds[name]} images/s", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "zoo_speed.json").write_text(json.dumps({"threads": threads, "images_per_second": speeds}, indent=2))
+    write_results(RESULTS / "zoo_speed.json", {"threads": threads, "images_per_second": speeds})
 
 
 def table() -> None:
@@ -124,10 +123,8 @@ def table() -> None:
             "images_per_s": speeds.get(name, ""),
         })
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / "zoo.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(RESULTS / "zoo.csv", rows, list(rows[0]))
+    write_results(RESULTS / "zoo.json", {"rows": rows})
     print("| model | epochs | RV | Myo | LV | mean Dice | HD95 mean (px) | s/epoch | images/s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
