@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +33,7 @@ from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import aggregate, image_metrics
 from cmrseg.training import clone_config
+from cmrseg.utils import run_metadata
 from cmrseg.volume_evaluation import score_volume_masks
 from cmrseg.volume_inference import volume_mask, volume_probabilities
 
@@ -148,14 +146,6 @@ def evaluate_recipe(name: str, config: ExperimentConfig, cv_dir: Path, data: Pat
     return results, pipeline_indices
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _row(label: str, entry: dict[str, Any]) -> str:
     dice = entry["volumes"]["all"]["dice"]
     ed, es = entry["volumes"]["ED"]["dice"]["mean"], entry["volumes"]["ES"]["dice"]["mean"]
@@ -215,8 +205,7 @@ def main() -> None:
     assert folds_of == {k: held_out_patients(chosen["slice_only"][0], k) for k in args.folds}, "folds must match"
     torch.set_num_threads(2)
     suffix = "" if len(args.folds) == FOLDS else "_folds_" + "_".join(map(str, args.folds))
-    report: dict[str, Any] = {"commit": _commit(), "date": time.strftime("%Y-%m-%d"),
-                              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"}
+    report: dict[str, Any] = run_metadata(ROOT)
     for name, (config, cv_dir) in chosen.items():
         report[name], indices = evaluate_recipe(name, config, cv_dir, data, folds_of)
         if name == "every_slice":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cmrseg.config import apply_overrides, load_config
 from cmrseg.training import Trainer
+from cmrseg.utils import write_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,10 +47,13 @@ def main() -> None:
     ]
     scales = args.input_scales or [load_config(REPO / "configs" / "best.json").model_info.input_scale]
     print("| input_scale | threads | batch | channels_last | s/epoch |\n|---|---|---|---|---|")
+    rows = []
     for scale in scales:
         for threads, batch, channels_last in grid:
             overrides = {"threads": threads, "batch_size": batch, "channels_last": channels_last, "model_info.input_scale": scale}
-            print(f"| {scale} | {threads} | {batch} | {channels_last} | {epoch_seconds(overrides, args.repeats):.2f} |")
+            rows.append({**overrides, "seconds_per_epoch": round(epoch_seconds(overrides, args.repeats), 2)})
+            print(f"| {scale} | {threads} | {batch} | {channels_last} | {rows[-1]['seconds_per_epoch']:.2f} |")
+    print(f"wrote {write_results(REPO / 'benchmarks' / 'results' / 'epoch_speed.json', {'rows': rows})}")
 
 
 if __name__ == "__main__":

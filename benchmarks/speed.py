@@ -5,12 +5,15 @@ Times ``ModelPredictor.predict_proba`` (normalisation, forward, softmax; flip TT
 run's weights are used, otherwise the default model of ``ExperimentConfig`` (the recommended recipe) with random weights.
 
     .venv/bin/python benchmarks/speed.py --threads 2 [--run RUN_DIR] [--tta [--tta-scales 0.9 1.0 1.1]]
+
+Each measurement is appended to ``benchmarks/results/speed.jsonl`` with the commit and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -19,6 +22,9 @@ from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import load_folder
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.models import build_model
+from cmrseg.utils import write_results
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -43,6 +49,10 @@ def main() -> None:
     predictor.predict_proba(images)
     best = min(_timed(predictor, images) for _ in range(args.repeats))
     print(f"{name}: {len(images) / best:.0f} images/s ({args.threads} threads, tta={args.tta}, zooms {args.tta_scales}, {len(images)} images)")
+    path = write_results(RESULTS / "speed.jsonl", {"model": name, "images_per_second": round(len(images) / best, 1),
+                                                   "threads": args.threads, "tta": args.tta, "tta_scales": args.tta_scales,
+                                                   "images": len(images)}, append=True)
+    print(f"appended to {path}")
 
 
 def _timed(predictor: ModelPredictor, images: list) -> float:

@@ -13,7 +13,6 @@ whose run already finished is not trained again.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 from pathlib import Path
@@ -21,12 +20,14 @@ from pathlib import Path
 import torch
 
 from cmrseg import runs
-from cmrseg.config import apply_overrides, load_config
+from cmrseg.config import ModelInfo, apply_overrides, load_config
 from cmrseg.data.reader import load_folder
 from cmrseg.ensemble import make_ensemble
 from cmrseg.evaluation import evaluate_run
 from cmrseg.inference import PredictSettings, images_per_second, load_run
+from cmrseg.models.registry import FAMILY_KEYS, model_entry
 from cmrseg.training import continue_run
+from cmrseg.utils import write_csv_atomic, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "zoo"
@@ -57,6 +58,13 @@ def _finished(run_dir: Path) -> bool:
     return runs.run_state(run_dir) == "finished"
 
 
+def _model_info(base: ModelInfo, overrides: dict[str, object]) -> dict[str, object]:
+    """``overrides`` over the base config's model settings, keeping only the keys the variant's family reads."""
+    accepts = model_entry(str(overrides["name"])).accepts
+    kept = {key: value for key, value in base.model_dump().items() if key not in FAMILY_KEYS or key in accepts}
+    return {**kept, **overrides}
+
+
 def train_variants(names: list[str], epoch_scale: float, threads: int) -> None:
     base = load_config(ROOT / "configs" / "unet.json")
     for name in names:
@@ -65,7 +73,7 @@ def train_variants(names: list[str], epoch_scale: float, threads: int) -> None:
         if _finished(run_dir):
             print(f"{name}: finished already")
             continue
-        config = apply_overrides(base, {"model_info": {**base.model_info.model_dump(), **overrides}, "threads": threads,
+        config = apply_overrides(base, {"model_info": _model_info(base.model_info, overrides), "threads": threads,
                                         "epochs": max(1, round(epochs * epoch_scale))})
         print(f"{name}: training {config.epochs} epochs", flush=True)
         continue_run(config, run_dir, progress=False)
@@ -93,8 +101,7 @@ def measure_speed(threads: int) -> None:
         if (run_dir / runs.CONFIG_FILE).is_file():
             speeds[name] = round(images_per_second(load_run(run_dir, PredictSettings(device="cpu"))[0], images), 1)
             print(f"{name}: {speeds[name]} images/s", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "zoo_speed.json").write_text(json.dumps({"threads": threads, "images_per_second": speeds}, indent=2))
+    write_results(RESULTS / "zoo_speed.json", {"threads": threads, "images_per_second": speeds})
 
 
 def table() -> None:
@@ -116,10 +123,8 @@ def table() -> None:
             "images_per_s": speeds.get(name, ""),
         })
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / "zoo.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(RESULTS / "zoo.csv", rows, list(rows[0]))
+    write_results(RESULTS / "zoo.json", {"rows": rows})
     print("| model | epochs | RV | Myo | LV | mean Dice | HD95 mean (px) | s/epoch | images/s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -31,3 +32,16 @@ def test_library_modules_do_not_import_the_command_line() -> None:
     offenders = [f"{path.relative_to(PACKAGE)}: {match.group(0).strip()}"
                  for path in library for match in FORBIDDEN.finditer(path.read_text())]
     assert not offenders, offenders
+
+
+def test_benchmark_scripts_import_no_other_script_and_record_where_they_ran(tmp_path: Path) -> None:
+    from cmrseg.utils import write_results
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    scripts = {path.stem for path in bench.rglob("*.py")}
+    for path in bench.rglob("*.py"):
+        imported = set(re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), re.M))
+        assert not imported & scripts, f"{path} imports another benchmark script"
+    out = write_results(tmp_path / "r.json", {"x": 1})
+    measured = json.loads(out.read_text())["measured"]
+    assert set(measured) == {"commit", "date", "machine"} and json.loads(out.read_text())["x"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import evaluate_run
 from cmrseg.models.unet import DEFAULT_DEPTH as UNET_DEFAULT_DEPTH
 from cmrseg.training import clone_config, train
+from cmrseg.utils import csv_text
 
 from conftest import tiny_config_dict
 
@@ -118,3 +120,52 @@ def test_config_defaults_train_what_best_json_trains() -> None:
     assert {k: v for k, v in defaults.items() if k not in prediction_and_data} == \
         {k: v for k, v in recipe.items() if k not in prediction_and_data}
     assert recipe["tta"] and recipe["postprocess"]["largest_component"]
+
+
+def _without_times(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{k: v for k, v in row.items() if k != "train_minutes"} for row in rows]
+
+
+def _sequential_csv(cv_run: crossval.CvResult) -> str:
+    """cv.csv as the fixture's sequential run wrote it (later tests rewrite the file itself), without times."""
+    return csv_text(_without_times(cv_run.rows), [c for c in crossval.TABLE_COLUMNS if c != "train_minutes"])
+
+
+def _csv_without_times(out_dir: Path) -> str:
+    with (out_dir / "cv.csv").open() as handle:
+        rows = _without_times(list(csv.DictReader(handle)))
+    return csv_text(rows, [c for c in crossval.TABLE_COLUMNS if c != "train_minutes"])
+
+
+def test_two_local_workers_give_the_sequential_table(cv_run: crossval.CvResult, cv_data: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(cv_data, epochs=1, **ZOOM_TTA))
+    result = crossval.cross_validate(config, folds=2, out_dir=tmp_path / "cv", progress=False, workers=2)
+    assert _without_times(result.rows) == _without_times(cv_run.rows)
+    assert _csv_without_times(result.out_dir) == _sequential_csv(cv_run)
+    assert all(runs.run_state(crossval.fold_dir(result.out_dir, k)) == "finished" for k in (0, 1))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--ray-address", "local"], r"--ray-address needs Ray: pip install 'cmrseg\[distributed\]'"),
+])
+def test_bad_engine_arguments_fail_before_anything_is_written(
+    extra: list[str], message: str, cv_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    config_path = tmp_path / "cfg.json"
+    config_path.write_text(json.dumps(tiny_config_dict(cv_data, epochs=1)))
+    assert main(["cv", "--config", str(config_path), "--folds", "2", "--out", str(tmp_path / "cv"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err)
+    assert not (tmp_path / "cv").exists()
+
+
+def test_ray_local_mode_gives_the_sequential_table(cv_run: crossval.CvResult, cv_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    config = config_from_dict(tiny_config_dict(cv_data, epochs=1, **ZOOM_TTA))
+    result = crossval.cross_validate(config, folds=2, out_dir=tmp_path / "cv", progress=False, ray_address="local")
+    assert _csv_without_times(result.out_dir) == _sequential_csv(cv_run)

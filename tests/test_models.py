@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from cmrseg.config import ModelInfo
+from cmrseg.config import ModelInfo, load_config
 from cmrseg.errors import CmrsegError
-from cmrseg.models import available_models, build_model
-from cmrseg.models.catalog import model_table
+from cmrseg.models import (
+    available_encoders,
+    available_models,
+    build_model,
+    check_model_info,
+    encoder_entry,
+    model_entry,
+    register_encoder,
+    register_model,
+)
+from cmrseg.models.catalog import catalog_variants, format_model_table, model_table, variant_label
 from cmrseg.models.fcn import bilinear_upsampler
+from cmrseg.models.registry import FAMILY_KEYS
+from cmrseg.models.resnet import RESNET101_BLOCKS
 
 NUM_CLASSES = 4
 TINY: dict[str, dict] = {
@@ -268,3 +280,66 @@ def test_effunet_batch_norm_tracks_the_data_quickly() -> None:
     model = build_model(ModelInfo(name="EffUNet", backbone="efficientnet-b0", features=8))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(m.momentum == BATCH_NORM_MOMENTUM for m in norms)
+
+
+@pytest.mark.parametrize(
+    ("info", "message"),
+    [
+        (ModelInfo(name="UNet", backbone="resnet101"), r"^model_info\.backbone: 'resnet101' is not used by UNet$"),
+        (ModelInfo(name="FCN", depths=4), r"^model_info\.depths: 4 is not used by FCN$"),
+        (ModelInfo(name="UNet", deep_supervision=True), r"^model_info\.deep_supervision: True is not used by UNet$"),
+        (ModelInfo(name="SwinUNETR", output_stride=16), r"^model_info\.output_stride: 16 is not used by SwinUNETR$"),
+        (ModelInfo(name="SegNet", dropout=0.2), r"^model_info\.dropout: 0\.2 is not used by SegNet$"),
+        (ModelInfo(name="DeepLab_v3", features=32), r"^model_info\.features: 32 is not used by DeepLab_v3$"),
+        (ModelInfo(name="UNet", options={"num_res_unit": 1}), r"^model_info\.options: unknown option 'num_res_unit' for UNet"),
+        (ModelInfo(name="Ensemble", options={"member": []}), r"^model_info\.options: unknown option 'member' for Ensemble"),
+        (ModelInfo(name="DeepLab_v3", backbone="mobilenet", options={"blocks": [1, 1, 1, 1]}), "unknown option 'blocks'"),
+    ],
+)
+def test_settings_a_model_does_not_use_are_config_errors(info: ModelInfo, message: str) -> None:
+    with pytest.raises(CmrsegError, match=message):
+        check_model_info(info)
+    with pytest.raises(CmrsegError, match=message):
+        build_model(info)
+
+
+def test_every_family_declares_only_known_keys() -> None:
+    with pytest.raises(ValueError, match="unknown model_info keys"):
+        register_model("Nope", accepts={"depth"})
+    for name in available_models(composite=True):
+        assert model_entry(name).accepts <= set(FAMILY_KEYS)
+        check_model_info(ModelInfo(name=name))
+
+
+def test_encoder_registry_feeds_deeplab_and_the_listing() -> None:
+    assert available_encoders() == ["drn", "mobilenet", "resnet", "xception"]
+    assert encoder_entry("resnet").options == {"blocks": RESNET101_BLOCKS}
+    with pytest.raises(ValueError, match="already registered"):
+        register_encoder("drn", description="again")(lambda *args: nn.Identity())
+    names = [variant_label(info) for info in catalog_variants()]
+    assert [n for n in names if n.startswith("DeepLab_v3/")] == [f"DeepLab_v3/{e}" for e in available_encoders()]
+    assert set(available_models(composite=True)) == {n.split("/")[0] for n in names}
+    assert names[-1] == "Ensemble"
+
+
+def test_model_listing_shows_ensemble_untimed_and_encoders() -> None:
+    rows = model_table(["UNet", "Ensemble"], size=32, repeats=1)
+    assert rows[1]["parameters"] is None and rows[1]["forward_ms"] is None
+    assert "cmrseg ensemble" in rows[1]["description"]
+    text = format_model_table(rows)
+    assert re.search(r"^Ensemble\s+-\s+-\s+built by `cmrseg ensemble`", text, re.M)
+    assert re.search(r"^  UNet\s+depths, dropout, features; options: norm='batch', num_res_units=2$", text, re.M)
+    for name in available_encoders():
+        assert re.search(rf"^  {name}\s+{re.escape(encoder_entry(name).description)}; output_stride", text, re.M)
+
+
+def test_shipped_configs_fit_their_models() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    paths = [*repo.glob("configs/*.json"), *repo.glob("experiments/*.json"), *repo.glob("benchmarks/**/configs/*.json")]
+    assert len(paths) > 10
+    for path in paths:
+        config = load_config(path)
+        check_model_info(config.model_info)
+    models_sweep = load_config(repo / "experiments" / "models.json")
+    for name in available_models():
+        check_model_info(models_sweep.model_info.model_copy(update={"name": name}))

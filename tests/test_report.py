@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from cmrseg.cli import main
-from cmrseg.config import config_from_dict
+from cmrseg.config import config_from_dict, load_config
 from cmrseg.data.dataset import prepare_data
-from cmrseg.sweep import run_sweep
+from cmrseg.sweep import parse_sets, run_sweep
 from cmrseg.training import train
 
 from conftest import tiny_config_dict
@@ -66,7 +66,7 @@ def sweep_dir(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     folder = tmp_path_factory.mktemp("report-sweep")
     config = folder / "base.json"
     config.write_text(json.dumps(tiny_config_dict(synth_dir, epochs=1)))
-    run_sweep(config, ["optimizer_info.lr=1e-2,1e-3"], folder / "sweep", progress=False, log=lambda _: None)
+    run_sweep(load_config(config), parse_sets(["optimizer_info.lr=1e-2,1e-3"]), folder / "sweep", progress=False, log=lambda _: None)
     return folder / "sweep"
 
 

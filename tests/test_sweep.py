@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cmrseg.cli import main
-from cmrseg.config import ExperimentConfig
+from cmrseg.config import ExperimentConfig, load_config
 from cmrseg.errors import CmrsegError
 from cmrseg.sweep import parse_sets, run_sweep, split_choices, value_text
 
@@ -91,12 +91,12 @@ def test_sweep_writes_table_and_plots_then_resumes(synth_dir: Path, tmp_path: Pa
 
     _write_config(config, synth_dir, epochs=3, batch_size=4)
     with pytest.raises(CmrsegError, match="holds a run of another config"):
-        run_sweep(config, ["optimizer_info.lr=1e-2,1e-3"], out, log=lambda _: None)
+        run_sweep(load_config(config), parse_sets(["optimizer_info.lr=1e-2,1e-3"]), out, log=lambda _: None)
 
 
 def test_two_workers_train_choices_in_parallel(synth_dir: Path, tmp_path: Path) -> None:
     config = _write_config(tmp_path / "base.json", synth_dir, epochs=1, threads=None)
-    result = run_sweep(config, ["criterion_info.name=Dice,CrossEntropy"], tmp_path / "sweep", workers=2, log=lambda _: None)
+    result = run_sweep(load_config(config), parse_sets(["criterion_info.name=Dice,CrossEntropy"]), tmp_path / "sweep", workers=2, log=lambda _: None)
     assert (result.trained, result.skipped, result.failed) == (2, 0, 0)
     assert sorted(row["status"] for row in result.rows) == ["finished", "finished"]
     assert {row["choice"] for row in _table(tmp_path / "sweep")} == {"name=Dice", "name=CrossEntropy"}
@@ -140,7 +140,7 @@ def test_no_ensemble_when_a_choice_fails(
 def test_ensemble_of_one_choice_is_a_one_line_error(synth_dir: Path, tmp_path: Path) -> None:
     config = _write_config(tmp_path / "base.json", synth_dir, epochs=1)
     with pytest.raises(CmrsegError, match="--ensemble needs at least 2 choices"):
-        run_sweep(config, ["seed=3"], tmp_path / "sweep", ensemble=True, log=lambda _: None)
+        run_sweep(load_config(config), parse_sets(["seed=3"]), tmp_path / "sweep", ensemble=True, log=lambda _: None)
     assert not (tmp_path / "sweep").exists()
 
 
@@ -148,4 +148,4 @@ def test_ray_address_without_ray_is_a_one_line_error(synth_dir: Path, tmp_path: 
     monkeypatch.setitem(sys.modules, "ray", None)
     config = _write_config(tmp_path / "base.json", synth_dir)
     with pytest.raises(CmrsegError, match=r"--ray-address needs Ray: pip install 'cmrseg\[distributed\]'"):
-        run_sweep(config, ["epochs=1,2"], tmp_path / "sweep", ray_address="auto")
+        run_sweep(load_config(config), parse_sets(["epochs=1,2"]), tmp_path / "sweep", ray_address="auto")

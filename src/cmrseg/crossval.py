@@ -8,6 +8,10 @@
     OUT/cv_volumes.json    on NIfTI volumes: every held-out volume scored in 3D (ED/ES, slice positions) with the
                            clinical indices; cv_indices.csv / cv_indices_true.csv and cv_agreement_*.png beside it
 
+Folds train on the sweep engines (:mod:`cmrseg.sweep.engines`): one after another here, in ``workers``
+local processes, or as Ray tasks (``ray_address``); scoring and the tables stay in this process, so the
+tables do not depend on the engine.
+
 Folds split by patient (``group_pairs``) with the config's split seed (``split_seed``, else ``seed``), so every fold sees the same partition.
 The "mean" row pools all held-out slices (per-image Dice, absent-in-both = 1), which for equal folds is
 the mean of the fold rows.
@@ -32,7 +36,8 @@ from cmrseg.inference import PredictSettings
 from cmrseg.locks import run_lock
 from cmrseg.metrics import aggregate
 from cmrseg.outputs import check_output_dir, write_marker
-from cmrseg.training import clone_config, continue_run
+from cmrseg.sweep.engines import TrainJob, check_engine, run_jobs
+from cmrseg.training import clone_config
 from cmrseg.utils import write_csv_atomic, write_json_atomic
 
 CV_SETTINGS = PredictSettings(checkpoint="final")
@@ -133,6 +138,8 @@ def cross_validate(
     only: list[int] | None = None,
     settings: PredictSettings = CV_SETTINGS,
     progress: bool = True,
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> CvResult:
     """Train and score ``folds`` folds (or just ``only``) into ``out_dir``; finished folds are not retrained.
 
@@ -140,8 +147,10 @@ def cross_validate(
     fold folders'), and device ``auto`` takes ``config.device``. By default (:data:`CV_SETTINGS`) folds
     are scored with their ``final`` epoch's weights: checkpoint ``best`` selects the epoch on the
     held-out slices themselves, which flatters the estimate. With ``ensemble`` the fold models are
-    combined into ``out_dir/ensemble`` (needs every fold).
+    combined into ``out_dir/ensemble`` (needs every fold). Unfinished folds train in ``workers`` local
+    processes or on the Ray cluster at ``ray_address`` (``local``: a throwaway one on this machine).
     """
+    check_engine(workers, ray_address)
     selected = check_cv_arguments(config, folds, ensemble, only, settings.checkpoint)
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"cv-{config.model_info.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     base = clone_config(config, folds=folds, fold=None)
@@ -150,7 +159,8 @@ def cross_validate(
     with run_lock(out, "cv"):
         write_marker(out, "cv")
         _check_same_config(out, base)
-        return _run_folds(out, base, folds, selected, ensemble, settings, progress)
+        _train_folds(out, base, selected, workers, ray_address, progress)
+        return _run_folds(out, base, folds, selected, ensemble, settings)
 
 
 def check_cv_arguments(config: ExperimentConfig, folds: int, ensemble: bool, only: list[int] | None, checkpoint: str) -> list[int]:
@@ -172,10 +182,19 @@ def check_cv_arguments(config: ExperimentConfig, folds: int, ensemble: bool, onl
     return selected
 
 
+def _train_folds(out: Path, base: ExperimentConfig, selected: list[int], workers: int, ray_address: str | None,
+                 progress: bool) -> None:
+    """Bring every ``selected`` fold to ``base.epochs`` on the engine; a failed fold stops the cv with its error."""
+    jobs = [TrainJob(k, clone_config(base, fold=k), fold_dir(out, k)) for k in selected]
+    unfinished = [job for job in jobs if runs.run_state(job.run_dir, job.config.epochs) != "finished"]
+    for _fold, error in run_jobs(unfinished, workers, ray_address, progress):
+        if error:
+            raise CmrsegError(error)
+
 
 def _run_folds(out: Path, base: ExperimentConfig, folds: int, selected: list[int], ensemble: bool,
-               settings: PredictSettings, progress: bool) -> CvResult:
-    """Train, score and tabulate the ``selected`` folds of the checked cv into ``out`` (and its ensemble)."""
+               settings: PredictSettings) -> CvResult:
+    """Score and tabulate the trained ``selected`` folds of the checked cv in ``out`` (and make their ensemble)."""
     resolved = replace(settings, device=base.device if settings.device == "auto" else settings.device).resolve(base)
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
@@ -184,7 +203,6 @@ def _run_folds(out: Path, base: ExperimentConfig, folds: int, selected: list[int
     for k in selected:
         fold_config = clone_config(base, fold=k)
         run_dir = fold_dir(out, k)
-        continue_run(fold_config, run_dir, progress)
         summary = _score_fold(fold_config, run_dir, resolved)
         minutes = sum(row["seconds"] for row in runs.read_history(run_dir)) / 60.0
         rows.append(_row(k, summary, minutes))

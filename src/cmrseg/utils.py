@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes (text, JSON, CSV, torch), seeding and device choice."""
+"""Small shared helpers: atomic file writes (text, JSON, CSV, torch), seeding, device choice and run metadata."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import csv
 import io
 import json
 import os
+import platform
 import random
 import re
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,3 +125,36 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CmrsegError(f"device '{name}' was requested but CUDA is not available on this machine")
     return torch.device(name)
+
+
+def run_metadata(repo: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Where a number was measured: the git commit of ``repo`` (``-dirty`` with uncommitted changes), date, machine."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=repo or Path.cwd(), capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return {
+        "commit": commit + dirty,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPU cores, "
+                   f"Python {platform.python_version()}, torch {torch.__version__}",
+    }
+
+
+def write_results(path: str | os.PathLike[str], results: Mapping[str, Any], append: bool = False) -> Path:
+    """Write ``results`` with :func:`run_metadata` (of the folder ``path`` is in) as JSON, or as one more line
+    of a JSON-lines file with ``append``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"measured": run_metadata(path.parent), **results}
+    if append:
+        with path.open("a") as handle:
+            handle.write(json.dumps(record, default=_json_default) + "\n")
+    else:
+        write_json_atomic(path, record)
+    return path

@@ -45,3 +45,11 @@ def add_set_option(parser: argparse.ArgumentParser, metavar: str = "KEY=VALUE",
 def config_from_args(path: str | None, overrides: Sequence[str]) -> ExperimentConfig | None:
     """The ``--config`` file with the ``--set`` overrides applied, or None without ``--config``."""
     return None if path is None else load_config_with_overrides(path, overrides)
+
+
+def add_engine_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--workers N`` and ``--ray-address ADDR``: where the trainings of ``what`` run."""
+    parser.add_argument("--workers", type=int, default=1,
+                        help=f"{what} trained in parallel local processes (torch threads split between them)")
+    parser.add_argument("--ray-address", help=f"train {what} as Ray tasks on this cluster (auto, ray://host:port, "
+                        "or local for a throwaway one); needs pip install 'cmrseg[distributed]'")

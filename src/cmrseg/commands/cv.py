@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_postprocess_option, add_set_option, add_tta_option, predict_settings
+from cmrseg.commands.common import (
+    Subparsers,
+    add_engine_options,
+    add_postprocess_option,
+    add_set_option,
+    add_tta_option,
+    predict_settings,
+)
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -20,6 +27,7 @@ def add_parser(subparsers: Subparsers) -> None:
                         help="weights to score: final (last epoch, default), best (selected on the held-out fold: optimistic)")
     add_tta_option(parser, "score with flip TTA (default: config)")
     add_postprocess_option(parser, "score with largest-component clean-up (default: config)")
+    add_engine_options(parser, "folds")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -31,7 +39,8 @@ def run(args: argparse.Namespace) -> None:
 
     config = load_config_with_overrides(args.config, args.set)
     result = cross_validate(config, args.folds, args.out, ensemble=args.ensemble, only=args.only,
-                            settings=predict_settings(args), progress=not args.quiet)
+                            settings=predict_settings(args), progress=not args.quiet, workers=args.workers,
+                            ray_address=args.ray_address)
     print(format_cv_table(result.rows))
     print(f"wrote {result.out_dir / 'cv.csv'} and cv.json")
     if result.volumes is not None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cmrseg.commands.common import Subparsers, add_set_option
+from cmrseg.commands.common import Subparsers, add_engine_options, add_set_option
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -15,8 +15,7 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--config", required=True, help="base JSON config")
     add_set_option(parser, "KEY=V1,V2,...", "values to try for a dotted config key; several --set make a grid")
     parser.add_argument("--out", help="sweep folder (default sweeps/<config name>); rerun to resume")
-    parser.add_argument("--workers", type=int, default=1, help="trials trained in parallel local processes")
-    parser.add_argument("--ray-address", help="run trials as Ray tasks on this cluster (auto, ray://host:port, or local)")
+    add_engine_options(parser, "trials")
     parser.add_argument("--ensemble", action="store_true",
                         help="also write SWEEP_DIR/ensemble, the soft-vote of every trained choice (e.g. of seeds)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -25,12 +24,14 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep; exit 1 when a choice failed, 130 on Ctrl-C."""
-    from cmrseg.sweep import SweepInterrupted, run_sweep
+    from cmrseg.config import load_config
+    from cmrseg.sweep import SweepInterrupted, parse_sets, run_sweep
 
     out = args.out or Path("sweeps") / Path(args.config).stem
     try:
-        result = run_sweep(args.config, args.set, out, workers=args.workers, ray_address=args.ray_address,
-                           progress=not args.quiet, ensemble=args.ensemble)
+        result = run_sweep(load_config(args.config), parse_sets(args.set), out, workers=args.workers,
+                           ray_address=args.ray_address, progress=not args.quiet, ensemble=args.ensemble,
+                           source=args.config)
     except SweepInterrupted as err:
         print(f"cmrseg: {err}", file=sys.stderr)
         return 130

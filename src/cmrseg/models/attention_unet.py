@@ -11,7 +11,6 @@ from monai.networks.nets import AttentionUnet
 from torch import nn
 
 from cmrseg.config import ModelInfo
-from cmrseg.models.blocks import builder_options
 from cmrseg.models.registry import register_model
 
 DEFAULT_DEPTH = 4
@@ -26,10 +25,10 @@ def _depth(info: ModelInfo) -> int:
     "AttentionUNet",
     size_divisor=lambda info: 2 ** _depth(info),
     description="Attention U-Net, depth 1-6 (MONAI AttentionUnet)",
+    accepts={"depths", "features", "dropout"},
 )
 def build_attention_unet(info: ModelInfo, num_classes: int) -> nn.Module:
     """U-Net whose skip connections pass through additive attention gates."""
-    builder_options(info)
     depth = _depth(info)
     return AttentionUnet(
         spatial_dims=2,

@@ -7,8 +7,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from cmrseg.config import ModelInfo
-
 
 class ConvBNReLU(nn.Sequential):
     """``k x k`` convolution ("same" padding for stride 1), batch norm, then ``act`` (none if None).
@@ -61,14 +59,6 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def scaled(channels: int, multiplier: float) -> int:
     """Channel count ``channels * multiplier``; unchanged at multiplier 1 so default widths stay faithful."""
     return channels if multiplier == 1.0 else make_divisible(channels * multiplier)
-
-
-def builder_options(info: ModelInfo, **defaults: Any) -> dict[str, Any]:
-    """``info.options`` merged over ``defaults``; an unknown key raises ``ValueError`` naming the valid ones."""
-    unknown = sorted(set(info.options) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown option '{unknown[0]}' for {info.name}, expected one of {sorted(defaults)}")
-    return {**defaults, **info.options}
 
 
 def width_multiplier(value: Any) -> float:

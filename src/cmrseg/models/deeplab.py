@@ -1,7 +1,7 @@
 """DeepLabV3+ (Chen et al., 2018) with a selectable backbone, registered as ``DeepLab_v3``.
 
-``model_info.backbone`` picks the feature extractor (each returns high-level and stride-4 low-level maps;
-``output_stride`` 8 or 16 is reached by trading late strides for dilation)::
+``model_info.backbone`` picks the feature extractor from the encoder registry (``encoders.py``; each returns
+high-level and stride-4 low-level maps; ``output_stride`` 8 or 16 is reached by trading late strides for dilation)::
 
     drn        DRN-D-54, the origin study's (default; drn.py)   low level: layer3, 256 ch;  stride 8 only
     resnet     ResNet-101, blocks (3, 4, 23, 3) (resnet.py)     low level: layer1, 256 ch;  stride 8 or 16
@@ -34,20 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cmrseg.config import ModelInfo
-from cmrseg.models.blocks import ConvBNReLU, builder_options, init_weights, scaled, width_multiplier
-from cmrseg.models.drn import DRND
-from cmrseg.models.mobilenet import MobileNetV2
-from cmrseg.models.registry import register_model
-from cmrseg.models.resnet import RESNET101_BLOCKS, ResNet
-from cmrseg.models.xception import MIDDLE_REPEATS, AlignedXception
+from cmrseg.models.blocks import ConvBNReLU, init_weights, scaled, width_multiplier
+from cmrseg.models.encoders import build_encoder, encoder_entry
+from cmrseg.models.registry import model_options, register_model
 
 DEFAULT_BACKBONE = "drn"
-BACKBONE_OPTIONS: dict[str, dict[str, Any]] = {
-    "drn": {},
-    "resnet": {"blocks": RESNET101_BLOCKS},
-    "mobilenet": {},
-    "xception": {"middle_repeats": MIDDLE_REPEATS},
-}
 ASPP_RATES_OS16: tuple[int, ...] = (1, 6, 12, 18)
 ASPP_CHANNELS = 256
 LOW_LEVEL_CHANNELS = 48
@@ -109,30 +100,26 @@ class DeepLabV3Plus(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def deeplab_options(info: ModelInfo) -> dict[str, Any]:
+    """DeepLab's own option (``width_multiplier``) plus those of the encoder named by ``info.backbone``."""
+    return {"width_multiplier": 1.0, **encoder_entry(info.backbone or DEFAULT_BACKBONE).options}
+
+
 def make_backbone(info: ModelInfo) -> tuple[nn.Module, float]:
-    """The backbone named by ``info.backbone`` and the width multiplier, with options validated."""
-    name = info.backbone or DEFAULT_BACKBONE
-    if name not in BACKBONE_OPTIONS:
-        raise ValueError(f"unknown DeepLab backbone '{name}', expected one of {sorted(BACKBONE_OPTIONS)}")
-    options = builder_options(info, width_multiplier=1.0, **BACKBONE_OPTIONS[name])
-    width = width_multiplier(options["width_multiplier"])
-    channels, stride = info.input_channels, info.output_stride
-    if name == "drn":
-        if stride != 8:
-            raise ValueError(f"backbone drn (DRN-D-54) has a fixed output stride of 8, got output_stride {stride}")
-        return DRND(channels, width_multiplier=width), width
-    if name == "resnet":
-        return ResNet(channels, tuple(options["blocks"]), stride, width), width
-    if name == "mobilenet":
-        return MobileNetV2(channels, stride, width), width
-    return AlignedXception(channels, stride, int(options["middle_repeats"]), width), width
+    """The encoder named by ``info.backbone`` (see :mod:`cmrseg.models.encoders`) and the width multiplier."""
+    options = model_options(info)
+    width = width_multiplier(options.pop("width_multiplier"))
+    encoder = build_encoder(info.backbone or DEFAULT_BACKBONE, info.input_channels, info.output_stride, width, options)
+    return encoder, width
 
 
 @register_model(
     "DeepLab_v3",
     size_divisor=lambda info: info.output_stride,
-    description="DeepLabV3+; backbone drn (DRN-D-54, default), resnet (ResNet-101), mobilenet (MobileNetV2) "
-    "or xception; options.width_multiplier scales all widths",
+    description="DeepLabV3+ on an encoder from the encoder registry (backbone drn by default); "
+    "options.width_multiplier scales all widths",
+    accepts={"backbone", "output_stride", "dropout"},
+    options=deeplab_options,
 )
 def build_deeplab(info: ModelInfo, num_classes: int) -> nn.Module:
     """DeepLabV3+ on the backbone chosen by ``info.backbone`` at ``info.output_stride``."""

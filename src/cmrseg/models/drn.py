@@ -19,9 +19,13 @@ network serves as a DeepLab backbone and returns ``(high, low)`` feature maps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import Tensor, nn
 
 from cmrseg.models.blocks import Bottleneck, ConvBNReLU, bottleneck_layer, init_weights, scaled
+from cmrseg.models.encoders import register_encoder
 
 DRN_D_54_LAYERS: tuple[int, ...] = (1, 1, 3, 4, 6, 3, 1, 1)
 DRN_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 512, 512)
@@ -69,3 +73,9 @@ class DRND(nn.Module):
         low = self.layer3(x)
         x = self.layer6(self.layer5(self.layer4(low)))
         return self.layer8(self.layer7(x)), low
+
+
+@register_encoder("drn", description="DRN-D-54, the origin study's", output_strides=(8,))
+def drn_encoder(input_channels: int, output_stride: int, width: float, options: Mapping[str, Any]) -> nn.Module:
+    """DRN-D-54 at output stride 8; low-level features from layer3 (256 channels)."""
+    return DRND(input_channels, width_multiplier=width)

@@ -15,8 +15,7 @@ from monai.networks.nets import DynUNet
 from torch import Tensor, nn
 
 from cmrseg.config import ModelInfo
-from cmrseg.models.blocks import builder_options
-from cmrseg.models.registry import register_model
+from cmrseg.models.registry import model_options, register_model
 
 DEFAULT_DEPTH = 4
 MAX_WIDTH = 512
@@ -43,11 +42,13 @@ class DeepSupervisionList(nn.Module):
     "DynUNet",
     size_divisor=lambda info: 2 ** _depth(info),
     description="nnU-Net-style U-Net, depth 1-6, optional deep supervision (MONAI DynUNet)",
+    accepts={"depths", "features", "dropout", "deep_supervision"},
+    options=lambda info: {"deep_supr_num": max(1, _depth(info) - 2), "res_block": False, "norm": "instance"},
 )
 def build_dynunet(info: ModelInfo, num_classes: int) -> nn.Module:
     """DynUNet with kernels, strides and widths derived from ``depths`` and ``features``."""
     depth = _depth(info)
-    options = builder_options(info, deep_supr_num=max(1, depth - 2), res_block=False, norm="instance")
+    options = model_options(info)
     if options["norm"] not in NORMS:
         raise ValueError(f"unknown DynUNet norm '{options['norm']}', expected one of {sorted(NORMS)}")
     supervised = int(options["deep_supr_num"])

@@ -14,7 +14,6 @@ from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
 from torch import nn
 
 from cmrseg.config import ModelInfo
-from cmrseg.models.blocks import builder_options
 from cmrseg.models.registry import register_model
 
 DEFAULT_BACKBONE = "efficientnet-b3"
@@ -33,10 +32,10 @@ def efficientnet_backbones() -> list[str]:
     "EffUNet",
     size_divisor=32,
     description="U-Net on an EfficientNet-b3 encoder (MONAI FlexibleUNet); backbone efficientnet-b0..b8",
+    accepts={"backbone", "features", "dropout"},
 )
 def build_effunet(info: ModelInfo, num_classes: int) -> nn.Module:
     """FlexibleUNet with an EfficientNet encoder and a ``features``-scaled decoder."""
-    builder_options(info)
     backbone = info.backbone or DEFAULT_BACKBONE
     if backbone not in efficientnet_backbones():
         raise ValueError(f"unknown EffUNet backbone '{backbone}', expected one of {efficientnet_backbones()}")

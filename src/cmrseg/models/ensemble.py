@@ -17,7 +17,7 @@ from torch import nn
 from cmrseg import runs
 from cmrseg.config import ModelInfo
 from cmrseg.data.normalization import MemberNormalization, Normalization
-from cmrseg.models.registry import build_model, register_model
+from cmrseg.models.registry import build_model, model_options, register_model
 
 EPSILON = 1e-8
 
@@ -56,13 +56,20 @@ def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalizat
     return member, MemberNormalization.from_normalization(norm)
 
 
-@register_model("Ensemble", size_divisor=1, description="soft-voting ensemble of trained runs (options.members)", standalone=False)
+@register_model(
+    "Ensemble",
+    size_divisor=1,
+    description="soft-voting ensemble of trained runs (options.members, weights); built by `cmrseg ensemble`",
+    standalone=False,
+    options={"members": None, "weights": None},
+)
 def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
     """``options.members``: list of ``{"run": RUN_DIR}`` or ``{"model_info", "normalization"}``; ``options.weights``."""
-    specs = info.options.get("members")
+    options = model_options(info)
+    specs = options["members"]
     if not specs:
         raise ValueError("options.members must list the member runs")
     specs = [{"run": str(Path(s))} if isinstance(s, str) else s for s in specs]
     built = [_member_from_spec(spec) for spec in specs]
-    weights = [float(w) for w in info.options.get("weights") or [1.0] * len(built)]
+    weights = [float(w) for w in options["weights"] or [1.0] * len(built)]
     return EnsembleNet([m for m, _ in built], [n for _, n in built], weights)

@@ -24,13 +24,12 @@ from cmrseg.config import ModelInfo
 from cmrseg.models.blocks import (
     VGG16_STAGES,
     ConvBNReLU,
-    builder_options,
     init_weights,
     scaled,
     vgg_stage,
     width_multiplier,
 )
-from cmrseg.models.registry import register_model
+from cmrseg.models.registry import model_options, register_model
 
 VARIANTS: tuple[str, ...] = ("8s", "16s", "32s")
 FC_WIDTH = 4096
@@ -111,10 +110,12 @@ class FCN(nn.Module):
     "FCN",
     size_divisor=32,
     description="FCN on VGG16; options.variant 8s (default), 16s or 32s; options.width_multiplier, batch_norm",
+    accepts={"dropout"},
+    options={"variant": "8s", "width_multiplier": 1.0, "batch_norm": False},
 )
 def build_fcn(info: ModelInfo, num_classes: int) -> nn.Module:
     """FCN-8s (or 16s/32s) with the VGG16 encoder written out."""
-    options = builder_options(info, variant="8s", width_multiplier=1.0, batch_norm=False)
+    options = model_options(info)
     if not isinstance(options["batch_norm"], bool):
         raise ValueError(f"batch_norm must be true or false, got {options['batch_norm']!r}")
     return FCN(

@@ -12,9 +12,13 @@ The 24-channel stage gives the low-level features (stride 4).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import Tensor, nn
 
 from cmrseg.models.blocks import ConvBNReLU, init_weights, make_divisible
+from cmrseg.models.encoders import register_encoder
 
 INVERTED_RESIDUAL_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1),
@@ -80,3 +84,9 @@ class MobileNetV2(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         low = self.low_level(self.stem(x))
         return self.high_level(low), low
+
+
+@register_encoder("mobilenet", description="MobileNetV2")
+def mobilenet_encoder(input_channels: int, output_stride: int, width: float, options: Mapping[str, Any]) -> nn.Module:
+    """MobileNetV2; low-level features from stage 2 (24 channels)."""
+    return MobileNetV2(input_channels, output_stride, width)

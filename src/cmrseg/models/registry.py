@@ -7,8 +7,9 @@ raw network in :class:`SegmentationNet`, which gives every model the same contra
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,12 @@ from cmrseg.errors import CmrsegError
 Builder = Callable[[ModelInfo, int], nn.Module]
 """A builder takes the model config and the number of output classes and returns the raw network."""
 
+OptionDefaults = Mapping[str, Any] | Callable[[ModelInfo], Mapping[str, Any]]
+"""The ``options`` a family reads and their defaults, fixed or depending on the rest of ``model_info``."""
+
+FAMILY_KEYS = ("depths", "backbone", "features", "output_stride", "deep_supervision", "dropout")
+"""``model_info`` keys that only some families use; a family declares those it reads in ``accepts``."""
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -29,6 +36,8 @@ class ModelEntry:
     size_divisor: Callable[[ModelInfo], int]
     description: str
     standalone: bool = True
+    accepts: frozenset[str] = frozenset()
+    option_defaults: Callable[[ModelInfo], Mapping[str, Any]] = field(default=lambda _info: {})
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -40,6 +49,8 @@ def register_model(
     size_divisor: int | Callable[[ModelInfo], int] = 32,
     description: str = "",
     standalone: bool = True,
+    accepts: Iterable[str] = (),
+    options: OptionDefaults | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator that registers ``builder`` under ``name``.
 
@@ -47,13 +58,24 @@ def register_model(
     down-sampling); :class:`SegmentationNet` pads to it so the model accepts any size.
     ``standalone=False`` marks models built from other trained runs (the ensemble), which cannot
     be built from defaults alone and are left out of :func:`available_models` unless asked for.
+    ``accepts`` names the :data:`FAMILY_KEYS` the builder reads and ``options`` the ``model_info.options``
+    keys with their defaults; :func:`check_model_info` rejects a config that sets anything else.
     """
+    unknown = sorted(set(accepts) - set(FAMILY_KEYS))
+    if unknown:
+        raise ValueError(f"model '{name}' accepts unknown model_info keys {unknown}, expected some of {list(FAMILY_KEYS)}")
+    if callable(options):
+        defaults = options
+    else:
+        fixed = dict(options or {})
+        defaults = lambda _info: fixed  # noqa: E731
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is already registered")
         divisor = size_divisor if callable(size_divisor) else (lambda _info, d=size_divisor: d)
-        _REGISTRY[name] = ModelEntry(name, builder, divisor, description or (builder.__doc__ or "").strip(), standalone)
+        doc = description or (builder.__doc__ or "").strip()
+        _REGISTRY[name] = ModelEntry(name, builder, divisor, doc, standalone, frozenset(accepts), defaults)
         return builder
 
     return decorator
@@ -65,6 +87,24 @@ def model_entry(name: str) -> ModelEntry:
         return _REGISTRY[name]
     except KeyError:
         raise CmrsegError(f"unknown model_info.name '{name}', expected one of {available_models(composite=True)}") from None
+
+
+def check_model_info(info: ModelInfo) -> None:
+    """Raise a one-line :class:`CmrsegError` for a key or option set in ``info`` that its model does not use."""
+    entry = model_entry(info.name)
+    for key in FAMILY_KEYS:
+        value = getattr(info, key)
+        if key not in entry.accepts and value != ModelInfo.model_fields[key].default:
+            raise CmrsegError(f"model_info.{key}: {value!r} is not used by {info.name}")
+    valid = sorted(entry.option_defaults(info))
+    unknown = sorted(set(info.options) - set(valid))
+    if unknown:
+        raise CmrsegError(f"model_info.options: unknown option '{unknown[0]}' for {info.name}, expected one of {valid}")
+
+
+def model_options(info: ModelInfo) -> dict[str, Any]:
+    """``info.options`` over its family's defaults, every key present; run :func:`check_model_info` first."""
+    return {**model_entry(info.name).option_defaults(info), **info.options}
 
 
 def available_models(composite: bool = False) -> list[str]:
@@ -115,6 +155,7 @@ class SegmentationNet(nn.Module):
 def build_model(info: ModelInfo, num_classes: int = NUM_CLASSES) -> SegmentationNet:
     """Build the network named in ``info`` and load ``info.pretrained`` weights when given."""
     entry = model_entry(info.name)
+    check_model_info(info)
     try:
         net = entry.builder(info, num_classes)
     except (ValueError, TypeError) as err:

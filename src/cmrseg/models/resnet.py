@@ -8,11 +8,13 @@ does too and stage 4 uses dilation 4. Stage 4 applies DeepLabV3's multi-grid uni
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from cmrseg.models.blocks import Bottleneck, ConvBNReLU, bottleneck_layer, init_weights, scaled
+from cmrseg.models.encoders import register_encoder
 
 RESNET101_BLOCKS: tuple[int, ...] = (3, 4, 23, 3)
 MULTI_GRID: tuple[int, ...] = (1, 2, 4)
@@ -53,3 +55,9 @@ class ResNet(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         low = self.layer1(self.stem(x))
         return self.layer4(self.layer3(self.layer2(low))), low
+
+
+@register_encoder("resnet", description="ResNet-101", options={"blocks": RESNET101_BLOCKS})
+def resnet_encoder(input_channels: int, output_stride: int, width: float, options: Mapping[str, Any]) -> nn.Module:
+    """ResNet with ``options.blocks`` stage lengths; low-level features from layer1 (256 channels)."""
+    return ResNet(input_channels, tuple(options["blocks"]), output_stride, width)

@@ -17,13 +17,12 @@ from cmrseg.config import ModelInfo
 from cmrseg.models.blocks import (
     VGG16_STAGES,
     ConvBNReLU,
-    builder_options,
     init_weights,
     scaled,
     vgg_stage,
     width_multiplier,
 )
-from cmrseg.models.registry import register_model
+from cmrseg.models.registry import model_options, register_model
 
 
 def _decoder_stage(channels: int, out_channels: int, convs: int) -> nn.Sequential:
@@ -65,8 +64,9 @@ class SegNet(nn.Module):
     "SegNet",
     size_divisor=32,
     description="SegNet: VGG16-BN encoder/decoder joined by max-unpooling; options.width_multiplier",
+    options={"width_multiplier": 1.0},
 )
 def build_segnet(info: ModelInfo, num_classes: int) -> nn.Module:
     """SegNet with the VGG16 encoder written out."""
-    options = builder_options(info, width_multiplier=1.0)
+    options = model_options(info)
     return SegNet(info.input_channels, num_classes, width_multiplier(options["width_multiplier"]))

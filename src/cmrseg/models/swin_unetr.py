@@ -14,8 +14,7 @@ from monai.utils import optional_import
 from torch import nn
 
 from cmrseg.config import ModelInfo
-from cmrseg.models.blocks import builder_options
-from cmrseg.models.registry import register_model
+from cmrseg.models.registry import model_options, register_model
 
 
 def feature_size(info: ModelInfo, override: object = None) -> int:
@@ -36,10 +35,12 @@ def feature_size(info: ModelInfo, override: object = None) -> int:
     "SwinUNETR",
     size_divisor=32,
     description="Swin UNETR 2D (MONAI SwinUNETR), feature_size 3/4 * features",
+    accepts={"features", "dropout"},
+    options={"feature_size": None, "use_v2": False},
 )
 def build_swin_unetr(info: ModelInfo, num_classes: int) -> nn.Module:
     """Swin transformer encoder with a convolutional decoder, in 2D."""
-    options = builder_options(info, feature_size=None, use_v2=False)
+    options = model_options(info)
     width = feature_size(info, options["feature_size"])
     if not optional_import("einops")[1]:
         raise ValueError("SwinUNETR needs the einops package (pip install einops)")

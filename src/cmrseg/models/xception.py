@@ -13,11 +13,13 @@ Output stride 16: s3 = 2, d_mid = 1, (d1, d2) = (1, 2). Output stride 8: s3 = 1,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from cmrseg.models.blocks import ConvBNReLU, init_weights, scaled
+from cmrseg.models.encoders import register_encoder
 
 MIDDLE_REPEATS = 16
 
@@ -100,3 +102,9 @@ class AlignedXception(nn.Module):
         low = self.entry1(self.stem(x))
         x = self.middle(self.entry3(self.entry2(low)))
         return self.exit_convs(self.exit_block(x)), low
+
+
+@register_encoder("xception", description="aligned Xception", options={"middle_repeats": MIDDLE_REPEATS})
+def xception_encoder(input_channels: int, output_stride: int, width: float, options: Mapping[str, Any]) -> nn.Module:
+    """Aligned Xception with ``options.middle_repeats`` middle blocks; low-level features from entry1 (128 channels)."""
+    return AlignedXception(input_channels, output_stride, int(options["middle_repeats"]), width)

@@ -1,12 +1,12 @@
 """Issue #5 ablation: each recipe lever on/off, scored by patient-wise cross-validation on cmr96/train.
 
-Every variant is ``cmrseg cv`` of a config in benchmarks/configs/ plus ``--set`` overrides, on the
+Every variant is ``cmrseg cv`` of a config in benchmarks/study/configs/ plus ``--set`` overrides, on the
 folds given (screening: fold 0; the final recipe: all 5). Eval-only levers (TTA, largest component)
 re-score a finished variant without training. Results are appended to runs/acc/ablation.jsonl and
 printed as a Markdown table (CV Dice per structure of the final-epoch weights, training minutes).
 
-    .venv/bin/python benchmarks/ablation.py --folds 0            # screening, one fold
-    .venv/bin/python benchmarks/ablation.py --only final --folds 0 1 2 3 4
+    .venv/bin/python benchmarks/study/ablation.py --folds 0            # screening, one fold
+    .venv/bin/python benchmarks/study/ablation.py --only final --folds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cmrseg.crossval import cross_validate
 from cmrseg.inference import PredictSettings
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parent.parent
 OUT = REPO / "runs" / "acc"
 # configs/best.json with what a CV fold needs: one thread (folds run side by side), no periodic checkpoints,
 # and k-fold splitting instead of training on everything. It trains exactly what ``flip_aug`` trains.

@@ -6,7 +6,7 @@ and against each structure grown or shrunk by a one-pixel rim, with the #2 conve
 absent-in-both = 1). A model whose boundaries are off by about a pixel, as two annotators of a
 96x96 slice can be, cannot score above these numbers; they bound what CV Dice can reach here.
 
-    .venv/bin/python benchmarks/label_resolution.py ../shared/data/cmr96/train
+    .venv/bin/python benchmarks/study/label_resolution.py ../shared/data/cmr96/train
 """
 
 from __future__ import annotations

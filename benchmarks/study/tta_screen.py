@@ -5,7 +5,7 @@ geometric transforms (sub-pixel shifts, small rotations, scales; each also flipp
 of each is warped back and averaged; then RV-weighted argmax and largest-component clean-up, as
 best.json predicts. One row per TTA set and CV folder, so each set is read across seeds.
 
-    .venv/bin/python benchmarks/tta_screen.py runs/acc/cv_final_x2 runs/acc/cv_x2_seed1 runs/acc/cv_x2_seed2
+    .venv/bin/python benchmarks/study/tta_screen.py runs/acc/cv_final_x2 runs/acc/cv_x2_seed1 runs/acc/cv_x2_seed2
 """
 
 from __future__ import annotations

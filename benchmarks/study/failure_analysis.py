@@ -6,7 +6,7 @@ the worst RV slices with their true and predicted RV areas; then, per fold, the 
 over the true RV area and the mean Dice on held-out and on the fold's own training slices.
 ``--class-weights 1,1,1,1`` scores the plain argmax instead of the config's weighting.
 
-    .venv/bin/python benchmarks/failure_analysis.py runs/acc/cv_final_x2 --class-weights 1,1,1,1
+    .venv/bin/python benchmarks/study/failure_analysis.py runs/acc/cv_final_x2 --class-weights 1,1,1,1
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from cmrseg.data.reader import Sample, load_folder
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run, predict_masks
 from cmrseg.metrics import summarize
 from cmrseg.training import clone_config
-from ensemble_cv import parse_weights
 
 RV = 1
 
@@ -42,7 +41,8 @@ def main() -> None:
     parser.add_argument("cv_dir", type=Path)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--target", type=float, default=0.92)
-    parser.add_argument("--class-weights", type=parse_weights, help="override the config's postprocess.class_weights")
+    parser.add_argument("--class-weights", type=lambda text: tuple(map(float, text.split(","))),
+                        help="override the config's postprocess.class_weights")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,12 +1,12 @@
 """Issue #5: CV Dice against the number of training slices, from finished cross-validation folders.
 
 Each folder is a 5-fold ``cmrseg cv`` of one ``train_fraction`` (same split seed, so the same held-out
-slices); its ``cv.json`` must hold the pooled score of every fold (``benchmarks/ablation.py --only NAME
+slices); its ``cv.json`` must hold the pooled score of every fold (``benchmarks/study/ablation.py --only NAME
 --folds 0 1 2 3 4`` writes it). Prints a Markdown table (pooled and per-fold mean Dice, gain per doubling)
 and draws Dice per structure against training slices on a log axis.
 
-    .venv/bin/python benchmarks/learning_curve.py runs/acc/cv_x2_train_quarter runs/acc/cv_x2_train_half \
-        runs/acc/cv_final_x2 --out benchmarks/results/learning_curve.png
+    .venv/bin/python benchmarks/study/learning_curve.py runs/acc/cv_x2_train_quarter runs/acc/cv_x2_train_half \
+        runs/acc/cv_final_x2 --out benchmarks/study/results/learning_curve.png
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def plot(points: list[dict], out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cv_dirs", nargs="+", type=Path, help="CV folders, from the fewest training slices to the most")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve.png"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/study/results/learning_curve.png"))
     args = parser.parse_args()
     points = sorted((read_point(d) for d in args.cv_dirs), key=lambda p: p["slices"])
     print("| CV folder | training slices | RV | Myo | LV | mean | per-fold mean Dice | gain per doubling |")

@@ -5,7 +5,7 @@ patient split) predict the fold's held-out slices; their softmax (each with flip
 averaged, then largest-component clean-up. Every slice is thus scored by models that never saw it,
 unlike the deployable ``cmrseg cv --ensemble`` fold ensemble, which cannot be scored on this data.
 
-    .venv/bin/python benchmarks/ensemble_cv.py runs/acc/cv_flip_aug runs/acc/cv_flip_dyn8_ds --tta --lcc
+    .venv/bin/python benchmarks/study/ensemble_cv.py runs/acc/cv_flip_aug runs/acc/cv_flip_dyn8_ds --tta --lcc
 
 With one CV folder and several ``--class-weights`` it calibrates ``postprocess.class_weights`` instead:
 each weighting of the same held-out probabilities gets a row.

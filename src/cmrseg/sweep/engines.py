@@ -1,0 +1,120 @@
+"""Engines that train many run folders: in this process, in local worker processes, or as Ray tasks.
+
+Sweeps (one run per choice) and cross-validation (one run per fold) both hand their trainings here.
+Each job is a key the caller knows it by, a config and a run folder; an engine yields ``(key, error)``
+as jobs finish, in any order, where ``error`` is ``""`` on success and the one-line message of a
+failed training otherwise. Ray is imported only when asked for, so it stays an optional extra.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmrseg.config import ExperimentConfig
+from cmrseg.errors import CmrsegError
+
+RAY_HINT = "--ray-address needs Ray: pip install 'cmrseg[distributed]'"
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training for an engine: the caller's ``key`` for it, its config and its run folder."""
+
+    key: Hashable
+    config: ExperimentConfig
+    run_dir: Path
+
+
+def run_trial(config_json: dict[str, Any], run_dir: str, progress: bool = False) -> str:
+    """Train (or resume) one run; returns ``""`` on success or the one-line error of a failed run.
+
+    A failed training (e.g. a diverging learning rate) is a result for the caller, so it is reported, not raised.
+    """
+    from cmrseg.config import config_from_dict
+    from cmrseg.training import TrainingInterrupted, continue_run
+
+    try:
+        continue_run(config_from_dict(config_json), run_dir, progress=progress)
+    except TrainingInterrupted:
+        raise
+    except CmrsegError as err:
+        return str(err)
+    return ""
+
+
+def check_engine(workers: int, ray_address: str | None) -> None:
+    """Validate the engine arguments before anything is written: ``workers`` >= 1, Ray importable if asked for."""
+    if workers < 1:
+        raise CmrsegError(f"--workers must be at least 1, got {workers}")
+    if ray_address is not None:
+        import_ray()
+
+
+def run_jobs(jobs: Sequence[TrainJob], workers: int = 1, ray_address: str | None = None,
+             progress: bool = False) -> Iterator[tuple[Hashable, str]]:
+    """Train ``jobs`` on Ray when ``ray_address`` is given, else in up to ``workers`` local processes.
+
+    With one worker the jobs run one after another in this process (and may show progress bars)."""
+    if ray_address is not None:
+        return run_ray(jobs, ray_address)
+    return run_local(jobs, min(workers, max(1, len(jobs))), progress and workers == 1)
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initialiser: give each process its share of the cores instead of all of them."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_local(jobs: Sequence[TrainJob], workers: int, progress: bool = False) -> Iterator[tuple[Hashable, str]]:
+    """Jobs in this process (``workers`` 1) or in a pool of spawned processes, each with its share of the cores."""
+    if workers <= 1:
+        for job in jobs:
+            yield job.key, run_trial(job.config.model_dump(mode="json"), str(job.run_dir), progress)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_limit_threads, initargs=(threads,)) as pool:
+        futures = {pool.submit(run_trial, job.config.model_dump(mode="json"), str(job.run_dir)): job.key for job in jobs}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise CmrsegError(RAY_HINT) from None
+    return ray
+
+
+def run_ray(jobs: Sequence[TrainJob], address: str) -> Iterator[tuple[Hashable, str]]:
+    """Each job is a Ray task asking for ``threads`` CPUs (1 by default); ``local`` starts a throwaway cluster.
+
+    The run folders and the data paths must be on storage every node sees (shared filesystem).
+    """
+    ray = import_ray()
+    ray.init(address=None if address == "local" else address, log_to_driver=False)
+    try:
+        pending = {}
+        for job in jobs:
+            task = ray.remote(num_cpus=job.config.threads or 1)(run_trial)
+            pending[task.remote(job.config.model_dump(mode="json"), str(job.run_dir))] = job.key
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done[0]), ray.get(done[0])
+    finally:
+        ray.shutdown()
