@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cmrseg.commands import export as export_command
 from cmrseg.errors import CmrsegError
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -55,7 +56,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from cmrseg.evaluation import evaluate_run, format_table
 
     summary = evaluate_run(args.run, args.data, args.json, checkpoint=args.checkpoint, tta=args.tta,
-                           postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
+                           postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales,
+                           engine=args.engine)
     print(format_table(summary))
     if args.json:
         print(f"wrote {args.json}")
@@ -65,7 +67,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from cmrseg.inference import predict_folder
 
     written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, tta=args.tta,
-                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales)
+                             postprocess=args.postprocess, device=args.device, tta_scales=args.tta_scales,
+                             engine=args.engine)
     print(f"wrote {len(written)} masks to {args.out}")
 
 
@@ -98,6 +101,8 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
                         help="keep the largest component per structure (default: the run's config)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    parser.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                        help="run the network in torch, or exported to ONNX in onnxruntime on the CPU (pip install 'cmrseg[onnx]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--size", type=int, default=96)
     models.set_defaults(handler=_cmd_models)
 
+    export_command.add_parser(sub)
     for register in _EXTENSIONS:
         register(sub)
     return parser

@@ -21,8 +21,9 @@ IDENTITY = Normalization("dataset", 0.0, 1.0)
 
 
 def _member_spec(run_dir: Path) -> dict[str, object]:
-    config = runs.read_run_config(runs.require_run_dir(run_dir))
-    normalization = json.loads((run_dir / runs.NORMALIZATION_FILE).read_text())
+    folder = runs.require_run_dir(run_dir)
+    config = runs.read_run_config(folder)
+    normalization = json.loads((folder / runs.NORMALIZATION_FILE).read_text())
     return {"run": str(run_dir.resolve()), "model_info": config.model_info.model_dump(mode="json"), "normalization": normalization}
 
 

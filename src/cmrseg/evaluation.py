@@ -38,11 +38,14 @@ def score_samples(
     device: str = "auto",
     class_weights: list[float] | None = None,
     tta_scales: list[float] | None = None,
+    engine: str = "torch",
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Predict labeled ``samples`` with a run and score them; returns the summary (with the TTA and
     clean-up settings used) and the predicted masks, for callers that also show them.
-    ``tta``, ``tta_scales``, ``postprocess`` and ``class_weights`` override the run's own settings when given."""
-    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta, tta_scales=tta_scales)
+    ``tta``, ``tta_scales``, ``postprocess`` and ``class_weights`` override the run's own settings when given;
+    ``engine`` is ``torch`` or ``onnxruntime``."""
+    predictor, settings = load_run(run_dir, checkpoint=checkpoint, device=device, tta=tta, tta_scales=tta_scales,
+                                   engine=engine)
     use_post = settings.postprocess if postprocess is None else postprocess
     weights = settings.class_weights if class_weights is None else class_weights
     preds = predict_masks(predictor, [s.image for s in samples], use_post, weights)
@@ -61,12 +64,13 @@ def evaluate_run(
     postprocess: bool | None = None,
     device: str = "auto",
     tta_scales: list[float] | None = None,
+    engine: str = "torch",
 ) -> dict[str, Any]:
     """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split); optionally saved as JSON."""
     samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
     summary, _ = score_samples(run_dir, samples, checkpoint=checkpoint, tta=tta, postprocess=postprocess, device=device,
-                               tta_scales=tta_scales)
-    summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint})
+                               tta_scales=tta_scales, engine=engine)
+    summary.update({"engine": engine, "run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": checkpoint})
     if json_path:
         write_json_atomic(json_path, summary)
     return summary

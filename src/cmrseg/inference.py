@@ -157,17 +157,25 @@ class RunSettings:
     tta_scales: tuple[float, ...] = (1.0,)
 
 
-def load_run(
+ENGINES = ("torch", "onnxruntime")
+
+
+def resolve_tta(default_tta: bool, default_scales: Sequence[float], tta: bool | None,
+                tta_scales: Sequence[float] | None) -> tuple[bool, tuple[float, ...]]:
+    """TTA on/off and its zooms: the given overrides over the defaults; zooms given without ``tta`` turn it on."""
+    use_tta = (default_tta or tta_scales is not None) if tta is None else tta
+    scales = tuple(checked_tta_scales(default_scales if tta_scales is None else tta_scales)) if use_tta else (1.0,)
+    return use_tta, scales
+
+
+def load_model_predictor(
     run_dir: str | Path,
     checkpoint: str = "best",
     device: str = "auto",
     tta: bool | None = None,
     tta_scales: Sequence[float] | None = None,
-) -> tuple[Predictor, RunSettings]:
-    """Load a trained run (an ensemble run is one too) as a :class:`Predictor` plus its default settings.
-
-    ``tta`` and ``tta_scales`` override the run config's test-time augmentation when given; zooms given
-    without ``tta`` turn TTA on."""
+) -> tuple[ModelPredictor, RunSettings]:
+    """The torch network of a run folder or export zip with its normalisation and default settings."""
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
     torch_device = resolve_device(device)
@@ -177,11 +185,40 @@ def load_run(
     if not normalization_path.is_file():
         raise CmrsegError(f"{normalization_path}: missing; the run folder is incomplete")
     normalization = Normalization.from_dict(json.loads(normalization_path.read_text()))
-    use_tta = (config.tta or tta_scales is not None) if tta is None else tta
-    scales = tuple(checked_tta_scales(config.tta_scales if tta_scales is None else tta_scales)) if use_tta else (1.0,)
+    use_tta, scales = resolve_tta(config.tta, config.tta_scales, tta, tta_scales)
     return ModelPredictor(model, normalization, torch_device, tta=use_tta, tta_scales=scales), RunSettings(
         use_tta, config.postprocess.largest_component, config.postprocess.class_weights, scales
     )
+
+
+def load_run(
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    device: str = "auto",
+    tta: bool | None = None,
+    tta_scales: Sequence[float] | None = None,
+    engine: str = "torch",
+) -> tuple[Predictor, RunSettings]:
+    """Load a trained run (a folder, an export zip or, with onnxruntime, an exported ``.onnx``) as a
+    :class:`Predictor` plus its default settings.
+
+    ``tta`` and ``tta_scales`` override the run config's test-time augmentation when given; zooms given
+    without ``tta`` turn TTA on. ``engine`` ``onnxruntime`` runs the network exported to ONNX (on the CPU)
+    behind the same TTA, normalisation and batching."""
+    if engine not in ENGINES:
+        raise CmrsegError(f"--engine '{engine}': expected one of {', '.join(ENGINES)}")
+    if Path(run_dir).suffix.lower() == ".onnx":
+        from cmrseg.onnx_engine import load_onnx
+
+        if engine != "onnxruntime":
+            raise CmrsegError(f"{run_dir}: an ONNX graph runs with --engine onnxruntime (torch needs the run folder or zip)")
+        return load_onnx(run_dir, tta=tta, tta_scales=tta_scales)
+    predictor, settings = load_model_predictor(run_dir, checkpoint, "cpu" if engine == "onnxruntime" else device, tta, tta_scales)
+    if engine == "onnxruntime":
+        from cmrseg.onnx_engine import onnx_predictor_from_torch
+
+        return onnx_predictor_from_torch(predictor), settings
+    return predictor, settings
 
 
 def predict_folder(
@@ -193,6 +230,7 @@ def predict_folder(
     postprocess: bool | None = None,
     device: str = "auto",
     tta_scales: Sequence[float] | None = None,
+    engine: str = "torch",
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
@@ -205,7 +243,7 @@ def predict_folder(
     from cmrseg.utils import atomic_dir
 
     samples = load_folder(images_dir, require_masks=False)
-    predictor, settings = load_run(run_dir, device=device, tta=tta, tta_scales=tta_scales)
+    predictor, settings = load_run(run_dir, device=device, tta=tta, tta_scales=tta_scales, engine=engine)
     use_post = settings.postprocess if postprocess is None else postprocess
     masks = predict_masks(predictor, [s.image for s in samples], use_post, settings.class_weights)
     out_dir = Path(out_dir)
