@@ -14,11 +14,14 @@ import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmrseg.constants import STRUCTURES
 from cmrseg.errors import CmrsegError
 from cmrseg.outputs import check_output_file
+
+if TYPE_CHECKING:
+    from cmrseg.inference.settings import PredictSettings
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 32px; color: #1d2430; background: #fff; }
@@ -134,8 +137,10 @@ def _curve_png(history: list[dict[str, float]]) -> bytes:
         return path.read_bytes()
 
 
-def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> str:
-    """HTML of one run: metrics per structure, per-image Dice worst first with overlays, curves, config."""
+def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24,
+               settings: PredictSettings | None = None) -> str:
+    """HTML of one run (a folder or an export zip): metrics per structure, per-image Dice worst first with
+    overlays, curves, config; predicted with ``settings`` (default: the run's own)."""
     from cmrseg import runs
     from cmrseg.evaluation import score_samples
     from cmrseg.plots import overlay
@@ -143,7 +148,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
     samples, source = _evaluation_samples(run_dir, data_dir)
-    summary, preds = score_samples(run_dir, samples)
+    summary, preds = score_samples(run_dir, samples, settings)
     columns = [*STRUCTURES, "mean"]
     metrics = _table(["metric", *columns], [
         ["Dice", *(_dice_cell(summary["dice"][c]) for c in columns)],
@@ -210,20 +215,23 @@ def sweep_report(sweep_dir: str | Path) -> str:
     return _page(f"cmrseg sweep report: {sweep_dir.resolve().name}", subtitle, sections)
 
 
-def write_report(target: str | Path, out: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> Path:
-    """Write the report of a run or sweep folder ``target`` to ``out`` atomically; returns ``out``."""
+def write_report(target: str | Path, out: str | Path, data_dir: str | Path | None = None, max_images: int = 24,
+                 settings: PredictSettings | None = None) -> Path:
+    """Write the report of a run or sweep folder (or an export zip) ``target`` to ``out`` atomically; returns ``out``.
+    ``settings`` say how a run predicts (default: its own)."""
     from cmrseg import runs, sweep
     from cmrseg.utils import write_text_atomic
 
     target = Path(target)
     inputs = [target / name for name in (*runs.RUN_FILES, sweep.SWEEP_FILE, sweep.TABLE_FILE, sweep.RUNS_DIR)]
+    inputs += [target] if target.is_file() else []
     check_output_file(out, inputs=inputs + ([data_dir] if data_dir is not None else []))
     if (target / sweep.SWEEP_FILE).is_file():
         if data_dir is not None:
             raise CmrsegError("--data applies to a run folder, not a sweep")
         page = sweep_report(target)
-    elif (target / runs.CONFIG_FILE).is_file():
-        page = run_report(target, data_dir, max_images)
+    elif (target / runs.CONFIG_FILE).is_file() or target.is_file():
+        page = run_report(target, data_dir, max_images, settings)
     elif target.is_dir():
         raise CmrsegError(f"{target}: neither a run folder ({runs.CONFIG_FILE}) nor a sweep folder ({sweep.SWEEP_FILE})")
     else:
