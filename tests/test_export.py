@@ -261,3 +261,71 @@ def test_standalone_example_segments_a_png_like_cmrseg(model_runs: dict, synth_d
         expected = predict_masks(predictor, [load_image(image_path)], False, settings.class_weights)[0]
         np.testing.assert_array_equal(load_image(mask_path), expected)
 
+
+@pytest.fixture(scope="module")
+def volume_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Two synthetic patients' NIfTI volumes (32x32), a tiny U-Net trained 1 epoch on them, and its zip export."""
+    root = tmp_path_factory.mktemp("volumes")
+    volumes = root / "volumes"
+    assert main(["data", "synth", "--volumes", "--out", str(volumes), "--count", "2", "--size", "32"]) == 0
+    config = config_from_dict(tiny_config_dict(volumes, epochs=1, postprocess={"largest_component": True}))
+    run_dir = train(config, root / "run", progress=False).run_dir
+    return volumes, run_dir, export_run(run_dir, root / "volume_model.zip")
+
+
+def _label_volumes(folder: Path) -> dict[str, np.ndarray]:
+    import nibabel as nib
+
+    return {path.name: np.asarray(nib.load(str(path)).dataobj) for path in sorted(folder.glob("*.nii.gz"))}
+
+
+def test_onnxruntime_predicts_the_torch_label_volumes(volume_export: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    volumes, run_dir, model_zip = volume_export
+    outputs = {}
+    for name, run, engine in (("torch", run_dir, "torch"), ("onnxruntime", run_dir, "onnxruntime"),
+                              ("zip_onnxruntime", model_zip, "onnxruntime")):
+        outputs[name] = tmp_path / name
+        assert main(["predict", "--run", str(run), "--images", str(volumes), "--out", str(outputs[name]),
+                     "--engine", engine]) == 0
+    expected = _label_volumes(outputs["torch"])
+    assert len(expected) == 4
+    for name in ("onnxruntime", "zip_onnxruntime"):
+        got = _label_volumes(outputs[name])
+        assert got.keys() == expected.keys()
+        for case, labels in expected.items():
+            np.testing.assert_array_equal(got[case], labels)
+
+
+def test_zip_carries_the_training_data_but_no_output_marker(volume_export: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from cmrseg.outputs import MARKER_FILE
+    from cmrseg.volume_inference import training_spacing
+
+    _, run_dir, model_zip = volume_export
+    assert (run_dir / MARKER_FILE).is_file()
+    names = set(zipfile.ZipFile(model_zip).namelist())
+    assert "data.json" in names and MARKER_FILE not in names
+    assert training_spacing(model_zip) == training_spacing(run_dir) is not None
+    model_onnx = export_run(model_zip, tmp_path / "volume_model.onnx")
+    assert training_spacing(model_onnx) == training_spacing(run_dir)
+
+
+def test_export_output_is_checked_before_any_work(model_runs: dict, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = model_runs["unet"]
+    before = sorted(p.name for p in run_dir.iterdir())
+    (tmp_path / "folder.zip").mkdir()
+    cases = {run_dir / "model.zip": "lies inside the input", tmp_path / "folder.zip": "is a folder",
+             run_dir / "best.pt" / "x.onnx": "lies inside the input"}
+    for out, match in cases.items():
+        _expect_one_line_error(capsys, ["export", "--run", str(run_dir), "--out", str(out)], match)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    model_zip = export_run(run_dir, tmp_path / "unet.zip")
+    _expect_one_line_error(capsys, ["export", "--run", str(model_zip), "--out", str(model_zip)], "is the input")
+
+
+def test_report_takes_a_zip_and_the_onnxruntime_engine(model_runs: dict, synth_dir: Path, tmp_path: Path) -> None:
+    model_zip = export_run(model_runs["unet"], tmp_path / "unet.zip")
+    page = tmp_path / "report.html"
+    assert main(["report", str(model_zip), "--out", str(page), "--data", str(synth_dir), "--engine", "onnxruntime",
+                 "--max-images", "2"]) == 0
+    assert "Per-image Dice" in page.read_text()
