@@ -28,8 +28,9 @@ def validation_split(config: ExperimentConfig) -> dict[str, object]:
 
 
 def _member_spec(run_dir: Path) -> dict[str, object]:
-    config = runs.read_run_config(runs.require_run_dir(run_dir))
-    normalization = runs.read_normalization(run_dir).to_dict()
+    folder = runs.require_run_dir(run_dir)
+    config = runs.read_run_config(folder)
+    normalization = runs.read_normalization(folder).to_dict()
     return {"run": str(run_dir.resolve()), "model_info": config.model_info.model_dump(mode="json"),
             "normalization": normalization, "split": validation_split(config)}
 

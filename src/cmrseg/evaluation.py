@@ -76,8 +76,8 @@ def evaluate_run(
     else:
         samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
         summary, _ = score_samples(run_dir, samples, settings)
-    summary.update({"run": str(run_dir), "data": str(data_dir) if data_dir is not None else "validation split",
-                    "checkpoint": settings.checkpoint})
+    summary.update({"engine": settings.engine, "run": str(run_dir),
+                    "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": settings.checkpoint})
     if json_path:
         write_json_atomic(json_path, summary)
     return summary

@@ -14,11 +14,14 @@ import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmrseg.constants import STRUCTURES
 from cmrseg.errors import CmrsegError
 from cmrseg.outputs import check_output_file
+
+if TYPE_CHECKING:
+    from cmrseg.inference.settings import PredictSettings
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 32px; color: #1d2430; background: #fff; }
@@ -143,13 +146,14 @@ def _agreement_pngs(scored: dict[str, Any]) -> list[bytes]:
         return [path.read_bytes() for path in paths]
 
 
-def volume_sections(run_dir: Path, data_dir: str | Path | None, max_volumes: int = 4) -> list[tuple[str, str]]:
+def volume_sections(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None = None,
+                    max_volumes: int = 4) -> list[tuple[str, str]]:
     """Report sections of a run on NIfTI volumes: 3D metrics (all, ED, ES), slice positions, clinical-index
     agreement with its scatter and Bland-Altman plots, and the worst volumes side by side with their truth."""
     from cmrseg.volume_evaluation import predict_run_volumes, score_volume_masks
     from cmrseg.volume_inference import montage
 
-    volumes, masks, _ = predict_run_volumes(run_dir, data_dir, progress=False)
+    volumes, masks, _ = predict_run_volumes(run_dir, data_dir, settings, progress=False)
     scored = score_volume_masks(volumes, masks)
     columns, unit = [*STRUCTURES, "mean"], scored["hd95_unit"]
     summary = _table(["volumes", *(f"Dice {c}" for c in columns), f"HD95 mean ({unit})"], [
@@ -180,8 +184,10 @@ def volume_sections(run_dir: Path, data_dir: str | Path | None, max_volumes: int
     ]
 
 
-def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> str:
-    """HTML of one run: metrics per structure, per-image Dice worst first with overlays, curves, config."""
+def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24,
+               settings: PredictSettings | None = None) -> str:
+    """HTML of one run (a folder or an export zip): metrics per structure, per-image Dice worst first with
+    overlays, curves, config; predicted with ``settings`` (default: the run's own)."""
     from cmrseg import runs
     from cmrseg.evaluation import score_samples
     from cmrseg.plots import overlay
@@ -190,7 +196,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
     samples, source = _evaluation_samples(run_dir, data_dir)
-    summary, preds = score_samples(run_dir, samples)
+    summary, preds = score_samples(run_dir, samples, settings)
     columns = [*STRUCTURES, "mean"]
     metrics = _table(["metric", *columns], [
         ["Dice", *(_dice_cell(summary["dice"][c]) for c in columns)],
@@ -221,7 +227,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
                     "Dice is per image then averaged; HD95 in pixels, the image diagonal for a structure in only one of "
                     "prediction and truth. Misses: images where a structure of the truth was not predicted; false "
                     "detections: predicted but not in the truth.</p>" + metrics),
-        *(volume_sections(run_dir, data_dir) if is_volume_evaluation(run_dir, data_dir) else []),
+        *(volume_sections(run_dir, data_dir, settings) if is_volume_evaluation(run_dir, data_dir) else []),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
         ("Training curves", curves),
         ("Config", _pre_json(config.model_dump(mode="json"))),
@@ -258,20 +264,23 @@ def sweep_report(sweep_dir: str | Path) -> str:
     return _page(f"cmrseg sweep report: {sweep_dir.resolve().name}", subtitle, sections)
 
 
-def write_report(target: str | Path, out: str | Path, data_dir: str | Path | None = None, max_images: int = 24) -> Path:
-    """Write the report of a run or sweep folder ``target`` to ``out`` atomically; returns ``out``."""
+def write_report(target: str | Path, out: str | Path, data_dir: str | Path | None = None, max_images: int = 24,
+                 settings: PredictSettings | None = None) -> Path:
+    """Write the report of a run or sweep folder (or an export zip) ``target`` to ``out`` atomically; returns ``out``.
+    ``settings`` say how a run predicts (default: its own)."""
     from cmrseg import runs, sweep
     from cmrseg.utils import write_text_atomic
 
     target = Path(target)
     inputs = [target / name for name in (*runs.RUN_FILES, sweep.SWEEP_FILE, sweep.TABLE_FILE, sweep.RUNS_DIR)]
+    inputs += [target] if target.is_file() else []
     check_output_file(out, inputs=inputs + ([data_dir] if data_dir is not None else []))
     if (target / sweep.SWEEP_FILE).is_file():
         if data_dir is not None:
             raise CmrsegError("--data applies to a run folder, not a sweep")
         page = sweep_report(target)
-    elif (target / runs.CONFIG_FILE).is_file():
-        page = run_report(target, data_dir, max_images)
+    elif (target / runs.CONFIG_FILE).is_file() or target.is_file():
+        page = run_report(target, data_dir, max_images, settings)
     elif target.is_dir():
         raise CmrsegError(f"{target}: neither a run folder ({runs.CONFIG_FILE}) nor a sweep folder ({sweep.SWEEP_FILE})")
     else:

@@ -58,8 +58,12 @@ RunState = Literal["new", "partial", "finished"]
 
 
 def require_run_dir(run_dir: str | Path) -> Path:
-    """Check that ``run_dir`` is a run folder and return it as a Path."""
+    """Check that ``run_dir`` is a run folder and return it as a Path; an export zip is unpacked to one."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        from cmrseg.export import unpack_export
+
+        return unpack_export(run_dir)
     if not run_dir.is_dir():
         raise CmrsegError(f"{run_dir}: run folder not found")
     if not (run_dir / CONFIG_FILE).is_file():

@@ -32,11 +32,16 @@ MONTAGE_TILE = 160
 
 
 def training_spacing(run_dir: str | Path) -> tuple[float, float, float] | None:
-    """Median voxel spacing (mm) of the run's training volumes, or None (PNG data, unknown spacing)."""
-    path = Path(run_dir) / runs.DATA_FILE
-    if not path.is_file():
-        return None
-    spacing = json.loads(path.read_text()).get("spacing")
+    """Median voxel spacing (mm) of the run's training volumes, or None (PNG data, unknown spacing).
+
+    ``run_dir`` may be an export zip (its ``data.json``) or an ``.onnx`` export (its ``training_data`` metadata)."""
+    if Path(run_dir).suffix.lower() == ".onnx":
+        from cmrseg.onnx_engine import training_data
+
+        spacing = training_data(run_dir).get("spacing")
+    else:
+        path = runs.require_run_dir(run_dir) / runs.DATA_FILE
+        spacing = json.loads(path.read_text()).get("spacing") if path.is_file() else None
     return tuple(float(s) for s in spacing) if spacing else None  # type: ignore[return-value]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from cmrseg.config import ExperimentConfig, load_config_with_overrides
-from cmrseg.inference.settings import PredictSettings
+from cmrseg.inference.settings import ENGINES, PredictSettings
 
 Subparsers = argparse._SubParsersAction
 
@@ -23,12 +23,20 @@ def add_postprocess_option(parser: argparse.ArgumentParser, help_text: str) -> N
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """The options of every verb that predicts with a run: TTA, its zooms, clean-up and device."""
+    """The options of every verb that predicts with a run: TTA, its zooms, clean-up, device and engine."""
     add_tta_option(parser, "flip (and zoom) test-time augmentation (default: the run's config)")
     parser.add_argument("--tta-scales", type=float, nargs="+", metavar="ZOOM",
                         help="zooms of the TTA, e.g. 0.9 1.0 1.1; turns TTA on unless --no-tta (default: the run's tta_scales)")
     add_postprocess_option(parser, "keep the largest component per structure (default: the run's config)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    add_engine_option(parser)
+
+
+def add_engine_option(parser: argparse.ArgumentParser) -> None:
+    """``--engine torch|onnxruntime`` (default torch): what runs the network when the verb predicts."""
+    parser.add_argument("--engine", choices=ENGINES, default="torch",
+                        help="run the network in torch, or exported to ONNX in onnxruntime on the CPU "
+                             "(pip install 'cmrseg[onnx]')")
 
 
 def predict_settings(args: argparse.Namespace) -> PredictSettings:
@@ -47,7 +55,7 @@ def config_from_args(path: str | None, overrides: Sequence[str]) -> ExperimentCo
     return None if path is None else load_config_with_overrides(path, overrides)
 
 
-def add_engine_options(parser: argparse.ArgumentParser, what: str) -> None:
+def add_worker_options(parser: argparse.ArgumentParser, what: str) -> None:
     """``--workers N`` and ``--ray-address ADDR``: where the trainings of ``what`` run."""
     parser.add_argument("--workers", type=int, default=1,
                         help=f"{what} trained in parallel local processes (torch threads split between them)")

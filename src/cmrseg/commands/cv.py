@@ -6,10 +6,11 @@ import argparse
 
 from cmrseg.commands.common import (
     Subparsers,
-    add_engine_options,
+    add_engine_option,
     add_postprocess_option,
     add_set_option,
     add_tta_option,
+    add_worker_options,
     predict_settings,
 )
 
@@ -27,7 +28,8 @@ def add_parser(subparsers: Subparsers) -> None:
                         help="weights to score: final (last epoch, default), best (selected on the held-out fold: optimistic)")
     add_tta_option(parser, "score with flip TTA (default: config)")
     add_postprocess_option(parser, "score with largest-component clean-up (default: config)")
-    add_engine_options(parser, "folds")
+    add_worker_options(parser, "folds")
+    add_engine_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 

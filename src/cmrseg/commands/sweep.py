@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cmrseg.commands.common import Subparsers, add_engine_options, add_set_option
+from cmrseg.commands.common import Subparsers, add_set_option, add_worker_options
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -15,7 +15,7 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--config", required=True, help="base JSON config")
     add_set_option(parser, "KEY=V1,V2,...", "values to try for a dotted config key; several --set make a grid")
     parser.add_argument("--out", help="sweep folder (default sweeps/<config name>); rerun to resume")
-    add_engine_options(parser, "trials")
+    add_worker_options(parser, "trials")
     parser.add_argument("--ensemble", action="store_true",
                         help="also write SWEEP_DIR/ensemble, the soft-vote of every trained choice (e.g. of seeds)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

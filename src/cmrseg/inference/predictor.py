@@ -42,8 +42,12 @@ class ModelPredictor:
     zoomed back (borders extended) before the average (see :mod:`cmrseg.inference.tta`). Without ``tta``
     the image is predicted once.
 
-    The network runs in channels-last memory format, in batches of 8: on 2 CPU threads that predicts
-    the default (input_scale 2) U-Net about 1.5x faster than contiguous NCHW batches of 32.
+    All views of a batch (zooms x flips x images) go through the network together, ``view_batch`` at a
+    time, under ``torch.inference_mode``: the 12 zoom-TTA views of a slice are a few calls instead of 12
+    (BENCHMARKS.md, #14). The network runs in channels-last memory format, in batches of 8: on 2 CPU
+    threads that predicts the default (input_scale 2) U-Net about 1.5x faster than contiguous NCHW
+    batches of 32. ``model`` may be any module with the network's call signature, e.g. an onnxruntime
+    session (:class:`cmrseg.onnx_engine.OnnxNetwork`).
     """
 
     model: nn.Module
@@ -52,18 +56,19 @@ class ModelPredictor:
     tta: bool = False
     batch_size: int = 8
     tta_scales: tuple[float, ...] = (1.0,)
+    view_batch: int = 32
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_flipped(self, raw: np.ndarray) -> torch.Tensor:
         """Softmax (``N x C x H x W``, on the model's device) of ``N x H x W`` raw images, normalised here;
         with ``tta`` averaged over the four flips. Zooms and other warps of the raw image go around it."""
         batch = torch.from_numpy(np.stack([self.normalization.apply(image) for image in raw])[:, None]).to(self.device)
-        return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1])
+        return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1], self.view_batch)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _predict_batch(self, raw: np.ndarray) -> torch.Tensor:
         scales = self.tta_scales if self.tta else (1.0,)
         return warp_average(self.predict_flipped, raw, [zoom_warp(scale) for scale in scales])
@@ -89,15 +94,31 @@ def predict_masks(
 
 
 def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tuple[ModelPredictor, PredictSettings]:
-    """Load a trained run (an ensemble run is one too) as a predictor, plus ``settings`` resolved against
-    the run's config (:meth:`PredictSettings.resolve`), which the predictor already applies (TTA, zooms)."""
+    """Load a trained run (a folder, an export zip, or with engine ``onnxruntime`` an exported ``.onnx``;
+    an ensemble run is one too) as a predictor, plus ``settings`` resolved against the run's config
+    (:meth:`PredictSettings.resolve`), which the predictor already applies (TTA, zooms).
+
+    With ``settings.engine`` ``onnxruntime`` the network is exported to ONNX (in memory) and run by
+    onnxruntime on the CPU behind the same predictor: same normalisation, TTA and batching."""
+    settings = settings or PredictSettings()
+    if Path(run_dir).suffix.lower() == ".onnx":
+        from cmrseg.onnx_engine import load_onnx
+
+        if settings.engine != "onnxruntime":
+            raise CmrsegError(f"{run_dir}: an ONNX graph runs with --engine onnxruntime (torch needs the run folder or zip)")
+        return load_onnx(run_dir, settings)
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
-    resolved = (settings or PredictSettings()).resolve(config)
-    device = resolve_device(resolved.device)
+    resolved = settings.resolve(config)
+    onnx = resolved.engine == "onnxruntime"
+    device = resolve_device("cpu" if onnx else resolved.device)
     model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
     predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
                                tta_scales=resolved.tta_scales or (1.0,))
+    if onnx:
+        from cmrseg.onnx_engine import onnx_predictor_from_torch
+
+        predictor = onnx_predictor_from_torch(predictor)
     return predictor, resolved
 
 

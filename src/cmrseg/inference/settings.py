@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from cmrseg.config import ExperimentConfig, checked_tta_scales
+from cmrseg.errors import CmrsegError
+
+ENGINES = ("torch", "onnxruntime")
+"""What runs the network: torch, or the network exported to ONNX and run by onnxruntime on the CPU."""
 
 
 @dataclass(frozen=True)
@@ -14,7 +19,8 @@ class PredictSettings:
     ``tta``: flip test-time augmentation; ``tta_scales``: its zooms (given without ``tta`` they turn it
     on); ``postprocess``: largest-component clean-up; ``class_weights``: per-class factors on the
     probabilities before the argmax (background, RV, Myo, LV); ``device``: ``auto``, ``cpu`` or
-    ``cuda[:N]``; ``checkpoint``: ``best``, ``last`` or a file name in the run folder.
+    ``cuda[:N]``; ``checkpoint``: ``best``, ``last`` or a file name in the run folder; ``engine``: one of
+    :data:`ENGINES` (``onnxruntime`` runs on the CPU whatever ``device`` says).
     """
 
     tta: bool | None = None
@@ -23,17 +29,27 @@ class PredictSettings:
     class_weights: list[float] | None = None
     device: str = "auto"
     checkpoint: str = "best"
+    engine: str = "torch"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise CmrsegError(f"--engine '{self.engine}': expected one of {', '.join(ENGINES)}")
         if self.tta_scales is not None:
             object.__setattr__(self, "tta_scales", tuple(float(scale) for scale in self.tta_scales))
 
     def resolve(self, config: ExperimentConfig) -> PredictSettings:
         """These settings with every None field filled from the run's ``config``; without TTA the only zoom is 1."""
-        tta = (config.tta or self.tta_scales is not None) if self.tta is None else self.tta
-        scales = config.tta_scales if self.tta_scales is None else list(self.tta_scales)
+        return self.with_defaults(config.tta, config.tta_scales, config.postprocess.largest_component,
+                                  config.postprocess.class_weights)
+
+    def with_defaults(self, tta: bool, tta_scales: Sequence[float], postprocess: bool,
+                      class_weights: list[float] | None) -> PredictSettings:
+        """These settings with every None field filled from the given defaults (a run config's, or an ONNX
+        export's metadata); zooms given without ``tta`` turn it on, and without TTA the only zoom is 1."""
+        use_tta = (tta or self.tta_scales is not None) if self.tta is None else self.tta
+        scales = list(tta_scales) if self.tta_scales is None else list(self.tta_scales)
         return replace(
-            self, tta=tta, tta_scales=tuple(checked_tta_scales(scales)) if tta else (1.0,),
-            postprocess=config.postprocess.largest_component if self.postprocess is None else self.postprocess,
-            class_weights=config.postprocess.class_weights if self.class_weights is None else self.class_weights,
+            self, tta=use_tta, tta_scales=tuple(checked_tta_scales(scales)) if use_tta else (1.0,),
+            postprocess=postprocess if self.postprocess is None else self.postprocess,
+            class_weights=class_weights if self.class_weights is None else self.class_weights,
         )

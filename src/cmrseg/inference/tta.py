@@ -54,27 +54,27 @@ def zoom(batch: torch.Tensor, factor: float, padding: str = "zeros") -> torch.Te
 
 
 def flip_average(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
-                 flips: Sequence[tuple[int, ...]] = FLIPS) -> torch.Tensor:
-    """Mean softmax of ``forward``'s logits over ``flips`` of ``batch``, each flipped back."""
-    total = torch.zeros(0)
-    for dims in flips:
-        flipped = batch.flip(dims) if dims else batch
-        probs = torch.softmax(forward(flipped), dim=1)
-        probs = probs.flip(dims) if dims else probs
-        total = probs if total.numel() == 0 else total + probs
-    return total / len(flips)
+                 flips: Sequence[tuple[int, ...]] = FLIPS, view_batch: int = 32) -> torch.Tensor:
+    """Mean softmax of ``forward``'s logits over ``flips`` of ``batch``, each flipped back.
+
+    All flipped views go through ``forward`` together, ``view_batch`` at a time (few calls instead of one per view)."""
+    views = torch.cat([batch.flip(dims) if dims else batch for dims in flips])
+    logits = torch.cat([forward(chunk) for chunk in views.split(view_batch)])
+    probs = torch.softmax(logits, dim=1).unflatten(0, (len(flips), len(batch)))
+    total = sum(view.flip(dims) if dims else view for view, dims in zip(probs, flips, strict=True))
+    return total / len(flips)  # type: ignore[operator]
 
 
 def warp_average(predict: Callable[[np.ndarray], torch.Tensor], raw: np.ndarray, warps: Sequence[Warp]) -> torch.Tensor:
     """Mean over ``warps`` of ``predict`` (raw ``N x H x W`` images -> ``N x C x H x W`` probabilities):
-    each warp is applied to the raw images and its prediction warped back."""
-    total = torch.zeros(0)
-    for warp in warps:
-        if warp == IDENTITY:
-            probs = predict(raw)
-        else:
-            images = torch.from_numpy(raw.astype(np.float32))[:, None]
-            warped = resample(images, sampling_matrix(warp, raw.shape[-1]))[:, 0].numpy()
-            probs = resample(predict(warped), sampling_matrix(warp, raw.shape[-1], inverse=True), "border")
-        total = probs if total.numel() == 0 else total + probs
-    return total / len(warps)
+    each warp is applied to the raw images and its prediction warped back.
+
+    ``predict`` is called once, on the warped images of every warp stacked, so a batching predictor
+    (:func:`flip_average`) sees all views at once."""
+    images = torch.from_numpy(raw.astype(np.float32))[:, None]
+    warped = [raw if warp == IDENTITY else resample(images, sampling_matrix(warp, raw.shape[-1]))[:, 0].numpy()
+              for warp in warps]
+    probs = predict(np.concatenate(warped)).split(len(raw))
+    total = sum(p if warp == IDENTITY else resample(p, sampling_matrix(warp, raw.shape[-1], inverse=True), "border")
+                for p, warp in zip(probs, warps, strict=True))
+    return total / len(warps)  # type: ignore[operator]

@@ -141,7 +141,7 @@ class SegmentationNet(nn.Module):
         height, width = x.shape[-2:]
         pad_h = (-height) % self.size_divisor
         pad_w = (-width) % self.size_divisor
-        if pad_h or pad_w:
+        if pad_h or pad_w or torch.compiler.is_exporting():
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode=mode)
         out = self.net(x)

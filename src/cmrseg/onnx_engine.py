@@ -1,0 +1,101 @@
+"""Prediction with onnxruntime: an ONNX graph behind :class:`~cmrseg.inference.ModelPredictor`.
+
+:class:`OnnxNetwork` makes an onnxruntime session look like the torch network, so the predictor's
+flip and zoom TTA, normalisation and batching run unchanged around it (in torch on the CPU) and
+post-processing, submissions and every output path stay those of the torch engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cmrseg.data.normalization import Normalization
+from cmrseg.errors import CmrsegError
+from cmrseg.export import META_PREFIX, check_format_version, minimum_size, onnx_bytes, onnx_metadata, require
+from cmrseg.inference.predictor import ModelPredictor
+from cmrseg.inference.settings import PredictSettings
+
+
+class OnnxNetwork(nn.Module):
+    """An onnxruntime session called like a network: ``N x 1 x H x W`` float32 in, scores out."""
+
+    def __init__(self, session: Any, min_size: int = 1) -> None:
+        super().__init__()
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.min_size = min_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if min(height, width) < self.min_size:
+            raise CmrsegError(f"a {height}x{width} image is smaller than the exported graph takes "
+                              f"({self.min_size}x{self.min_size} at least)")
+        scores = self.session.run(None, {self.input_name: x.detach().cpu().contiguous().numpy()})[0]
+        return torch.from_numpy(scores)
+
+
+def make_session(source: bytes | str | Path, threads: int | None = None) -> Any:
+    """A CPU onnxruntime session on ``threads`` intra-op threads (default: torch's thread count)."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    model = source if isinstance(source, bytes) else str(source)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_predictor_from_torch(predictor: ModelPredictor, threads: int | None = None) -> ModelPredictor:
+    """``predictor`` with its network exported to ONNX (in memory) and run by onnxruntime on the CPU."""
+    data = onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}))
+    network = OnnxNetwork(make_session(data, threads), minimum_size(predictor.model))
+    return dataclasses.replace(predictor, model=network, device=torch.device("cpu"))
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The cmrseg ``metadata_props`` of an ONNX file (prefix dropped), checked; one-line errors otherwise."""
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise CmrsegError(f"{path}: ONNX file not found")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError, ValueError, OSError... for a broken file
+        raise CmrsegError(f"{path}: not a readable ONNX file ({type(err).__name__})") from None
+    props = {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+    if props.get("format") != "cmrseg-model" or "normalization" not in props:
+        raise CmrsegError(f"{path}: not a cmrseg ONNX export (no cmrseg metadata); export one with "
+                          "'cmrseg export --format onnx'")
+    raw = props.get("format_version", "")
+    check_format_version(int(raw) if raw.isdigit() else raw, str(path))
+    return props
+
+
+def load_onnx(path: str | Path, settings: PredictSettings | None = None,
+              threads: int | None = None) -> tuple[ModelPredictor, PredictSettings]:
+    """A predictor and ``settings`` resolved against a cmrseg ``.onnx`` export's metadata (normalisation,
+    TTA and clean-up defaults), as :func:`cmrseg.inference.load_run` returns them for a run folder."""
+    props = read_metadata(path)
+    try:
+        normalization = Normalization.from_dict(json.loads(props["normalization"]))
+        defaults = json.loads(props.get("prediction") or "{}")
+        min_size = int(props.get("min_size", "1"))
+        resolved = (settings or PredictSettings(engine="onnxruntime")).with_defaults(
+            bool(defaults.get("tta", False)), defaults.get("tta_scales") or [1.0], bool(defaults.get("postprocess", False)),
+            defaults.get("class_weights"))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CmrsegError(f"{path}: broken cmrseg metadata ({type(err).__name__}: {err})") from None
+    predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
+                               tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,))
+    return predictor, resolved
+
+
+def training_data(path: str | Path) -> dict[str, Any]:
+    """The run's ``data.json`` (training spacing and counts) as recorded in an ``.onnx`` export; empty when absent."""
+    data = json.loads(read_metadata(path).get("training_data") or "{}")
+    return data if isinstance(data, dict) else {}
