@@ -104,10 +104,14 @@ def import_ray() -> Any:
 def run_ray(jobs: Sequence[TrainJob], address: str) -> Iterator[tuple[Hashable, str]]:
     """Each job is a Ray task asking for ``threads`` CPUs (1 by default); ``local`` starts a throwaway cluster.
 
-    The run folders and the data paths must be on storage every node sees (shared filesystem).
+    The run folders and the data paths must be on storage every node sees (shared filesystem). No usage
+    statistics are sent (``RAY_USAGE_STATS_ENABLED=0`` unless set), and a local cluster listens on loopback only.
     """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = import_ray()
-    ray.init(address=None if address == "local" else address, log_to_driver=False)
+    local = address == "local"
+    loopback = {"include_dashboard": False, "_node_ip_address": "127.0.0.1"} if local else {}
+    ray.init(address=None if local else address, log_to_driver=False, **loopback)
     try:
         pending = {}
         for job in jobs:
