@@ -53,3 +53,12 @@ def tiny_config_dict(train_dir: Path, **updates: Any) -> dict[str, Any]:
 @pytest.fixture()
 def tiny_config(synth_dir: Path) -> ExperimentConfig:
     return config_from_dict(tiny_config_dict(synth_dir))
+
+
+@pytest.fixture(scope="session")
+def acdc_data() -> Path:
+    """``$CMRSEG_ACDC`` or ``../shared/data/acdc96`` beside the repo; the test is skipped when absent."""
+    candidate = Path(os.environ.get("CMRSEG_ACDC", REPO_ROOT.parent / "shared" / "data" / "acdc96"))
+    if not (candidate / "patient001" / "Info.cfg").is_file():
+        pytest.skip("real acdc96 volumes not found (set CMRSEG_ACDC or place them at ../shared/data/acdc96)")
+    return candidate
