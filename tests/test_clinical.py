@@ -12,7 +12,8 @@ import pytest
 
 from cmrseg.cli import main
 from cmrseg.clinical import MYOCARDIAL_DENSITY, PhaseLabel, agreement, indices_table
-from cmrseg.volume_metrics import dice_3d, diagonal, hd95_3d, slice_positions, volume_metrics
+from cmrseg.metrics import diagonal, dice_score, hd95_score
+from cmrseg.volume_metrics import slice_positions, volume_metrics
 
 SPACING = (1.5, 1.25, 8.0)
 VOXEL_ML = 1.5 * 1.25 * 8.0 / 1000.0
@@ -99,14 +100,14 @@ def test_volume_metrics_by_hand() -> None:
     truth[2:6, 2:6, 1:3] = 3
     pred = truth.copy()
     pred[2:6, 2:6, 2] = 0
-    assert dice_3d(pred, truth, 3) == pytest.approx(2 * 16 / (16 + 32))
-    assert dice_3d(pred, truth, 1) == 1.0 and hd95_3d(pred, truth, 1) == 0.0
-    assert hd95_3d(truth, truth, 3, (1.0, 1.0, 8.0)) == 0.0
+    assert dice_score(pred, truth, 3) == pytest.approx(2 * 16 / (16 + 32))
+    assert dice_score(pred, truth, 1) == 1.0 and hd95_score(pred, truth, 1) == 0.0
+    assert hd95_score(truth, truth, 3, (1.0, 1.0, 8.0)) == 0.0
     missed = np.zeros_like(truth)
-    assert hd95_3d(missed, truth, 3, (1.0, 1.0, 8.0)) == pytest.approx(diagonal(truth.shape, (1.0, 1.0, 8.0)))
+    assert hd95_score(missed, truth, 3, (1.0, 1.0, 8.0)) == pytest.approx(diagonal(truth.shape, (1.0, 1.0, 8.0)))
     metrics = volume_metrics(missed, truth, (1.0, 1.0, 8.0))
-    assert metrics["missed"]["LV"] and not metrics["false_detection"]["LV"] and metrics["unit"] == "mm"
+    assert metrics["misses"]["LV"] and not metrics["false_detections"]["LV"] and metrics["unit"] == "mm"
     assert diagonal((3, 4, 0), None) == 5.0
     assert slice_positions(6) == ["base", "base", "mid", "mid", "apex", "apex"]
-    with pytest.raises(Exception, match="differs"):
-        dice_3d(pred[:, :, :2], truth, 3)
+    with pytest.raises(Exception, match="cannot be scored against a mask of shape"):
+        dice_score(pred[:, :, :2], truth, 3)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cmrseg.data.volumes import spacing_text
 from cmrseg.utils import write_text_atomic
 
 MYOCARDIAL_DENSITY = 1.05
@@ -54,6 +55,12 @@ class PhaseLabel:
         counts = {name: int((label == value).sum()) for name, value in LABELS.items()}
         return cls(patient, phase, case, counts, spacing, group)
 
+    @classmethod
+    def from_volume(cls, volume: Any, label: np.ndarray) -> PhaseLabel:
+        """``label`` counted for the patient, phase, case, spacing and group of ``volume`` (a read volume
+        or label volume of :mod:`cmrseg.data.volumes`)."""
+        return cls.from_label(volume.patient, volume.phase, volume.case, label, volume.spacing, volume.group)
+
     @property
     def voxel_ml(self) -> float | None:
         return None if self.spacing is None else float(np.prod(self.spacing)) / 1000.0
@@ -61,10 +68,6 @@ class PhaseLabel:
 
 def _ejection_fraction(edv: float, esv: float) -> float:
     return 100.0 * (edv - esv) / edv if edv > 0 else math.nan
-
-
-def _spacing_text(spacing: tuple[float, float, float] | None) -> str:
-    return "unknown" if spacing is None else "x".join(f"{s:g}" for s in spacing)
 
 
 def patient_row(patient: str, phases: Sequence[PhaseLabel]) -> dict[str, Any]:
@@ -76,10 +79,10 @@ def patient_row(patient: str, phases: Sequence[PhaseLabel]) -> dict[str, Any]:
     row.update({column: math.nan for column in INDEX_COLUMNS})
     if ed is None or es is None:
         missing = " and ".join(name for name, p in (("ED", ed), ("ES", es)) if p is None)
-        row.update(spacing_mm=_spacing_text((ed or es).spacing if (ed or es) else None),
+        row.update(spacing_mm=spacing_text((ed or es).spacing if (ed or es) else None),
                    note=f"no {missing} volume: indices need both phases")
         return row
-    row["spacing_mm"] = _spacing_text(ed.spacing)
+    row["spacing_mm"] = spacing_text(ed.spacing)
     for side in ("LV", "RV"):
         edv, esv = ed.counts[side], es.counts[side]
         row.update({f"{side}_EDV_voxels": edv, f"{side}_ESV_voxels": esv, f"{side}_EF_pct": _ejection_fraction(edv, esv)})
@@ -88,7 +91,7 @@ def patient_row(patient: str, phases: Sequence[PhaseLabel]) -> dict[str, Any]:
         row["note"] = "spacing unknown: volumes in voxels only, no mL or mass (EF is exact)"
         return row
     if not np.allclose(ed.spacing, es.spacing, rtol=1e-3):
-        row["note"] = f"ED and ES spacings differ ({_spacing_text(ed.spacing)} vs {_spacing_text(es.spacing)})"
+        row["note"] = f"ED and ES spacings differ ({spacing_text(ed.spacing)} vs {spacing_text(es.spacing)})"
     for side in ("LV", "RV"):
         edv, esv = ed.counts[side] * ed.voxel_ml, es.counts[side] * es.voxel_ml
         row.update({f"{side}_EDV_ml": edv, f"{side}_ESV_ml": esv, f"{side}_SV_ml": edv - esv})
@@ -207,8 +210,7 @@ def phases_of_folder(directory: str | Path, info_dir: str | Path | None = None) 
     """Labeled phases of a folder of label volumes (see :func:`cmrseg.data.volumes.load_label_folder`)."""
     from cmrseg.data.volumes import load_label_folder
 
-    return [PhaseLabel.from_label(v.patient, v.phase, v.case, v.label, v.spacing, v.group)
-            for v in load_label_folder(directory, info_dir)]
+    return [PhaseLabel.from_volume(v, v.label) for v in load_label_folder(directory, info_dir)]
 
 
 def write_indices(

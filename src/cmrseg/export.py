@@ -100,7 +100,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
     with atomic_path(out) as tmp:
         if fmt == "onnx":
             metadata = onnx_metadata(predictor.normalization.to_dict(), prediction_defaults(config), card,
-                                     _read_data_file(source))
+                                     runs.read_training_data(source))
             tmp.write_bytes(onnx_bytes(predictor.model, metadata))
         else:
             _write_zip(tmp, source, checkpoint, prediction_defaults(config), card)
@@ -111,12 +111,6 @@ def prediction_defaults(config: ExperimentConfig) -> dict[str, Any]:
     """The run's own TTA and clean-up settings, which an export's reader resolves its options against."""
     return {"tta": config.tta, "tta_scales": list(config.tta_scales),
             "postprocess": config.postprocess.largest_component, "class_weights": config.postprocess.class_weights}
-
-
-def _read_data_file(run_dir: Path) -> dict[str, Any] | None:
-    """The run's ``data.json`` (training counts and voxel spacing), or None for a run without one."""
-    path = run_dir / runs.DATA_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, Any], card: dict[str, Any]) -> None:
@@ -255,7 +249,7 @@ def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dic
     weights = runs.checkpoint_path(run_dir, checkpoint)
     members = info.options.get("members") if info.name == "Ensemble" else None
     train_path = config.dataset_info.train_data_path
-    recorded = _read_data_file(run_dir)
+    recorded = runs.read_training_data(run_dir)
     images = _training_images(train_path)
     if images is None and recorded is not None:
         images = recorded.get("n_slices")

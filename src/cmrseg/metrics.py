@@ -12,6 +12,7 @@ shapes are an error.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,26 +42,33 @@ def _surface(region: np.ndarray) -> np.ndarray:
     return region & ~ndimage.binary_erosion(region, border_value=0)
 
 
-def hd95_score(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
-    """Symmetric 95th-percentile surface distance of class ``label`` in pixels; 0 when absent from both,
-    the image diagonal when absent from only one."""
+def diagonal(shape: Sequence[int], spacing: Sequence[float] | None = None) -> float:
+    """Length of the image's (or volume's) diagonal: in pixels, or in mm with the voxel ``spacing``."""
+    steps = spacing if spacing is not None else [1.0] * len(shape)
+    return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, steps, strict=True))))
+
+
+def hd95_score(pred: np.ndarray, truth: np.ndarray, label: int, spacing: Sequence[float] | None = None) -> float:
+    """Symmetric 95th-percentile surface distance of class ``label`` in pixels (in mm with ``spacing``, for
+    volumes too); 0 when absent from both, the diagonal when absent from only one."""
     p, t = _regions(pred, truth, label)
     if not p.any() and not t.any():
         return 0.0
     if not p.any() or not t.any():
-        return float(math.hypot(*truth.shape))
+        return diagonal(truth.shape, spacing)
+    sampling = None if spacing is None else tuple(float(s) for s in spacing)
     surface_p, surface_t = _surface(p), _surface(t)
-    dist_to_t = ndimage.distance_transform_edt(~surface_t)
-    dist_to_p = ndimage.distance_transform_edt(~surface_p)
+    dist_to_t = ndimage.distance_transform_edt(~surface_t, sampling=sampling)
+    dist_to_p = ndimage.distance_transform_edt(~surface_p, sampling=sampling)
     distances = np.concatenate([dist_to_t[surface_p], dist_to_p[surface_t]])
     return float(np.percentile(distances, 95))
 
 
-def image_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
-    """Dice and HD95 of each structure for one image, plus their mean; ``misses`` and
-    ``false_detections`` are 1 for a structure missed or falsely detected in this image."""
+def image_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> dict[str, dict[str, float]]:
+    """Dice and HD95 (with ``spacing``: in mm) of each structure for one image or volume, plus their mean;
+    ``misses`` and ``false_detections`` are 1 for a structure missed or falsely detected in it."""
     dice = {name: dice_score(pred, truth, label) for label, name in enumerate(STRUCTURES, start=1)}
-    hd95 = {name: hd95_score(pred, truth, label) for label, name in enumerate(STRUCTURES, start=1)}
+    hd95 = {name: hd95_score(pred, truth, label, spacing) for label, name in enumerate(STRUCTURES, start=1)}
     dice["mean"] = float(np.mean([dice[name] for name in STRUCTURES]))
     hd95["mean"] = float(np.mean([hd95[name] for name in STRUCTURES]))
     present = {name: (bool((pred == label).any()), bool((truth == label).any()))

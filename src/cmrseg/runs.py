@@ -189,6 +189,17 @@ def read_history(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
+def read_training_data(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``data.json`` (training counts and voxel spacing), or None for a run without one."""
+    path = run_dir / DATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CmrsegError(f"{path}: not valid JSON ({err.msg})") from None
+
+
 def describe_training_data(samples: list[Any]) -> dict[str, Any]:
     """``data.json``: counts of the training slices, patients and volumes, and their median voxel spacing.
 

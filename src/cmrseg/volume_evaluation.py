@@ -25,10 +25,6 @@ from cmrseg.volume_inference import volume_mask, volume_probabilities
 from cmrseg.volume_metrics import POSITIONS, evaluate_volume, summarize_volumes
 
 
-def _phase_label(volume: Volume, label: Any) -> PhaseLabel:
-    return PhaseLabel.from_label(volume.patient, volume.phase, volume.case, label, volume.spacing, volume.info.get("Group", ""))
-
-
 def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict[str, Any]:
     """Score predicted label volumes against the volumes' labels: per-volume rows, summaries, clinical indices
     of both and their agreement."""
@@ -40,8 +36,8 @@ def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -
         row.update(case=volume.case, patient=volume.patient, phase=volume.phase, n_slices=volume.n_slices,
                    spacing=list(volume.spacing) if volume.spacing else None)
         rows.append(row)
-        predicted.append(_phase_label(volume, mask))
-        true.append(_phase_label(volume, volume.label))
+        predicted.append(PhaseLabel.from_volume(volume, mask))
+        true.append(PhaseLabel.from_volume(volume, volume.label))
     predicted_rows, true_rows = indices_table(predicted), indices_table(true)
     return {**summarize_volumes(rows), "per_volume": rows, "indices": predicted_rows, "true_indices": true_rows,
             "agreement": agreement(predicted_rows, true_rows), "n_volumes": len(rows)}
@@ -86,10 +82,9 @@ def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: Predict
     return masks, resolved
 
 
-def volumes_of_patients(data_dir: str | Path, patients: set[str] | None = None) -> list[Volume]:
-    """The labeled volumes of ``data_dir`` (only those of ``patients`` when given)."""
-    return [load_volume(case) for case in list_cases(data_dir, require_labels=True)
-            if patients is None or case.patient in patients]
+def labeled_volumes(data_dir: str | Path) -> list[Volume]:
+    """Every volume of ``data_dir`` with its labels (each must have them)."""
+    return [load_volume(case) for case in list_cases(data_dir, require_labels=True)]
 
 
 def _metric_line(label: str, values: dict[str, float], digits: int) -> str:
@@ -106,8 +101,8 @@ def format_volume_report(result: dict[str, Any]) -> str:
         lines.append(_metric_line(f"HD95 {name} {unit}", group["hd95"], 2))
     all_volumes = result["volumes"].get("all")
     if all_volumes:
-        missed = ", ".join(f"{s} {all_volumes['missed'][s]}" for s in STRUCTURES)
-        invented = ", ".join(f"{s} {all_volumes['false_detection'][s]}" for s in STRUCTURES)
+        missed = ", ".join(f"{s} {all_volumes['misses'][s]}" for s in STRUCTURES)
+        invented = ", ".join(f"{s} {all_volumes['false_detections'][s]}" for s in STRUCTURES)
         lines.append(f"missed structures: {missed}; false detections: {invented}")
     lines.append("")
     lines.append(f"{'slice Dice by position':<18}")
@@ -189,7 +184,7 @@ def predict_run_volumes(
 ) -> tuple[list[Volume], list[np.ndarray], PredictSettings]:
     """The labeled volumes of ``data_dir`` (default: the run's validation volumes), their predicted label
     volumes and the resolved settings they were predicted with."""
-    volumes = volumes_of_patients(data_dir) if data_dir is not None else validation_volumes(run_dir)
+    volumes = labeled_volumes(data_dir) if data_dir is not None else validation_volumes(run_dir)
     masks, resolved = _run_masks(run_dir, volumes, settings, progress)
     return volumes, masks, resolved
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -23,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg import runs
-from cmrseg.data.volumes import MANIFEST_FILE, Volume, VolumeCase, list_cases, load_volume, write_label_volume
-from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run
+from cmrseg.data.volumes import MANIFEST_FILE, Volume, VolumeCase, list_cases, load_volume, spacing_text, write_label_volume
+from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
 from cmrseg.utils import atomic_dir, write_text_atomic
 
 SPACING_TOLERANCE = 0.01
@@ -40,8 +39,7 @@ def training_spacing(run_dir: str | Path) -> tuple[float, float, float] | None:
 
         spacing = training_data(run_dir).get("spacing")
     else:
-        path = runs.require_run_dir(run_dir) / runs.DATA_FILE
-        spacing = json.loads(path.read_text()).get("spacing") if path.is_file() else None
+        spacing = (runs.read_training_data(runs.require_run_dir(run_dir)) or {}).get("spacing")
     return tuple(float(s) for s in spacing) if spacing else None  # type: ignore[return-value]
 
 
@@ -75,9 +73,7 @@ def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: S
 
 def volume_mask(probs: np.ndarray, postprocess: bool, class_weights: Sequence[float] | None = None) -> np.ndarray:
     """Label volume (uint8) of ``C x H x W x Z`` probabilities: weighted argmax, then the largest 3D component."""
-    if class_weights is not None:
-        probs = probs * np.asarray(class_weights, dtype=probs.dtype)[:, None, None, None]
-    mask = probs.argmax(0).astype(np.uint8)
+    mask = to_mask(probs, class_weights)
     return largest_component(mask) if postprocess else mask
 
 
@@ -106,8 +102,7 @@ def _manifest(volumes: Sequence[Volume]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["case", "patient", "phase", "group", "spacing_mm"])
     for v in volumes:
-        spacing = "" if v.spacing is None else "x".join(f"{s:g}" for s in v.spacing)
-        writer.writerow([v.case, v.patient, v.phase or "", v.info.get("Group", ""), spacing])
+        writer.writerow([v.case, v.patient, v.phase or "", v.group, "" if v.spacing is None else spacing_text(v.spacing)])
     return buffer.getvalue()
 
 
@@ -158,8 +153,7 @@ def predict_volume_folder(
             if overlays:
                 Image.fromarray(montage(volume, mask)).save(tmp / f"{volume.case}_overlay.png")
             volumes.append(volume)
-            phases.append(PhaseLabel.from_label(volume.patient, volume.phase, volume.case, mask, volume.spacing,
-                                                volume.info.get("Group", "")))
+            phases.append(PhaseLabel.from_volume(volume, mask))
         write_text_atomic(tmp / MANIFEST_FILE, _manifest(volumes))
         if indices:
             write_indices_csv(indices_table(phases), tmp / INDICES_FILE)

@@ -17,64 +17,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from cmrseg.constants import STRUCTURES
-from cmrseg.errors import CmrsegError
+from cmrseg.metrics import dice_score, image_metrics
 
 POSITIONS = ("base", "mid", "apex")
 
 
-def _check_shapes(pred: np.ndarray, truth: np.ndarray) -> None:
-    if pred.shape != truth.shape:
-        raise CmrsegError(f"prediction shape {pred.shape} differs from the truth's {truth.shape}")
-
-
-def dice_3d(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
-    """Dice of class ``label`` over a whole volume; 1.0 when absent from both."""
-    _check_shapes(pred, truth)
-    p, t = pred == label, truth == label
-    total = int(p.sum()) + int(t.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
-
-
-def _surface(region: np.ndarray) -> np.ndarray:
-    return region & ~ndimage.binary_erosion(region, border_value=0)
-
-
-def diagonal(shape: Sequence[int], spacing: Sequence[float] | None) -> float:
-    """Length of the volume's diagonal, in mm with ``spacing`` or in voxels without."""
-    steps = spacing if spacing is not None else [1.0] * len(shape)
-    return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, steps, strict=True))))
-
-
-def hd95_3d(pred: np.ndarray, truth: np.ndarray, label: int, spacing: Sequence[float] | None = None) -> float:
-    """Symmetric 95th-percentile surface distance of class ``label`` (mm with ``spacing``, voxels without).
-
-    0 when the structure is absent from both; the volume's diagonal when it is absent from only one."""
-    _check_shapes(pred, truth)
-    p, t = pred == label, truth == label
-    if not p.any() and not t.any():
-        return 0.0
-    if not p.any() or not t.any():
-        return diagonal(pred.shape, spacing)
-    sampling = None if spacing is None else tuple(float(s) for s in spacing)
-    surface_p, surface_t = _surface(p), _surface(t)
-    dist_to_t = ndimage.distance_transform_edt(~surface_t, sampling=sampling)
-    dist_to_p = ndimage.distance_transform_edt(~surface_p, sampling=sampling)
-    return float(np.percentile(np.concatenate([dist_to_t[surface_p], dist_to_p[surface_t]]), 95))
-
-
 def volume_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> dict[str, Any]:
-    """3D Dice and HD95 of each structure and their means, plus the count of missed and invented structures."""
-    dice = {name: dice_3d(pred, truth, label) for label, name in enumerate(STRUCTURES, start=1)}
-    hd95 = {name: hd95_3d(pred, truth, label, spacing) for label, name in enumerate(STRUCTURES, start=1)}
-    dice["mean"] = float(np.mean([dice[name] for name in STRUCTURES]))
-    hd95["mean"] = float(np.mean([hd95[name] for name in STRUCTURES]))
-    missed = {name: bool((truth == label).any() and not (pred == label).any()) for label, name in enumerate(STRUCTURES, 1)}
-    invented = {name: bool((pred == label).any() and not (truth == label).any()) for label, name in enumerate(STRUCTURES, 1)}
-    return {"dice": dice, "hd95": hd95, "missed": missed, "false_detection": invented,
-            "unit": "mm" if spacing is not None else "voxels"}
+    """3D Dice and HD95 of each structure and their means, the ``misses`` and ``false_detections`` (1 per
+    structure missed or invented in the volume) and the HD95 ``unit``: :func:`cmrseg.metrics.image_metrics`
+    over the whole volume."""
+    return {**image_metrics(pred, truth, spacing), "unit": "mm" if spacing is not None else "voxels"}
 
 
 def slice_positions(n_slices: int) -> list[str]:
@@ -86,7 +40,7 @@ def slice_dice(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
     """2D Dice per slice (last axis) and structure, absent-in-both = 1."""
     rows = []
     for z in range(truth.shape[2]):
-        row = {name: dice_3d(pred[:, :, z], truth[:, :, z], label) for label, name in enumerate(STRUCTURES, start=1)}
+        row = {name: dice_score(pred[:, :, z], truth[:, :, z], label) for label, name in enumerate(STRUCTURES, start=1)}
         row["mean"] = float(np.mean([row[name] for name in STRUCTURES]))
         rows.append(row)
     return rows
@@ -101,7 +55,7 @@ def mean_rows(rows: Sequence[dict[str, float]]) -> dict[str, float]:
 def summarize_volumes(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean 3D Dice / HD95 over all volumes and separately for ED and ES, with miss counts, and slice Dice by position.
 
-    ``results`` rows carry ``phase``, ``dice``, ``hd95``, ``missed``, ``false_detection`` and ``slice_dice``
+    ``results`` rows carry ``phase``, ``dice``, ``hd95``, ``misses``, ``false_detections`` and ``slice_dice``
     with ``positions`` (as :func:`evaluate_volume` returns)."""
     groups = {"all": list(results), "ED": [r for r in results if r.get("phase") == "ED"],
               "ES": [r for r in results if r.get("phase") == "ES"]}
@@ -113,8 +67,8 @@ def summarize_volumes(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "n_volumes": len(rows),
             "dice": mean_rows([r["dice"] for r in rows]),
             "hd95": mean_rows([r["hd95"] for r in rows]),
-            "missed": {s: sum(r["missed"][s] for r in rows) for s in STRUCTURES},
-            "false_detection": {s: sum(r["false_detection"][s] for r in rows) for s in STRUCTURES},
+            "misses": {s: sum(r["misses"][s] for r in rows) for s in STRUCTURES},
+            "false_detections": {s: sum(r["false_detections"][s] for r in rows) for s in STRUCTURES},
         }
     positions = {pos: mean_rows([d for r in results for d, p in zip(r["slice_dice"], r["positions"]) if p == pos])
                  for pos in POSITIONS}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,8 +79,18 @@ class Volume:
     def n_slices(self) -> int:
         return int(self.image.shape[2])
 
+    @property
+    def group(self) -> str:
+        """The ACDC diagnosis group from ``Info.cfg`` (empty when unknown)."""
+        return self.info.get("Group", "")
+
     def slice_id(self, z: int) -> str:
         return f"{self.case}_z{z:02d}"
+
+
+def spacing_text(spacing: Sequence[float] | None) -> str:
+    """``1.5x1.5x8`` (mm), or ``unknown``, as tables and manifests print a voxel spacing."""
+    return "unknown" if spacing is None else "x".join(f"{s:g}" for s in spacing)
 
 
 def nifti_stem(path: Path) -> str | None:
@@ -150,22 +161,6 @@ def _phase_of_frame(frame: int, info: dict[str, str]) -> str | None:
     return None
 
 
-def _cases_acdc(patient_dir: Path, require_labels: bool) -> list[VolumeCase]:
-    info = read_info(patient_dir / INFO_FILE) if (patient_dir / INFO_FILE).is_file() else {}
-    files = _nifti_files(patient_dir)
-    cases = []
-    for stem, path in files.items():
-        match = _FRAME_RE.fullmatch(stem)
-        if stem.endswith(LABEL_SUFFIX) or match is None:
-            continue
-        label = files.get(stem + LABEL_SUFFIX)
-        if label is None and require_labels:
-            raise CmrsegError(f"{path}: no label volume found (expected {patient_dir / (stem + LABEL_SUFFIX)}.nii.gz)")
-        phase = _phase_of_frame(int(match["frame"]), info)
-        cases.append(VolumeCase(stem, match["patient"], path, label, phase, info))
-    return cases
-
-
 def _patient_and_phase(stem: str, info: dict[str, str]) -> tuple[str, str | None]:
     if match := _PHASE_RE.fullmatch(stem):
         return match["patient"], match["phase"].upper()
@@ -174,16 +169,22 @@ def _patient_and_phase(stem: str, info: dict[str, str]) -> tuple[str, str | None
     return stem, None
 
 
-def _cases_flat(directory: Path, require_labels: bool) -> list[VolumeCase]:
+def _missing_label(image: Path, expected: Path) -> CmrsegError:
+    return CmrsegError(f"{image}: no label volume found (expected {expected}.nii.gz)")
+
+
+def _cases_paired(directory: Path, require_labels: bool, frames_only: bool) -> list[VolumeCase]:
+    """``CASE.nii.gz`` + ``CASE_gt.nii.gz`` of one folder, phases from an ``Info.cfg`` beside them; with
+    ``frames_only`` (an ACDC patient folder) only the ``patientXXX_frameNN`` files count."""
     info = read_info(directory / INFO_FILE) if (directory / INFO_FILE).is_file() else {}
     files = _nifti_files(directory)
     cases = []
     for stem, path in files.items():
-        if stem.endswith(LABEL_SUFFIX):
+        if stem.endswith(LABEL_SUFFIX) or (frames_only and _FRAME_RE.fullmatch(stem) is None):
             continue
         label = files.get(stem + LABEL_SUFFIX)
         if label is None and require_labels:
-            raise CmrsegError(f"{path}: no label volume found (expected {directory / (stem + LABEL_SUFFIX)}.nii.gz)")
+            raise _missing_label(path, directory / (stem + LABEL_SUFFIX))
         patient, phase = _patient_and_phase(stem, info)
         cases.append(VolumeCase(stem, patient, path, label, phase, info))
     return cases
@@ -199,7 +200,7 @@ def _cases_nnunet(images: Path, labels: Path | None, require_labels: bool) -> li
         if labels is not None:
             label = next((labels / f"{case}{s}" for s in NIFTI_SUFFIXES if (labels / f"{case}{s}").is_file()), None)
         if label is None and require_labels:
-            raise CmrsegError(f"{path}: no label volume found (expected {(labels or images.parent / 'labelsTr') / case}.nii.gz)")
+            raise _missing_label(path, (labels or images.parent / "labelsTr") / case)
         patient, phase = _patient_and_phase(case, {})
         cases.append(VolumeCase(case, patient, path, label, phase))
     return cases
@@ -216,9 +217,9 @@ def list_cases(directory: str | Path, require_labels: bool = True) -> list[Volum
     if nnunet is not None:
         cases = _cases_nnunet(*nnunet, require_labels)
     elif _nifti_files(directory):
-        cases = _cases_flat(directory, require_labels)
+        cases = _cases_paired(directory, require_labels, frames_only=False)
     else:
-        cases = [c for p in _acdc_patient_dirs(directory) for c in _cases_acdc(p, require_labels)]
+        cases = [c for p in _acdc_patient_dirs(directory) for c in _cases_paired(p, require_labels, frames_only=True)]
     if not cases:
         raise CmrsegError(f"{directory}: no NIfTI volumes found (expected ACDC patient folders, CASE.nii.gz or imagesTr/)")
     return sorted(cases, key=lambda c: natural_key(c.case))
@@ -380,7 +381,7 @@ def load_label_folder(directory: str | Path, info_dir: str | Path | None = None)
         labeled = []
         for case in cases:
             if case.label_path is None:
-                raise CmrsegError(f"{case.image_path}: no label volume found (expected {case.case}{LABEL_SUFFIX}.nii.gz)")
+                raise _missing_label(case.image_path, case.image_path.parent / (case.case + LABEL_SUFFIX))
             image, data = _load_nifti(case.label_path)
             labeled.append(LabelVolume(case.case, case.patient, case.phase, check_labels(case.label_path, data),
                                        header_spacing(image.header), case.info.get("Group", "")))

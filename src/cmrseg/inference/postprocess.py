@@ -11,9 +11,10 @@ from cmrseg.constants import NUM_CLASSES
 
 
 def to_mask(probs: np.ndarray, class_weights: Sequence[float] | None = None) -> np.ndarray:
-    """Class mask (uint8) of ``C x H x W`` probabilities: the argmax, after scaling class c by ``class_weights[c]``."""
+    """Class mask (uint8) of ``C x ...`` probabilities (a slice or a volume): the argmax, after scaling class c
+    by ``class_weights[c]``."""
     if class_weights is not None:
-        probs = probs * np.asarray(class_weights, dtype=probs.dtype)[:, None, None]
+        probs = probs * np.asarray(class_weights, dtype=probs.dtype).reshape(-1, *[1] * (probs.ndim - 1))
     return probs.argmax(0).astype(np.uint8)
 
 
