@@ -111,3 +111,20 @@ def test_volume_metrics_by_hand() -> None:
     assert slice_positions(6) == ["base", "base", "mid", "mid", "apex", "apex"]
     with pytest.raises(Exception, match="cannot be scored against a mask of shape"):
         dice_score(pred[:, :, :2], truth, 3)
+
+
+def test_indices_checks_its_outputs_and_manifest_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pred = tmp_path / "pred"
+    _write(pred, "patient001_ED", _heart((6, 5, 4), (4, 4, 5), 4), SPACING)
+    _write(pred, "patient001_ES", _heart((3, 5, 4), (4, 4, 3)), SPACING)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("keep")
+    for out, words in ((tmp_path / "folder", "is a folder"), (tmp_path / "file" / "x.csv", "is a file"),
+                       (pred / "indices.csv", "inside the input")):
+        assert main(["indices", "--masks", str(pred), "--out", str(out)]) == 2
+        assert words in capsys.readouterr().err
+    (pred / "cases.csv").write_text("a,b\n")
+    assert main(["indices", "--masks", str(pred), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "expected the columns case, patient, phase" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "pred"]
+    assert (tmp_path / "file").read_text() == "keep" and not any((tmp_path / "folder").iterdir())

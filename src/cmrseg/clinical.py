@@ -221,20 +221,26 @@ def write_indices(
 ) -> dict[str, Any]:
     """Per-patient indices of ``masks_dir`` into ``out_csv``; with ``truth_dir`` also the true indices
     (``OUT_true.csv``), their agreement (``OUT_agreement.json``) and the scatter and Bland-Altman plots
-    (``OUT_scatter.png``, ``OUT_bland_altman.png``). Returns the rows, agreement and written paths."""
+    (``OUT_scatter.png``, ``OUT_bland_altman.png``). Every output path is checked before any work (not a
+    folder, writable, outside the inputs). Returns the rows, agreement and written paths."""
+    from cmrseg.outputs import check_output_file
     from cmrseg.utils import write_json_atomic
 
     out_csv = Path(out_csv)
+    stem = out_csv.with_suffix("")
+    true_csv, stats_json = Path(f"{stem}_true.csv"), Path(f"{stem}_agreement.json")
+    plots = Path(f"{stem}_scatter.png"), Path(f"{stem}_bland_altman.png")
+    inputs = [p for p in (masks_dir, truth_dir, info_dir) if p is not None]
+    for path in [out_csv, *((true_csv, stats_json, *plots) if truth_dir is not None else ())]:
+        check_output_file(path, inputs=inputs)
     rows = indices_table(phases_of_folder(masks_dir, info_dir))
     true_rows = indices_table(phases_of_folder(truth_dir, info_dir)) if truth_dir is not None else []
     written = [out_csv]
     stats: dict[str, dict[str, float]] = {}
     if truth_dir is not None:
         stats = agreement(rows, true_rows)
-        stem = out_csv.with_suffix("")
-        true_csv, stats_json = Path(f"{stem}_true.csv"), Path(f"{stem}_agreement.json")
         write_indices_csv(true_rows, true_csv)
         write_json_atomic(stats_json, stats)
-        written += [true_csv, stats_json, *plot_agreement(rows, true_rows, f"{stem}_scatter.png", f"{stem}_bland_altman.png")]
+        written += [true_csv, stats_json, *plot_agreement(rows, true_rows, *plots)]
     write_indices_csv(rows, out_csv)
     return {"rows": rows, "true_rows": true_rows, "agreement": stats, "written": written}

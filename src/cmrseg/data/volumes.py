@@ -345,8 +345,16 @@ class LabelVolume:
 def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
     import csv
 
-    with path.open(newline="") as handle:
-        return {row["case"]: row for row in csv.DictReader(handle)}
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows, fields = list(reader), set(reader.fieldnames or ())
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise CmrsegError(f"{path}: cannot read ({type(err).__name__})") from None
+    columns = {"case", "patient", "phase"}
+    if not columns <= fields:
+        raise CmrsegError(f"{path}: expected the columns {', '.join(sorted(columns))} that cmrseg predict writes")
+    return {row["case"]: row for row in rows}
 
 
 def _info_for(patient: str, info_dir: Path | None) -> dict[str, str]:
