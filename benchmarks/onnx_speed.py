@@ -32,6 +32,7 @@ from cmrseg.export import minimum_size, onnx_bytes, onnx_metadata
 from cmrseg.inference import ModelPredictor
 from cmrseg.models import build_model
 from cmrseg.onnx_engine import OnnxNetwork, make_session
+from cmrseg.utils import write_results
 
 REPO = Path(__file__).resolve().parent.parent
 TTA_MODES = {"no TTA": (False, (1.0,)), "flip TTA": (True, (1.0,)), "zoom TTA 0.9/1.0/1.1": (True, (0.9, 1.0, 1.1))}
@@ -95,6 +96,10 @@ def main() -> None:
               + f" | {speeds['onnxruntime'] / speeds[names[0]]:.1f}x | {speeds['onnxruntime'] / speeds['torch']:.1f}x |")
     print(f"\nfirst call (build + 1 slice): torch {torch_first * 1000:.0f} ms; onnxruntime session from the .onnx file "
           f"{onnx_first * 1000:.0f} ms; torch.onnx.export of the model {export_seconds:.1f} s")
+    print("wrote", write_results(Path(__file__).resolve().parent / "results" / "onnx_speed.json", {
+        "threads": args.threads, "slices": len(images), "repeats": args.repeats,
+        "slices_per_second": [{"tta": mode, "batch": batch, **speeds} for mode, batch, speeds in rows],
+        "first_call_seconds": {"torch": torch_first, "onnxruntime": onnx_first, "export": export_seconds}}))
     workdir.cleanup()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import cmrseg
 
-VERBS = ("data", "train", "evaluate", "predict", "submit", "score", "models", "export", "ensemble", "cv", "sweep", "report")
+VERBS = ("data", "train", "evaluate", "predict", "indices", "submit", "score", "models", "export", "ensemble", "cv", "sweep", "report")
 PACKAGE = Path(cmrseg.__file__).resolve().parent
 FORBIDDEN = re.compile(r"^\s*(import argparse|from argparse\b|.*\bcmrseg\.cli\b|.*\bcmrseg\.commands\b|from cmrseg import .*\bcli\b)",
                        re.MULTILINE)
