@@ -143,17 +143,17 @@ def test_predict_settings_take_the_run_config_where_left_open() -> None:
 def test_warp_average_undoes_each_warp_and_matches_zoom() -> None:
     from cmrseg.inference.tta import IDENTITY, sampling_matrix, warp_average, zoom_warp
 
-    raw = np.zeros((2, 32, 32), np.uint8)
-    raw[:, 8:24, 10:20] = 200
+    raw = np.zeros((2, 1, 32, 32), np.uint8)
+    raw[:, :, 8:24, 10:20] = 200
 
     def identity(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(images, np.float32))[:, None]
+        return torch.from_numpy(np.asarray(images, np.float32))
 
     for warp in ((10.0, 1.0, 0.0, 0.0), (0.0, 1.0, 0.5, -0.5), (-10.0, 0.9, 0.5, 0.0)):
         matrix = sampling_matrix(warp, 32)
         torch.testing.assert_close(sampling_matrix(warp, 32, inverse=True), torch.linalg.inv(matrix), atol=1e-6, rtol=0)
     back = warp_average(identity, raw, [IDENTITY, zoom_warp(1.1)])
     assert back.shape == (2, 1, 32, 32)
-    assert float((back[:, 0] - torch.from_numpy(raw.astype(np.float32))).abs()[:, 12:20, 12:18].max()) < 1.0
+    assert float((back - torch.from_numpy(raw.astype(np.float32))).abs()[..., 12:20, 12:18].max()) < 1.0
     zoomed = warp_average(identity, raw, [zoom_warp(1.1)])
     torch.testing.assert_close(zoomed, zoom(zoom(identity(raw), 1.1), 1 / 1.1, padding="border"))

@@ -54,7 +54,7 @@ def main() -> None:
             samples = prepare_data(clone_config(config, folds=args.folds, fold=k)).val
             settings = PredictSettings(tta=True, tta_scales=(1.0,), device="cpu", checkpoint=final_checkpoint(config))
             predictor, _ = load_run(fold_dir(cv_dir, k), settings)
-            raw = np.stack([s.image for s in samples])
+            raw = np.stack([s.image for s in samples])[:, None]
             for name in args.sets:
                 probs = warp_average(predictor.predict_flipped, raw, TTA_SETS[name]).cpu().numpy()
                 masks[name] += to_masks(probs, weights, largest=True)

@@ -45,7 +45,22 @@ class ModelInfo(_Strict):
         1, description="run the network on the image up-sampled this many times, average its logits back down"
     )
     pretrained: str | None = Field(None, description="local path or URL of weights to start from")
+    context_slices: int = Field(
+        0, ge=0, le=2, description="2.5-D: also feed this many neighbouring slices on each side (NIfTI volumes only)"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the builder")
+
+    @model_validator(mode="after")
+    def _context_is_the_input(self) -> ModelInfo:
+        if self.context_slices and self.input_channels != 1:
+            raise ValueError("model_info.input_channels must stay 1 with context_slices (the network then takes "
+                             f"{2 * self.context_slices + 1} slices)")
+        return self
+
+    @property
+    def network_channels(self) -> int:
+        """Channels the network takes: the slice and its ``context_slices`` neighbours each side, or ``input_channels``."""
+        return 2 * self.context_slices + 1 if self.context_slices else self.input_channels
 
 
 class OptimizerInfo(_Strict):

@@ -35,6 +35,15 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
             "normalization": normalization, "split": validation_split(config)}
 
 
+def member_context(run_dirs: list[Path]) -> int:
+    """The ``context_slices`` all member runs share (the ensemble feeds them one input); one-line error otherwise."""
+    contexts = {str(run): runs.read_run_config(runs.require_run_dir(run)).model_info.context_slices for run in run_dirs}
+    if len(set(contexts.values())) > 1:
+        listed = ", ".join(f"{run}: {k}" for run, k in contexts.items())
+        raise CmrsegError(f"ensemble members must share model_info.context_slices, got {listed}")
+    return next(iter(contexts.values()))
+
+
 def member_splits(config: ExperimentConfig) -> list[tuple[str, dict[str, object] | None]]:
     """``(member run, its validation split)`` of an ensemble run's config; a split that an older ensemble
     did not record is read from the member's run folder, or None when that is gone."""
@@ -83,14 +92,15 @@ def make_ensemble(
     if tta_scales is not None:
         checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
+    context = member_context(paths)
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
     stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
-    model = build_model(ModelInfo(name="Ensemble", options=options))
+    model = build_model(ModelInfo(name="Ensemble", options=options, context_slices=context))
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
         val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
         tta=tta, tta_scales=tta_scales or first.tta_scales, postprocess=first.postprocess,
-        model_info=ModelInfo(name="Ensemble", options=stored),
+        model_info=ModelInfo(name="Ensemble", options=stored, context_slices=context),
     )
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "ensemble") as tmp:

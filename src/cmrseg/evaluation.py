@@ -12,6 +12,7 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.reader import Sample, load_folder, load_mask_folder
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run, predict_masks
+from cmrseg.inference.predictor import run_context_slices
 from cmrseg.metrics import summarize
 from cmrseg.outputs import check_output_file
 from cmrseg.submission import decode_submission
@@ -74,7 +75,8 @@ def evaluate_run(
     if is_volume_evaluation(run_dir, data_dir):
         summary = evaluate_run_on_volumes(run_dir, data_dir, settings)
     else:
-        samples = load_folder(data_dir, require_masks=True) if data_dir is not None else validation_samples(run_dir)
+        samples = (load_folder(data_dir, require_masks=True, context_slices=run_context_slices(run_dir))
+                   if data_dir is not None else validation_samples(run_dir))
         summary, _ = score_samples(run_dir, samples, settings)
     summary.update({"engine": settings.engine, "run": str(run_dir),
                     "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": settings.checkpoint})

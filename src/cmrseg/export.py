@@ -101,7 +101,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
         if fmt == "onnx":
             metadata = onnx_metadata(predictor.normalization.to_dict(), prediction_defaults(config), card,
                                      runs.read_training_data(source))
-            tmp.write_bytes(onnx_bytes(predictor.model, metadata))
+            tmp.write_bytes(onnx_bytes(predictor.model, metadata, 2 * predictor.context_slices + 1))
         else:
             _write_zip(tmp, source, checkpoint, prediction_defaults(config), card)
     return out
@@ -110,7 +110,8 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
 def prediction_defaults(config: ExperimentConfig) -> dict[str, Any]:
     """The run's own TTA and clean-up settings, which an export's reader resolves its options against."""
     return {"tta": config.tta, "tta_scales": list(config.tta_scales),
-            "postprocess": config.postprocess.largest_component, "class_weights": config.postprocess.class_weights}
+            "postprocess": config.postprocess.largest_component, "class_weights": config.postprocess.class_weights,
+            "context_slices": config.model_info.context_slices}
 
 
 def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, Any], card: dict[str, Any]) -> None:
@@ -345,14 +346,15 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def onnx_bytes(model: nn.Module, metadata: dict[str, str]) -> bytes:
-    """``model`` exported by ``torch.onnx.export`` (dynamo) with dynamic batch, height and width, plus ``metadata``."""
+def onnx_bytes(model: nn.Module, metadata: dict[str, str], channels: int = 1) -> bytes:
+    """``model`` exported by ``torch.onnx.export`` (dynamo) with dynamic batch, height and width, plus ``metadata``;
+    its input has ``channels`` slices (more than 1 for a 2.5-D model)."""
     onnx = require("onnx")
     require("onnxscript")
     min_size = minimum_size(model)
     metadata = {**metadata, f"{META_PREFIX}min_size": str(min_size), f"{META_PREFIX}opset": str(ONNX_OPSET)}
     side = max(64, 2 * min_size)
-    example = torch.zeros(2, 1, side, side)
+    example = torch.zeros(2, channels, side, side)
     dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=min_size),
             3: torch.export.Dim("width", min=min_size)}
     model = model.eval()

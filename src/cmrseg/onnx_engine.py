@@ -52,7 +52,7 @@ def make_session(source: bytes | str | Path, threads: int | None = None) -> Any:
 
 def onnx_predictor_from_torch(predictor: ModelPredictor, threads: int | None = None) -> ModelPredictor:
     """``predictor`` with its network exported to ONNX (in memory) and run by onnxruntime on the CPU."""
-    data = onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}))
+    data = onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}), 2 * predictor.context_slices + 1)
     network = OnnxNetwork(make_session(data, threads), minimum_size(predictor.model))
     return dataclasses.replace(predictor, model=network, device=torch.device("cpu"))
 
@@ -88,10 +88,11 @@ def load_onnx(path: str | Path, settings: PredictSettings | None = None,
         resolved = (settings or PredictSettings(engine="onnxruntime")).with_defaults(
             bool(defaults.get("tta", False)), defaults.get("tta_scales") or [1.0], bool(defaults.get("postprocess", False)),
             defaults.get("class_weights"))
+        context = int(defaults.get("context_slices", 0))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise CmrsegError(f"{path}: broken cmrseg metadata ({type(err).__name__}: {err})") from None
     predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
-                               tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,))
+                               tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context)
     return predictor, resolved
 
 

@@ -120,9 +120,10 @@ def _evaluation_samples(run_dir: Path, data_dir: str | Path | None) -> tuple[lis
     """The labeled slices to evaluate on and a sentence saying where they come from."""
     from cmrseg.data.reader import load_folder
     from cmrseg.evaluation import validation_samples
+    from cmrseg.inference.predictor import run_context_slices
 
     if data_dir is not None:
-        samples = load_folder(data_dir, require_masks=True)
+        samples = load_folder(data_dir, require_masks=True, context_slices=run_context_slices(run_dir))
         return samples, f"{len(samples)} labeled images of {data_dir}"
     samples = validation_samples(run_dir)
     return samples, f"the run's validation split ({len(samples)} images, rebuilt from its config)"
@@ -210,7 +211,8 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     for rank, row in enumerate(ranked, start=1):
         sample, pred = by_id[row["id"]]
         pictures = ([_img(_array_png(pic), f"{row['id']} {kind}", "slice") for kind, pic in
-                     (("image", sample.image), ("truth", overlay(sample.image, sample.mask)), ("prediction", overlay(sample.image, pred)))]
+                     (("image", sample.slice_image), ("truth", overlay(sample.slice_image, sample.mask)),
+                      ("prediction", overlay(sample.slice_image, pred)))]
                     if rank <= max_images else ["", "", ""])
         rows.append([str(rank), row["id"], *(_dice_cell(row["dice"][c]) for c in columns), _number(row["hd95"]["mean"], 2),
                      *(f"<td>{picture}</td>" for picture in pictures)])

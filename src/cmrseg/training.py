@@ -61,7 +61,7 @@ class Trainer:
         data = prepare_data(config)
         self.data_description = runs.describe_training_data(data.train)
         self.has_val = bool(data.val)
-        self.normalization = Normalization.fit([s.image for s in data.train], config.normalization)
+        self.normalization = Normalization.fit([s.slice_image for s in data.train], config.normalization)
         self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed)
         self.val_set = SegmentationDataset(data.val, self.normalization) if data.val else None
         seed_everything(config.seed)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg import runs
-from cmrseg.data.volumes import MANIFEST_FILE, Volume, VolumeCase, list_cases, load_volume, spacing_text, write_label_volume
+from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, context_stack, list_cases, load_volume, spacing_text,
+                                 write_label_volume)
 from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
 from cmrseg.utils import atomic_dir, write_text_atomic
 
@@ -58,10 +59,12 @@ def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None) -> np.ndarray:
-    """Class probabilities ``C x H x W x Z`` of every slice of ``volume``, resampled as the module doc says."""
-    slices = [volume.image[:, :, z] for z in range(volume.n_slices)]
+    """Class probabilities ``C x H x W x Z`` of every slice of ``volume``, resampled as the module doc says;
+    a 2.5-D predictor gets each slice with its neighbours (:func:`cmrseg.data.volumes.context_stack`)."""
+    context = getattr(predictor, "context_slices", 0)
+    slices = [context_stack(volume.image, z, context) for z in range(volume.n_slices)]
     factors = resample_factors(volume.spacing, target_spacing)
-    height, width = slices[0].shape
+    height, width = slices[0].shape[:2]
     if factors is not None:
         size = (max(1, round(height * factors[0])), max(1, round(width * factors[1])))
         slices = [_resize(image, size) for image in slices]

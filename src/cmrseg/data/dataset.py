@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from cmrseg.config import ExperimentConfig
 from cmrseg.data.normalization import Normalization
-from cmrseg.data.reader import Sample, load_folder
+from cmrseg.data.reader import Sample, channels_first, load_folder
 from cmrseg.data.transforms import build_pipeline
 from cmrseg.errors import CmrsegError
 
@@ -111,7 +111,8 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
     info = config.dataset_info
     if not info.train_data_path:
         raise CmrsegError("config: missing key 'dataset_info.train_data_path'")
-    train = load_folder(info.train_data_path, require_masks=True)
+    context = config.model_info.context_slices
+    train = load_folder(info.train_data_path, require_masks=True, context_slices=context)
     mode = config.split_mode
     if mode == "auto":
         mode = "folder" if info.val_data_path else "holdout"
@@ -123,7 +124,7 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
         train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.data_split_seed, config.group_pairs,
                                            sample_groups(train))
         return DataBundle(_select(train, train_ids), _select(train, val_ids))
-    val = load_folder(info.val_data_path, require_masks=True) if info.val_data_path else []
+    val = load_folder(info.val_data_path, require_masks=True, context_slices=context) if info.val_data_path else []
     if mode == "folder":
         if not val:
             raise CmrsegError("config: split_mode 'folder' needs 'dataset_info.val_data_path'")
@@ -132,7 +133,8 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
 
 
 class SegmentationDataset(Dataset):
-    """Samples as ``(image 1xHxW float32, mask HxW int64)`` tensors, augmented on-line each epoch.
+    """Samples as ``(image CxHxW float32, mask HxW int64)`` tensors, augmented on-line each epoch
+    (C is 1, or a 2.5-D sample's slices, each normalised on its own).
 
     ``n_aug`` adds that many offline augmented copies of every sample (drawn once, with fixed seeds),
     as the origin study did; on-line augmentation applies on top of them.
@@ -168,15 +170,15 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.items[index]
         result = self.pipeline(image=image, mask=mask)
-        normalized = self.normalization.apply(result["image"])
-        return torch.from_numpy(np.ascontiguousarray(normalized))[None], torch.from_numpy(np.ascontiguousarray(result["mask"])).long()
+        normalized = self.normalization.apply_channels(channels_first(result["image"]))
+        return torch.from_numpy(np.ascontiguousarray(normalized)), torch.from_numpy(np.ascontiguousarray(result["mask"])).long()
 
 
 def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack samples, zero-padding (image) and background-padding (mask) to the largest size in the batch."""
     height = max(image.shape[-2] for image, _ in batch)
     width = max(image.shape[-1] for image, _ in batch)
-    images = torch.zeros(len(batch), 1, height, width)
+    images = torch.zeros(len(batch), batch[0][0].shape[0], height, width)
     masks = torch.zeros(len(batch), height, width, dtype=torch.long)
     for index, (image, mask) in enumerate(batch):
         images[index, :, : image.shape[-2], : image.shape[-1]] = image

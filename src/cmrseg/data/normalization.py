@@ -46,6 +46,12 @@ class Normalization:
             return (scaled - scaled.mean()) / max(float(scaled.std()), MIN_STD)
         return (scaled - self.mean) / self.std
 
+    def apply_channels(self, stack: np.ndarray) -> np.ndarray:
+        """``C x H x W`` float32 of a ``C x H x W`` stack (a slice and its neighbours), each channel normalised on
+        its own, so the middle channel is what :meth:`apply` gives the slice and a missing neighbour (zeros)
+        stays a constant plane."""
+        return np.stack([self.apply(channel) for channel in stack])
+
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "mean": self.mean, "std": self.std}
 
@@ -55,7 +61,8 @@ class Normalization:
 
 
 class MemberNormalization(nn.Module):
-    """A :class:`Normalization` as a torch module on ``N x C x H x W`` input scaled to [0, 1] (an ensemble member's)."""
+    """A :class:`Normalization` as a torch module on ``N x C x H x W`` input scaled to [0, 1] (an ensemble member's);
+    ``per_image`` normalises each channel on its own, as :meth:`Normalization.apply_channels` does."""
 
     def __init__(self, mode: str, mean: float, std: float) -> None:
         super().__init__()
@@ -69,7 +76,7 @@ class MemberNormalization(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.per_image:
-            mean = x.mean(dim=(-3, -2, -1), keepdim=True)
-            std = x.std(dim=(-3, -2, -1), keepdim=True, unbiased=False).clamp_min(MIN_STD)
+            mean = x.mean(dim=(-2, -1), keepdim=True)
+            std = x.std(dim=(-2, -1), keepdim=True, unbiased=False).clamp_min(MIN_STD)
             return (x - mean) / std
         return (x - self.mean) / self.std

@@ -25,6 +25,9 @@ MASK_SUFFIX = "_mask"
 class Sample:
     """One slice: its id (file stem), grayscale uint8 image and optional uint8 class mask.
 
+    A 2.5-D sample's image is ``H x W x C``: its neighbours and itself, base first (see
+    :func:`cmrseg.data.volumes.context_stack`).
+
     Slices cut from a volume also know their patient (``group``, the unit of every split), their
     volume's case id, their index ``z`` in it and the volume's voxel spacing in mm (None when unknown).
     """
@@ -36,6 +39,16 @@ class Sample:
     volume: str | None = None
     slice_index: int | None = None
     spacing: tuple[float, float, float] | None = None
+
+    @property
+    def slice_image(self) -> np.ndarray:
+        """The ``H x W`` slice itself (the middle channel of a 2.5-D image)."""
+        return self.image if self.image.ndim == 2 else self.image[:, :, self.image.shape[2] // 2]
+
+
+def channels_first(image: np.ndarray) -> np.ndarray:
+    """``C x H x W`` view of an ``H x W`` image (C = 1) or a channel-last ``H x W x C`` 2.5-D stack."""
+    return image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
 
 
 def natural_key(text: str) -> list[object]:
@@ -117,14 +130,18 @@ def mask_path_for(image_path: Path) -> Path:
     return image_path.parent.parent / "mask" / f"{image_path.stem}{MASK_SUFFIX}.png"
 
 
-def load_folder(directory: str | Path, require_masks: bool = True) -> list[Sample]:
+def load_folder(directory: str | Path, require_masks: bool = True, context_slices: int = 0) -> list[Sample]:
     """Load every slice of a folder; with ``require_masks`` each image must have its mask.
 
-    A folder of NIfTI volumes (see :mod:`cmrseg.data.volumes`) gives every slice of every volume."""
+    A folder of NIfTI volumes (see :mod:`cmrseg.data.volumes`) gives every slice of every volume, with
+    ``context_slices`` neighbours on each side stacked behind it (2.5-D); PNG slices have no neighbours."""
     from cmrseg.data.volumes import is_volume_dataset, load_volume_folder, volume_samples
 
     if is_volume_dataset(directory):
-        return volume_samples(load_volume_folder(directory, require_labels=require_masks))
+        return volume_samples(load_volume_folder(directory, require_labels=require_masks), context_slices)
+    if context_slices:
+        raise CmrsegError(f"{directory}: model_info.context_slices {context_slices} needs NIfTI volumes "
+                          "(neighbouring slices), this folder holds PNG slices")
     samples = []
     for image_path in list_images(directory):
         image = load_image(image_path)

@@ -320,11 +320,24 @@ def write_label_volume(label: np.ndarray, like: Volume, path: str | Path) -> Non
         tmp.write_bytes(data)
 
 
-def volume_samples(volumes: list[Volume]) -> list[Sample]:
-    """Every slice of every volume as a :class:`Sample` grouped by patient (``case_zNN`` ids)."""
+def context_stack(image: np.ndarray, z: int, context_slices: int = 0) -> np.ndarray:
+    """Slice ``z`` of an ``H x W x Z`` volume, or with ``context_slices`` k its 2k+1 slices ``z-k .. z+k`` as
+    ``H x W x (2k+1)``, the neighbours beyond the stack zeros (so the network can tell an end slice)."""
+    if not context_slices:
+        return np.ascontiguousarray(image[:, :, z])
+    stack = np.zeros((*image.shape[:2], 2 * context_slices + 1), dtype=image.dtype)
+    for channel, source in enumerate(range(z - context_slices, z + context_slices + 1)):
+        if 0 <= source < image.shape[2]:
+            stack[:, :, channel] = image[:, :, source]
+    return stack
+
+
+def volume_samples(volumes: list[Volume], context_slices: int = 0) -> list[Sample]:
+    """Every slice of every volume as a :class:`Sample` grouped by patient (``case_zNN`` ids), with
+    ``context_slices`` neighbours each side in its image (:func:`context_stack`)."""
     from cmrseg.data.reader import Sample
 
-    return [Sample(volume.slice_id(z), np.ascontiguousarray(volume.image[:, :, z]),
+    return [Sample(volume.slice_id(z), context_stack(volume.image, z, context_slices),
                    None if volume.label is None else np.ascontiguousarray(volume.label[:, :, z]),
                    group=volume.patient, volume=volume.case, slice_index=z, spacing=volume.spacing)
             for volume in volumes for z in range(volume.n_slices)]

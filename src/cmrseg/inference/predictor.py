@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from torch import nn
 
 from cmrseg import runs
 from cmrseg.data.normalization import Normalization
+from cmrseg.data.reader import channels_first
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
 from cmrseg.inference.settings import PredictSettings
@@ -57,15 +59,17 @@ class ModelPredictor:
     batch_size: int = 8
     tta_scales: tuple[float, ...] = (1.0,)
     view_batch: int = 32
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def predict_flipped(self, raw: np.ndarray) -> torch.Tensor:
-        """Softmax (``N x C x H x W``, on the model's device) of ``N x H x W`` raw images, normalised here;
-        with ``tta`` averaged over the four flips. Zooms and other warps of the raw image go around it."""
-        batch = torch.from_numpy(np.stack([self.normalization.apply(image) for image in raw])[:, None]).to(self.device)
+        """Softmax (``N x C x H x W``, on the model's device) of ``N x K x H x W`` raw images (K slices each,
+        see ``context_slices``), normalised here; with ``tta`` averaged over the four flips. Zooms and other
+        warps of the raw image go around it."""
+        batch = torch.from_numpy(np.stack([self.normalization.apply_channels(image) for image in raw])).to(self.device)
         return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1], self.view_batch)
 
     @torch.inference_mode()
@@ -73,8 +77,20 @@ class ModelPredictor:
         scales = self.tta_scales if self.tta else (1.0,)
         return warp_average(self.predict_flipped, raw, [zoom_warp(scale) for scale in scales])
 
+    def _channels(self, image: np.ndarray) -> np.ndarray:
+        """``K x H x W`` of an input image, checked against the slices the network takes."""
+        expected = 2 * self.context_slices + 1
+        if (image.shape[2] if image.ndim == 3 else 1) != expected:
+            what = "a single slice" if image.ndim == 2 else f"a stack of {image.shape[2]} slices"
+            raise CmrsegError(f"this model is 2.5-D (context_slices {self.context_slices}): it takes NIfTI volumes, "
+                              f"which give each slice its neighbours, not {what}" if self.context_slices else
+                              f"this model takes single slices, not {what}")
+        return channels_first(image)
+
     def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Probabilities ``C x H x W`` of each ``H x W`` slice (``H x W x K`` stack for a 2.5-D model)."""
         self.model.eval()
+        images = [self._channels(image) for image in images]
         results: list[np.ndarray] = [np.empty(0)] * len(images)
         for indices in _batches_by_shape(images, self.batch_size):
             probs = self._predict_batch(np.stack([images[i] for i in indices])).cpu().numpy()
@@ -114,12 +130,21 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     device = resolve_device("cpu" if onnx else resolved.device)
     model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
     predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
-                               tta_scales=resolved.tta_scales or (1.0,))
+                               tta_scales=resolved.tta_scales or (1.0,), context_slices=config.model_info.context_slices)
     if onnx:
         from cmrseg.onnx_engine import onnx_predictor_from_torch
 
         predictor = onnx_predictor_from_torch(predictor)
     return predictor, resolved
+
+
+def run_context_slices(run_dir: str | Path) -> int:
+    """``model_info.context_slices`` of a run folder, export zip or ``.onnx`` export (0 for a 2D model)."""
+    if Path(run_dir).suffix.lower() == ".onnx":
+        from cmrseg.onnx_engine import read_metadata
+
+        return int(json.loads(read_metadata(run_dir).get("prediction") or "{}").get("context_slices", 0))
+    return runs.read_run_config(runs.require_run_dir(run_dir)).model_info.context_slices
 
 
 def predict_folder(
@@ -157,15 +182,15 @@ def predict_folder(
     kinds = ("mask", "overlay") if overlays else ("mask",)
     planned = [f"{path.stem}_{kind}.png" for path in list_images(images_dir) for kind in kinds]
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir], files=planned)
-    samples = load_folder(images_dir, require_masks=False)
     predictor, resolved = load_run(run_dir, settings)
+    samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices)
     masks = predict_masks(predictor, [s.image for s in samples], bool(resolved.postprocess), resolved.class_weights)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "predict") as tmp:
         for sample, mask in zip(samples, masks, strict=True):
             Image.fromarray(mask).save(tmp / f"{sample.id}_mask.png")
             if overlays:
-                Image.fromarray(overlay(sample.image, mask)).save(tmp / f"{sample.id}_overlay.png")
+                Image.fromarray(overlay(sample.slice_image, mask)).save(tmp / f"{sample.id}_overlay.png")
     return [out_dir / f"{sample.id}_mask.png" for sample in samples]
 
 

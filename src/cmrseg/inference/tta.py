@@ -66,13 +66,13 @@ def flip_average(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.T
 
 
 def warp_average(predict: Callable[[np.ndarray], torch.Tensor], raw: np.ndarray, warps: Sequence[Warp]) -> torch.Tensor:
-    """Mean over ``warps`` of ``predict`` (raw ``N x H x W`` images -> ``N x C x H x W`` probabilities):
-    each warp is applied to the raw images and its prediction warped back.
+    """Mean over ``warps`` of ``predict`` (raw ``N x K x H x W`` images of K slices -> ``N x C x H x W``
+    probabilities): each warp is applied to the raw images and its prediction warped back.
 
     ``predict`` is called once, on the warped images of every warp stacked, so a batching predictor
     (:func:`flip_average`) sees all views at once."""
-    images = torch.from_numpy(raw.astype(np.float32))[:, None]
-    warped = [raw if warp == IDENTITY else resample(images, sampling_matrix(warp, raw.shape[-1]))[:, 0].numpy()
+    images = torch.from_numpy(raw.astype(np.float32))
+    warped = [raw if warp == IDENTITY else resample(images, sampling_matrix(warp, raw.shape[-1])).numpy()
               for warp in warps]
     probs = predict(np.concatenate(warped)).split(len(raw))
     total = sum(p if warp == IDENTITY else resample(p, sampling_matrix(warp, raw.shape[-1], inverse=True), "border")

@@ -43,17 +43,19 @@ class EnsembleNet(nn.Module):
         return torch.log(total.clamp_min(EPSILON))
 
 
-def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalization]:
-    """Build one member from ``{"model_info", "normalization"}``, or from ``{"run": dir}`` with its weights."""
+def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalization, int]:
+    """Build one member from ``{"model_info", "normalization"}``, or from ``{"run": dir}`` with its weights;
+    also its ``context_slices``."""
     if "model_info" in spec:
-        member = build_model(ModelInfo.model_validate({**spec["model_info"], "pretrained": None}))
+        info = ModelInfo.model_validate({**spec["model_info"], "pretrained": None})
+        member = build_model(info)
         norm = Normalization.from_dict(spec["normalization"])
     else:
         run_dir = runs.require_run_dir(spec["run"])
-        config = runs.read_run_config(run_dir)
-        member = runs.load_model_from_checkpoint(run_dir / runs.BEST_CHECKPOINT, config.model_info, torch.device("cpu"))
+        info = runs.read_run_config(run_dir).model_info
+        member = runs.load_model_from_checkpoint(run_dir / runs.BEST_CHECKPOINT, info, torch.device("cpu"))
         norm = runs.read_normalization(run_dir)
-    return member, MemberNormalization.from_normalization(norm)
+    return member, MemberNormalization.from_normalization(norm), info.context_slices
 
 
 @register_model(
@@ -71,5 +73,7 @@ def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
         raise ValueError("options.members must list the member runs")
     specs = [{"run": str(Path(s))} if isinstance(s, str) else s for s in specs]
     built = [_member_from_spec(spec) for spec in specs]
+    if any(context != info.context_slices for _, _, context in built):
+        raise ValueError(f"every member must have the ensemble's model_info.context_slices ({info.context_slices})")
     weights = [float(w) for w in options["weights"] or [1.0] * len(built)]
-    return EnsembleNet([m for m, _ in built], [n for _, n in built], weights)
+    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights)

@@ -157,10 +157,10 @@ def build_model(info: ModelInfo, num_classes: int = NUM_CLASSES) -> Segmentation
     entry = model_entry(info.name)
     check_model_info(info)
     try:
-        net = entry.builder(info, num_classes)
+        net = entry.builder(info.model_copy(update={"input_channels": info.network_channels}), num_classes)
     except (ValueError, TypeError) as err:
         raise CmrsegError(f"cannot build model '{info.name}': {err}") from None
-    model = SegmentationNet(net, info.input_channels, entry.size_divisor(info), info.name, info.input_scale)
+    model = SegmentationNet(net, info.network_channels, entry.size_divisor(info), info.name, info.input_scale)
     if info.pretrained:
         from cmrseg.models.pretrained import load_pretrained
 
