@@ -114,6 +114,13 @@ CASES = [
     (["submit", "--masks", "{w}/truth", "--out", "{w}/foreign"], 2, "exists and is a folder"),
     (["submit", "--masks", "{w}/truth", "--out", "{w}/truth/s.csv"], 2, "lies inside the input"),
     (["submit", "--masks", "{w}/truth", "--out", "{w}/afile.txt/s.csv"], 2, "is a file, not a folder"),
+    (["submit", "--masks", "{w}/truth", "--out", "{w}/afile.txt"], 2, "afile.txt: exists and was not written by cmrseg"),
+    (["report", "{w}/run", "--out", "{w}/afile.txt"], 2, "afile.txt: exists and was not written by cmrseg"),
+    (["export", "--run", "{w}/run", "--out", "{w}/afile.txt"], 2, "afile.txt: exists and was not written by cmrseg"),
+    (["evaluate", "--run", "{w}/run", "--data", "{w}/data", "--json", "{w}/afile.txt"], 2,
+     "afile.txt: exists and was not written by cmrseg"),
+    (["train", "--config", "{w}/cfg.json", "--out", "{w}/new_run", "--set", "model_info.model_path={w}/afile.txt"], 2,
+     "afile.txt: exists and was not written by cmrseg"),
     (["report", "{w}/run", "--out", "{w}/foreign"], 2, "exists and is a folder"),
     (["report", "{w}/run", "--out", "{w}/run/config.json"], 2, "is the input"),
     (["evaluate", "--run", "{w}/run", "--data", "{w}/data", "--json", "{w}/foreign"], 2, "exists and is a folder"),
@@ -178,6 +185,25 @@ def test_predict_reruns_replace_own_files_and_keep_foreign_ones(world: Path, tmp
     assert names == [MARKER_FILE, "notes.txt", *[f"synth{i}_mask.png" for i in range(1, 5)]]
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / MARKER_FILE).read_text())["command"] == "predict"
+
+
+def test_single_output_files_replace_only_what_cmrseg_wrote(world: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.csv").write_text("the user's")
+    submit = ["submit", "--masks", str(world / "truth"), "--out"]
+    assert main([*submit, str(out / "sub.csv")]) == 0
+    first = (out / "sub.csv").read_text()
+    assert main([*submit, str(out / "sub.csv")]) == 0, "a rerun replaces cmrseg's own file"
+    assert (out / "sub.csv").read_text() == first
+    assert main(["evaluate", "--run", str(world / "run"), "--data", str(world / "data"), "--json", str(out / "m.json")]) == 0
+    assert json.loads((out / ".cmrseg-files.json").read_text())["files"] == ["m.json", "sub.csv"]
+    capsys.readouterr()
+    assert main([*submit, str(out / "notes.csv")]) == 2
+    assert "notes.csv: exists and was not written by cmrseg" in capsys.readouterr().err
+    assert (out / "notes.csv").read_text() == "the user's"
+    assert sorted(p.name for p in out.iterdir()) == [".cmrseg-files.json", "m.json", "notes.csv", "sub.csv"]
 
 
 def test_stale_temporaries_of_dead_processes_are_cleaned_at_the_next_start(world: Path, tmp_path: Path) -> None:

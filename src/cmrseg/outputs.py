@@ -7,6 +7,10 @@ replaces only its own files and refuses to write over a file it did not write. O
 temporary folder beside the target and moved into place file by file (temp + rename), so a crash
 never leaves a half-written file. Temporary files and folders carry ``.cmrseg-tmp-<pid>-`` in their
 name; those of dead processes are removed at the next start of a command writing there.
+
+A single output file (a submission, ``--json``, an export, a report, ``indices`` tables) may replace
+only a file that cmrseg wrote: each folder where cmrseg wrote such files lists them in ``.cmrseg-files.json``,
+and an existing file not listed there is refused.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from cmrseg.errors import CmrsegError
 
 MARKER_FILE = ".cmrseg-output.json"
 LOCK_FILE = ".cmrseg.lock"
+FILES_LEDGER = ".cmrseg-files.json"
 TEMP_TAG = ".cmrseg-tmp-"
 _TEMP_PID = re.compile(re.escape(TEMP_TAG) + r"(\d+)-")
-_BOOKKEEPING = (MARKER_FILE, LOCK_FILE)
+_BOOKKEEPING = (MARKER_FILE, LOCK_FILE, FILES_LEDGER)
+_CLAIMED: set[Path] = set()
+"""Single output files checked by :func:`check_output_file` in this process, recorded once written."""
 
 PathLike = str | os.PathLike[str]
 
@@ -153,15 +160,38 @@ def check_clashes(folder: Path, command: str, files: Iterable[str]) -> None:
                           f"({len(foreign)} such file(s)); move them away or choose another folder")
 
 
+def written_files(folder: Path) -> set[str]:
+    """Names of the single files cmrseg wrote in ``folder`` (its ``.cmrseg-files.json``; empty when absent or broken)."""
+    try:
+        names = json.loads((folder / FILES_LEDGER).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {str(name) for name in names} if isinstance(names, list) else set()
+
+
 def check_output_file(path: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
-    """Check that the file ``path`` may be written; create its parents and clean stale temporaries."""
+    """Check that the file ``path`` may be written: new, or one cmrseg wrote (never a file it did not write);
+    create its parents and clean stale temporaries. Once written (:func:`record_written`) it is listed as cmrseg's."""
     path = Path(path)
     _check_location(path, inputs)
     if path.is_dir():
         raise CmrsegError(f"{path}: exists and is a folder, expected a file")
+    if path.exists() and path.name not in written_files(path.parent):
+        raise CmrsegError(f"{path}: exists and was not written by cmrseg; move it away or choose another path")
     clean_stale_temps(path.parent, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _CLAIMED.add(path.resolve())
     return path
+
+
+def record_written(path: Path) -> None:
+    """List ``path`` in its folder's ``.cmrseg-files.json`` if :func:`check_output_file` cleared it (else nothing)."""
+    if path.resolve() not in _CLAIMED:
+        return
+    ledger = path.parent / FILES_LEDGER
+    tmp = ledger.with_name(f"{temp_prefix(FILES_LEDGER)}ledger")
+    tmp.write_text(json.dumps({"files": sorted(written_files(path.parent) | {path.name})}, indent=1) + "\n")
+    os.replace(tmp, ledger)
 
 
 def write_marker(folder: Path, command: str, files: Iterable[str] = ()) -> None:

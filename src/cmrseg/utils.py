@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmrseg.outputs import publish, temp_prefix
+from cmrseg.outputs import publish, record_written, temp_prefix
 
 
 @contextlib.contextmanager
@@ -40,6 +40,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, target)
+        record_written(target)
     finally:
         if tmp.exists():
             tmp.unlink()
