@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import SequentialSampler
 
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
@@ -147,3 +148,27 @@ def test_ensemble_members_must_share_their_context(context_run: Path, volumes_di
     double, _ = load_run(tmp_path / "ens2", PredictSettings(tta=False))
     np.testing.assert_allclose(volume_probabilities(double, volume), volume_probabilities(single, volume),
                                rtol=0, atol=1e-4)
+
+
+def test_slice_sampling_weights_each_third_of_a_volume(volumes_dir: Path, tmp_path: Path) -> None:
+    from cmrseg.config import SliceSampling
+    from cmrseg.data.dataset import position_weights
+    from cmrseg.training import Trainer
+
+    samples = load_folder(volumes_dir)
+    weights = position_weights(samples, SliceSampling(base=3, mid=1, apex=0))
+    by_id = dict(zip((s.id for s in samples), weights, strict=True))
+    five = next(c.case for c in list_cases(volumes_dir) if load_volume(c).n_slices == 5)
+    assert [by_id[f"{five}_z{z:02d}"] for z in range(5)] == [3, 3, 1, 1, 0]  # 5 slices: base 0-1, mid 2-3, apex 4
+    with pytest.raises(CmrsegError, match="slice_sampling needs a volume dataset"):
+        position_weights(load_folder(write_synthetic_dataset(tmp_path / "png", count=2, size=32)), SliceSampling())
+    with pytest.raises(CmrsegError, match="at least one of base, mid, apex"):
+        config_from_dict(tiny_config_dict(volumes_dir, slice_sampling={"base": 0, "mid": 0, "apex": 0}))
+
+    config = config_from_dict(tiny_config_dict(volumes_dir, epochs=1, slice_sampling={"base": 0, "mid": 1, "apex": 0}))
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    drawn = list(trainer._loader(trainer.train_set, True, 1).sampler)
+    train = prepare_data(config).train
+    assert len(drawn) == len(train) and len(set(drawn)) > 1
+    assert all(by_id[train[i].id] == 1 for i in drawn), "only mid slices are drawn"
+    assert isinstance(trainer._loader(trainer.val_set, False, 1).sampler, SequentialSampler), "validation is not resampled"

@@ -29,6 +29,20 @@ class DatasetInfo(_Strict):
     test_data_path: str | None = None
 
 
+class SliceSampling(_Strict):
+    """Relative sampling weights of a volume's base, mid and apex thirds of slices in training (volumes only)."""
+
+    base: float = Field(1.0, ge=0.0)
+    mid: float = Field(1.0, ge=0.0)
+    apex: float = Field(1.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> SliceSampling:
+        if self.base + self.mid + self.apex <= 0:
+            raise ValueError("slice_sampling: at least one of base, mid, apex must be above 0")
+        return self
+
+
 class ModelInfo(_Strict):
     """Which network to build. ``name`` is a key of the model registry (see ``cmrseg models``)."""
 
@@ -217,6 +231,9 @@ class ExperimentConfig(_Strict):
         description="preset name or list of transforms (default: the #5 recipe's)",
     )
     n_aug: int = Field(0, ge=0, le=64, description="extra offline augmented copies of the training set")
+    slice_sampling: SliceSampling | None = Field(
+        None, description="draw training slices with these weights per slice position (with replacement) instead of "
+                          "shuffling each once per epoch")
     scheduler: SchedulerInfo = Field(default_factory=SchedulerInfo)
     ema: EmaInfo | None = None
     swa: SwaInfo | None = None

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.dataset import SegmentationDataset, pad_collate, prepare_data
+from cmrseg.data.dataset import SegmentationDataset, pad_collate, position_weights, prepare_data
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.losses import build_loss
@@ -64,6 +64,8 @@ class Trainer:
         self.normalization = Normalization.fit([s.slice_image for s in data.train], config.normalization)
         self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed)
         self.val_set = SegmentationDataset(data.val, self.normalization) if data.val else None
+        self.sample_weights = (position_weights(data.train, config.slice_sampling) * (config.n_aug + 1)
+                               if config.slice_sampling else None)
         seed_everything(config.seed)
         self.model = build_model(config.model_info).to(self.device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -103,9 +105,15 @@ class Trainer:
             update_bn(self._loader(self.train_set, True, epoch), self.swa, device=self.device)
 
     def _loader(self, dataset: SegmentationDataset, shuffle: bool, epoch: int) -> DataLoader:
+        """Batches of ``dataset``; with ``shuffle`` in a random order of the epoch's seed, or, with
+        ``slice_sampling``, as many slices as the set holds drawn with replacement by position weight."""
         generator = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))
-        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle, collate_fn=pad_collate,
-                          num_workers=self.config.num_workers, generator=generator, drop_last=False)
+        sampler = None
+        if shuffle and self.sample_weights is not None and dataset is self.train_set:
+            sampler = WeightedRandomSampler(self.sample_weights, len(dataset), replacement=True, generator=generator)
+        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, collate_fn=pad_collate, num_workers=self.config.num_workers,
+                          generator=generator, drop_last=False)
 
     def _to_device(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return images.to(self.device, memory_format=self.memory_format), masks.to(self.device)

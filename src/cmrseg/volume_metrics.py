@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from cmrseg.constants import STRUCTURES
+from cmrseg.data.volumes import POSITIONS, slice_positions
 from cmrseg.metrics import dice_score, image_metrics
-
-POSITIONS = ("base", "mid", "apex")
 
 
 def volume_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> dict[str, Any]:
@@ -29,11 +28,6 @@ def volume_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]
     structure missed or invented in the volume) and the HD95 ``unit``: :func:`cmrseg.metrics.image_metrics`
     over the whole volume."""
     return {**image_metrics(pred, truth, spacing), "unit": "mm" if spacing is not None else "voxels"}
-
-
-def slice_positions(n_slices: int) -> list[str]:
-    """Base / mid / apex third of each slice index, in the slice order of the volume (ACDC: base first)."""
-    return [POSITIONS[min(2, (3 * z) // max(n_slices, 1))] for z in range(n_slices)]
 
 
 def slice_dice(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cmrseg.config import ExperimentConfig
+from cmrseg.config import ExperimentConfig, SliceSampling
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import Sample, channels_first, load_folder
 from cmrseg.data.transforms import build_pipeline
@@ -130,6 +130,19 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
             raise CmrsegError("config: split_mode 'folder' needs 'dataset_info.val_data_path'")
         return DataBundle(train, val)
     return DataBundle(train + val, [])
+
+
+def position_weights(samples: list[Sample], sampling: SliceSampling) -> list[float]:
+    """Sampling weight of each slice: ``sampling``'s weight of its third (base, mid, apex) of its volume."""
+    from cmrseg.data.volumes import slice_positions
+
+    if any(s.volume is None or s.slice_index is None for s in samples):
+        raise CmrsegError("slice_sampling needs a volume dataset (slices that know their volume), not PNG slices")
+    counts: dict[str, int] = {}
+    for sample in samples:
+        counts[sample.volume] = max(counts.get(sample.volume, 0), sample.slice_index + 1)  # type: ignore[index,operator]
+    positions = {volume: slice_positions(n) for volume, n in counts.items()}
+    return [float(getattr(sampling, positions[s.volume][s.slice_index])) for s in samples]  # type: ignore[index]
 
 
 class SegmentationDataset(Dataset):

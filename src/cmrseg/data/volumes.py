@@ -320,6 +320,14 @@ def write_label_volume(label: np.ndarray, like: Volume, path: str | Path) -> Non
         tmp.write_bytes(data)
 
 
+POSITIONS = ("base", "mid", "apex")
+
+
+def slice_positions(n_slices: int) -> list[str]:
+    """Base / mid / apex third of each slice index, in the slice order of the volume (ACDC: base first)."""
+    return [POSITIONS[min(2, (3 * z) // max(n_slices, 1))] for z in range(n_slices)]
+
+
 def context_stack(image: np.ndarray, z: int, context_slices: int = 0) -> np.ndarray:
     """Slice ``z`` of an ``H x W x Z`` volume, or with ``context_slices`` k its 2k+1 slices ``z-k .. z+k`` as
     ``H x W x (2k+1)``, the neighbours beyond the stack zeros (so the network can tell an end slice)."""
