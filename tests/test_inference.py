@@ -157,3 +157,25 @@ def test_warp_average_undoes_each_warp_and_matches_zoom() -> None:
     assert float((back - torch.from_numpy(raw.astype(np.float32))).abs()[..., 12:20, 12:18].max()) < 1.0
     zoomed = warp_average(identity, raw, [zoom_warp(1.1)])
     torch.testing.assert_close(zoomed, zoom(zoom(identity(raw), 1.1), 1 / 1.1, padding="border"))
+
+
+def test_bfloat16_predicts_close_to_float32_and_only_with_torch(zoom_run: Path, synth_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    images = [s.image for s in load_folder(synth_dir)[:4]]
+    exact, _ = load_run(zoom_run, PredictSettings(device="cpu"))
+    fast, settings = load_run(zoom_run, PredictSettings(device="cpu", precision="bfloat16"))
+    assert settings.precision == fast.precision == "bfloat16"
+    reference, approximate = np.stack(exact.predict_proba(images)), np.stack(fast.predict_proba(images))
+    assert approximate.dtype == np.float32
+    difference = float(np.abs(approximate - reference).max())
+    assert 0 < difference < 0.05, "bfloat16 really ran, and stayed close"
+    assert (approximate.argmax(1) == reference.argmax(1)).mean() > 0.99
+    with pytest.raises(CmrsegError, match="--precision 'half': expected one of float32, bfloat16"):
+        PredictSettings(precision="half")
+    out = tmp_path / "pred"
+    assert main(["predict", "--run", str(zoom_run), "--images", str(synth_dir / "image"), "--out", str(out),
+                 "--precision", "bfloat16", "--engine", "onnxruntime"]) == 2
+    assert "--precision bfloat16 runs with --engine torch" in capsys.readouterr().err and not out.exists()
+    assert main(["predict", "--run", str(zoom_run), "--images", str(synth_dir / "image"), "--out", str(out),
+                 "--precision", "bfloat16"]) == 0
+    assert len(list(out.glob("*_mask.png"))) == len(load_folder(synth_dir))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from cmrseg.config import ExperimentConfig, load_config_with_overrides
-from cmrseg.inference.settings import ENGINES, PredictSettings
+from cmrseg.inference.settings import ENGINES, PRECISIONS, PredictSettings
 
 Subparsers = argparse._SubParsersAction
 
@@ -33,10 +33,13 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_engine_option(parser: argparse.ArgumentParser) -> None:
-    """``--engine torch|onnxruntime`` (default torch): what runs the network when the verb predicts."""
+    """``--engine torch|onnxruntime`` (default torch) and ``--precision``: what runs the network, and how, when the verb predicts."""
     parser.add_argument("--engine", choices=ENGINES, default="torch",
                         help="run the network in torch, or exported to ONNX in onnxruntime on the CPU "
                              "(pip install 'cmrseg[onnx]')")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="torch arithmetic: bfloat16 autocast is faster where the CPU has AVX512-BF16/AMX "
+                             "(or on a GPU), with masks that differ on a few border pixels (BENCHMARKS.md #14)")
 
 
 def predict_settings(args: argparse.Namespace) -> PredictSettings:

@@ -42,7 +42,7 @@ class ModelPredictor:
 
     With ``tta`` every zoom of ``tta_scales`` is predicted in all four flips; each softmax is flipped and
     zoomed back (borders extended) before the average (see :mod:`cmrseg.inference.tta`). Without ``tta``
-    the image is predicted once.
+    the image is predicted once. ``precision`` ``bfloat16`` runs the network under bfloat16 autocast.
 
     All views of a batch (zooms x flips x images) go through the network together, ``view_batch`` at a
     time, under ``torch.inference_mode``: the 12 zoom-TTA views of a slice are a few calls instead of 12
@@ -60,6 +60,7 @@ class ModelPredictor:
     tta_scales: tuple[float, ...] = (1.0,)
     view_batch: int = 32
     context_slices: int = 0
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
@@ -70,7 +71,8 @@ class ModelPredictor:
         see ``context_slices``), normalised here; with ``tta`` averaged over the four flips. Zooms and other
         warps of the raw image go around it."""
         batch = torch.from_numpy(np.stack([self.normalization.apply_channels(image) for image in raw])).to(self.device)
-        return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1], self.view_batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+            return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1], self.view_batch)
 
     @torch.inference_mode()
     def _predict_batch(self, raw: np.ndarray) -> torch.Tensor:
@@ -130,7 +132,8 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     device = resolve_device("cpu" if onnx else resolved.device)
     model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
     predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
-                               tta_scales=resolved.tta_scales or (1.0,), context_slices=config.model_info.context_slices)
+                               tta_scales=resolved.tta_scales or (1.0,), context_slices=config.model_info.context_slices,
+                               precision=resolved.precision)
     if onnx:
         from cmrseg.onnx_engine import onnx_predictor_from_torch
 

@@ -11,6 +11,9 @@ from cmrseg.errors import CmrsegError
 ENGINES = ("torch", "onnxruntime")
 """What runs the network: torch, or the network exported to ONNX and run by onnxruntime on the CPU."""
 
+PRECISIONS = ("float32", "bfloat16")
+"""Arithmetic of the torch network: float32, or bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX, and GPUs)."""
+
 
 @dataclass(frozen=True)
 class PredictSettings:
@@ -20,7 +23,8 @@ class PredictSettings:
     on); ``postprocess``: largest-component clean-up; ``class_weights``: per-class factors on the
     probabilities before the argmax (background, RV, Myo, LV); ``device``: ``auto``, ``cpu`` or
     ``cuda[:N]``; ``checkpoint``: ``best``, ``last`` or a file name in the run folder; ``engine``: one of
-    :data:`ENGINES` (``onnxruntime`` runs on the CPU whatever ``device`` says).
+    :data:`ENGINES` (``onnxruntime`` runs on the CPU whatever ``device`` says); ``precision``: one of
+    :data:`PRECISIONS` (bfloat16 with the torch engine only).
     """
 
     tta: bool | None = None
@@ -30,10 +34,15 @@ class PredictSettings:
     device: str = "auto"
     checkpoint: str = "best"
     engine: str = "torch"
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise CmrsegError(f"--engine '{self.engine}': expected one of {', '.join(ENGINES)}")
+        if self.precision not in PRECISIONS:
+            raise CmrsegError(f"--precision '{self.precision}': expected one of {', '.join(PRECISIONS)}")
+        if self.precision != "float32" and self.engine != "torch":
+            raise CmrsegError(f"--precision {self.precision} runs with --engine torch; onnxruntime computes in float32")
         if self.tta_scales is not None:
             object.__setattr__(self, "tta_scales", tuple(float(scale) for scale in self.tta_scales))
 

@@ -59,7 +59,7 @@ def flip_average(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.T
 
     All flipped views go through ``forward`` together, ``view_batch`` at a time (few calls instead of one per view)."""
     views = torch.cat([batch.flip(dims) if dims else batch for dims in flips])
-    logits = torch.cat([forward(chunk) for chunk in views.split(view_batch)])
+    logits = torch.cat([forward(chunk).float() for chunk in views.split(view_batch)])
     probs = torch.softmax(logits, dim=1).unflatten(0, (len(flips), len(batch)))
     total = sum(view.flip(dims) if dims else view for view, dims in zip(probs, flips, strict=True))
     return total / len(flips)  # type: ignore[operator]
