@@ -3,7 +3,9 @@
     python benchmarks/acdc_volumes.py [--data ../shared/data/acdc96] [--runs runs/acdc_cv] [--skip-train]
 
 1. Trains (or resumes, or skips when finished) ``cmrseg cv`` of ``configs/acdc.json`` on every slice of the
-   volumes (RUNS/every_slice) and of ``configs/best.json`` on the kept coursework slice of each volume only
+   volumes (RUNS/every_slice), of ``configs/acdc_25d.json`` on every slice with its two neighbours (2.5-D,
+   RUNS/context), of ``configs/acdc.json`` drawing base and apex slices twice as often (RUNS/edge_sampling) and of
+   ``configs/best.json`` on the kept coursework slice of each volume only
    (RUNS/slice_only; those PNGs are named by case, so the folds hold the same patients).
 2. Predicts every held-out volume with its fold's final weights, with and without the config's TTA.
 3. Writes ``benchmarks/results/acdc_volumes.json`` and ``.md`` (per-volume Dice / HD95 for all, ED and ES volumes,
@@ -40,6 +42,11 @@ from cmrseg.volume_inference import volume_mask, volume_probabilities
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FOLDS = 5
+RECIPES = ("every_slice", "context", "edge_sampling", "slice_only")
+EDGE_SAMPLING = {"base": 2.0, "mid": 1.0, "apex": 2.0}
+"""``slice_sampling`` of the edge_sampling recipe: configs/acdc.json drawing base and apex slices twice as often."""
+PIPELINES = {"every_slice": "", "context": "_context"}
+"""Recipes whose full pipeline gets agreement and slice-position tables and EF plots (file name suffix)."""
 REPORTED_INDICES = ("LV_EF_pct", "RV_EF_pct", "LV_EDV_voxels", "LV_ESV_voxels", "RV_EDV_voxels", "RV_ESV_voxels",
                     "Myo_ED_voxels")
 
@@ -59,10 +66,14 @@ def write_kept_slices(data: Path, out: Path) -> Path:
 
 
 def recipes(data: Path, runs: Path) -> dict[str, tuple[ExperimentConfig, Path]]:
-    every = apply_overrides(load_config(ROOT / "configs" / "acdc.json"), {"dataset_info.train_data_path": str(data)})
+    path = {"dataset_info.train_data_path": str(data)}
+    every = apply_overrides(load_config(ROOT / "configs" / "acdc.json"), path)
+    context = apply_overrides(load_config(ROOT / "configs" / "acdc_25d.json"), path)
     kept = write_kept_slices(data, runs.parent / "acdc_kept_slices")
     slices = apply_overrides(load_config(ROOT / "configs" / "best.json"), {"dataset_info.train_data_path": str(kept)})
-    return {"every_slice": (every, runs / "every_slice"), "slice_only": (slices, runs / "slice_only")}
+    edges = apply_overrides(every, {"slice_sampling": EDGE_SAMPLING})
+    return {"every_slice": (every, runs / "every_slice"), "context": (context, runs / "context"),
+            "edge_sampling": (edges, runs / "edge_sampling"), "slice_only": (slices, runs / "slice_only")}
 
 
 def held_out_patients(config: ExperimentConfig, fold: int) -> set[str]:
@@ -70,15 +81,16 @@ def held_out_patients(config: ExperimentConfig, fold: int) -> set[str]:
     return {s.group or s.id.split("_frame")[0] for s in val}
 
 
-def fold_settings(config: ExperimentConfig, fold: int, tta: bool) -> PredictSettings:
-    """The fold's last-epoch weights, with the config's TTA (flips at its zooms) or none."""
-    return PredictSettings(tta=tta, tta_scales=tuple(config.tta_scales) if tta else None,
+def fold_settings(config: ExperimentConfig, fold: int, tta: bool, precision: str = "float32") -> PredictSettings:
+    """The fold's last-epoch weights, with the config's TTA (flips at its zooms) or none, in ``precision``."""
+    return PredictSettings(tta=tta, tta_scales=tuple(config.tta_scales) if tta else None, precision=precision,
                            checkpoint=final_checkpoint(clone_config(config, folds=FOLDS, fold=fold)))
 
 
-def predict_fold(config: ExperimentConfig, cv_dir: Path, fold: int, volumes: list[Volume], tta: bool) -> list[np.ndarray]:
+def predict_fold(config: ExperimentConfig, cv_dir: Path, fold: int, volumes: list[Volume], tta: bool,
+                 precision: str = "float32") -> list[np.ndarray]:
     run_dir = cv_dir / f"fold_{fold}"
-    predictor, _ = load_run(run_dir, fold_settings(config, fold, tta))
+    predictor, _ = load_run(run_dir, fold_settings(config, fold, tta, precision))
     return [volume_probabilities(predictor, volume) for volume in volumes]
 
 
@@ -105,15 +117,19 @@ def kept_slice_scores(volumes: list[Volume], masks: list[np.ndarray]) -> dict[st
     return aggregate(rows)
 
 
-def variants(config: ExperimentConfig, probs_tta: list[np.ndarray], probs_plain: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Label volumes of the pipeline and of the ablations of its parts."""
+def variants(config: ExperimentConfig, probs_tta: list[np.ndarray], probs_plain: list[np.ndarray],
+             probs_bf16: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Label volumes of the pipeline and of the ablations of its parts (and the pipeline in bfloat16, if predicted)."""
     weights = config.postprocess.class_weights
-    return {
+    masks = {
         "TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_tta],
         "TTA + RV x2, no clean-up": [volume_mask(p, False, weights) for p in probs_tta],
         "TTA, plain argmax": [volume_mask(p, False, None) for p in probs_tta],
         "no TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_plain],
     }
+    if probs_bf16:
+        masks["TTA + RV x2 + largest 3D component, bfloat16"] = [volume_mask(p, True, weights) for p in probs_bf16]
+    return masks
 
 
 def summarise(scored: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
@@ -128,14 +144,17 @@ def evaluate_recipe(name: str, config: ExperimentConfig, cv_dir: Path, data: Pat
     volumes: list[Volume] = []
     probs_tta: list[np.ndarray] = []
     probs_plain: list[np.ndarray] = []
+    probs_bf16: list[np.ndarray] = []
     for fold, patients in folds_of.items():
         fold_volumes = [load_volume(c) for c in all_cases if c.patient in patients]
         volumes += fold_volumes
         probs_tta += predict_fold(config, cv_dir, fold, fold_volumes, tta=True)
         probs_plain += predict_fold(config, cv_dir, fold, fold_volumes, tta=False)
+        if name == "every_slice":
+            probs_bf16 += predict_fold(config, cv_dir, fold, fold_volumes, tta=True, precision="bfloat16")
         print(f"{name}: fold {fold} predicted ({len(fold_volumes)} volumes)", file=sys.stderr)
     results, pipeline_indices = {}, ([], [])
-    for label, masks in variants(config, probs_tta, probs_plain).items():
+    for label, masks in variants(config, probs_tta, probs_plain, probs_bf16).items():
         scored = score_volume_masks(volumes, masks)
         results[label] = summarise(scored, kept_slice_scores(volumes, masks))
         if not pipeline_indices[0]:
@@ -159,32 +178,39 @@ def _row(label: str, entry: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _pipeline_tables(name: str, pipeline: dict[str, Any]) -> list[str]:
+    lines = ["", f"Agreement of the {name} pipeline's indices with the true masks' (voxels; spacing unknown):", "",
+             "| index | n | bias | SD | MAE | r |", "|---|---|---|---|---|---|"]
+    for index, s in pipeline["agreement"].items():
+        lines.append(f"| {index} | {s['n']} | {s['bias']:+.2f} | {s['sd']:.2f} | {s['mae']:.2f} | {s['r']:.3f} |")
+    lines += ["", f"Slice Dice by position ({name} pipeline):", "", "| position | slices | RV | Myo | LV | mean |",
+              "|---|---|---|---|---|---|"]
+    for position, entry in pipeline["positions"].items():
+        lines.append(f"| {position} | {entry['n_slices']} | " + " | ".join(f"{entry['dice'][s]:.3f}" for s in
+                                                                           (*STRUCTURES, "mean")) + " |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"acdc96, 5-fold CV by patient (seed 0), 100 volumes; commit {report['commit']}, {report['machine']}, "
              f"{report['date']}", "",
              "| recipe / prediction | Dice RV | Myo | LV | mean | ED mean | ES mean | HD95 vox | LV EF bias / SD / r "
              "| RV EF bias / SD / r | kept-slice Dice |",
              "|" + "---|" * 12]
-    present = [recipe for recipe in ("every_slice", "slice_only") if recipe in report]
+    present = [recipe for recipe in RECIPES if recipe in report]
     for recipe in present:
         for label, entry in report[recipe].items():
             if isinstance(entry, dict):
                 lines.append(_row(f"{recipe}: {label}", entry))
-    pipeline = report["every_slice"]["TTA + RV x2 + largest 3D component"]
-    lines += ["", "Agreement of the every-slice pipeline's indices with the true masks' (voxels; spacing unknown):", "",
-              "| index | n | bias | SD | MAE | r |", "|---|---|---|---|---|---|"]
-    for name, s in pipeline["agreement"].items():
-        lines.append(f"| {name} | {s['n']} | {s['bias']:+.2f} | {s['sd']:.2f} | {s['mae']:.2f} | {s['r']:.3f} |")
-    lines += ["", "Slice Dice by position (every-slice pipeline):", "", "| position | slices | RV | Myo | LV | mean |",
-              "|---|---|---|---|---|---|"]
-    for position, entry in pipeline["positions"].items():
-        lines.append(f"| {position} | {entry['n_slices']} | " + " | ".join(f"{entry['dice'][s]:.3f}" for s in
-                                                                           (*STRUCTURES, "mean")) + " |")
-    speed = report["seconds_per_volume"]
+    for name in PIPELINES:
+        if name in report:
+            lines += _pipeline_tables(name, report[name]["TTA + RV x2 + largest 3D component"])
     minutes = "; ".join(f"{recipe} {report[recipe]['train_minutes_per_fold']}" for recipe in present)
-    lines += ["", f"Training minutes per fold (wall time as measured, two folds shared the two cores): {minutes}.",
-              f"One {speed['slices']}-slice volume, predicted and post-processed on {speed['threads']} threads: "
-              f"{speed['no_tta']:.3f} s without TTA, {speed['tta']:.2f} s with the recipe's TTA."]
+    lines += ["", f"Training minutes per fold (wall time as measured; folds trained two at a time share the two cores): "
+              f"{minutes}."]
+    for name, speed in report["seconds_per_volume"].items():
+        lines.append(f"One {speed['slices']}-slice volume, {name} model, predicted and post-processed on {speed['threads']} "
+                     f"threads: {speed['no_tta']:.3f} s without TTA, {speed['tta']:.2f} s with the recipe's TTA.")
     return "\n".join(lines) + "\n"
 
 
@@ -197,7 +223,7 @@ def main() -> None:
                         help="evaluate only these folds (a quick check; the report needs all five)")
     parser.add_argument("--reuse", action="store_true",
                         help="take a recipe's scores from RUNS/<recipe>/volume_eval.json when an earlier run left them")
-    parser.add_argument("--recipes", nargs="+", choices=("every_slice", "slice_only"), default=["every_slice", "slice_only"],
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES),
                         help="evaluate only these recipes (a quick check)")
     args = parser.parse_args()
     data, runs = Path(args.data), Path(args.runs)
@@ -208,9 +234,10 @@ def main() -> None:
             cross_validate(config, FOLDS, cv_dir, progress=False)
     every_config = every_recipe["every_slice"][0]
     folds_of = {k: held_out_patients(every_config, k) for k in args.folds}
-    assert folds_of == {k: held_out_patients(every_recipe["slice_only"][0], k) for k in args.folds}, "folds must match"
+    for config, _ in every_recipe.values():
+        assert folds_of == {k: held_out_patients(config, k) for k in args.folds}, "folds must match"
     torch.set_num_threads(2)
-    partial = len(args.folds) < FOLDS or len(args.recipes) < 2
+    partial = len(args.folds) < FOLDS
     suffix = "_partial_" + "_".join([*args.recipes, *map(str, args.folds)]) if partial else ""
     report: dict[str, Any] = run_metadata(ROOT)
     for name, (config, cv_dir) in chosen.items():
@@ -220,13 +247,15 @@ def main() -> None:
             continue
         report[name], indices = evaluate_recipe(name, config, cv_dir, data, folds_of)
         cached.write_text(json.dumps(report[name], default=float))
-        if name == "every_slice":
-            plot_agreement(*indices, RESULTS / f"acdc_agreement_scatter{suffix}.png",
-                           RESULTS / f"acdc_agreement_bland_altman{suffix}.png")
+        if name in PIPELINES:
+            plot_agreement(*indices, RESULTS / f"acdc_agreement_scatter{PIPELINES[name]}{suffix}.png",
+                           RESULTS / f"acdc_agreement_bland_altman{PIPELINES[name]}{suffix}.png")
     ten = next(load_volume(c) for c in list_cases(data) if load_volume(c).n_slices == 10)
-    report["seconds_per_volume"] = {"slices": ten.n_slices, "threads": 2,
-                                    "no_tta": seconds_per_volume(every_config, every_recipe["every_slice"][1], ten, tta=False),
-                                    "tta": seconds_per_volume(every_config, every_recipe["every_slice"][1], ten, tta=True)}
+    report["seconds_per_volume"] = {
+        name: {"slices": ten.n_slices, "threads": 2,
+               "no_tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, tta=False),
+               "tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, tta=True)}
+        for name in PIPELINES if name in chosen}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"acdc_volumes{suffix}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     (RESULTS / f"acdc_volumes{suffix}.md").write_text(markdown(report))

@@ -6,7 +6,8 @@ them), per-image normalisation, on ``--threads`` CPU threads for both engines. E
 ``--data``, best of ``--repeats`` passes after a warm-up, without TTA, with flip TTA and with the
 recipe's zoom TTA (flips at zooms 0.9/1.0/1.1), at batch 1 and batch 8. ``torch, one view per call``
 is the predictor before #14 (each flip and zoom a separate forward call); ``torch`` batches all views
-of a batch into calls of ``view_batch`` images. First-call latency: building the network (torch) or
+of a batch into calls of ``view_batch`` images; ``torch bfloat16`` is that predictor with ``--precision bfloat16``.
+First-call latency: building the network (torch) or
 the session from the ``.onnx`` file (onnxruntime) plus predicting one slice.
 
     PYTHONPATH=src .venv/bin/python benchmarks/onnx_speed.py --data ../shared/data/cmr96/test --threads 2 [--images 32] [--repeats 2]
@@ -77,6 +78,7 @@ def main() -> None:
 
     engines = {"torch, one view per call": lambda b: dataclasses.replace(torch_base, batch_size=b, view_batch=b),
                "torch": lambda b: dataclasses.replace(torch_base, batch_size=b),
+               "torch bfloat16": lambda b: dataclasses.replace(torch_base, batch_size=b, precision="bfloat16"),
                "onnxruntime": lambda b: dataclasses.replace(onnx_base, batch_size=b)}
     rows = []
     for mode, (tta, scales) in TTA_MODES.items():
@@ -89,11 +91,13 @@ def main() -> None:
     names = list(engines)
     print(f"\n{info.name} depths={info.depths} features={info.features} input_scale={info.input_scale}, "
           f"{args.threads} threads, {len(images)} slices of {images[0].shape[0]}x{images[0].shape[1]}, best of {args.repeats}\n")
-    print("| TTA | batch | " + " | ".join(f"{n} slices/s" for n in names) + " | onnxruntime / torch one view | onnxruntime / torch |")
-    print("|---|---|" + "---|" * (len(names) + 2))
+    print("| TTA | batch | " + " | ".join(f"{n} slices/s" for n in names)
+          + " | onnxruntime / torch one view | onnxruntime / torch | torch bfloat16 / torch |")
+    print("|---|---|" + "---|" * (len(names) + 3))
     for mode, batch, speeds in rows:
         print(f"| {mode} | {batch} | " + " | ".join(f"{speeds[n]:.1f}" for n in names)
-              + f" | {speeds['onnxruntime'] / speeds[names[0]]:.1f}x | {speeds['onnxruntime'] / speeds['torch']:.1f}x |")
+              + f" | {speeds['onnxruntime'] / speeds[names[0]]:.1f}x | {speeds['onnxruntime'] / speeds['torch']:.1f}x"
+              + f" | {speeds['torch bfloat16'] / speeds['torch']:.1f}x |")
     print(f"\nfirst call (build + 1 slice): torch {torch_first * 1000:.0f} ms; onnxruntime session from the .onnx file "
           f"{onnx_first * 1000:.0f} ms; torch.onnx.export of the model {export_seconds:.1f} s")
     print("wrote", write_results(Path(__file__).resolve().parent / "results" / "onnx_speed.json", {
