@@ -34,7 +34,10 @@ def segment(model_path: str, image_path: str, mask_path: str) -> None:
     if metadata.get("cmrseg_format") != "cmrseg-model":
         sys.exit(f"{model_path}: not a cmrseg ONNX export (no cmrseg metadata)")
     normalization = json.loads(metadata["cmrseg_normalization"])
-    weights = json.loads(metadata.get("cmrseg_prediction") or "{}").get("class_weights")
+    prediction = json.loads(metadata.get("cmrseg_prediction") or "{}")
+    if prediction.get("context_slices"):
+        sys.exit(f"{model_path}: a 2.5-D model (each slice with its neighbours); it segments volumes, not one PNG")
+    weights = prediction.get("class_weights")
     image = np.asarray(Image.open(image_path).convert("L"))
     batch = normalize(image, normalization)[None, None].astype(np.float32)
     scores = session.run(None, {session.get_inputs()[0].name: batch})[0][0]

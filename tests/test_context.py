@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -22,7 +24,7 @@ from cmrseg.inference import PredictSettings, load_run
 from cmrseg.models import build_model
 from cmrseg.volume_inference import volume_probabilities
 
-from conftest import tiny_config_dict
+from conftest import REPO_ROOT, tiny_config_dict
 
 CONTEXT_MODEL = {"name": "UNet", "depths": 2, "features": 8, "context_slices": 1}
 
@@ -131,6 +133,10 @@ def test_onnx_export_of_a_context_model_matches_torch(context_run: Path, volumes
     volume = load_volume(list_cases(volumes_dir)[1])
     np.testing.assert_allclose(volume_probabilities(onnx_predictor, volume), volume_probabilities(torch_predictor, volume),
                                rtol=0, atol=1e-4)
+    png = write_synthetic_dataset(tmp_path / "png", count=1, size=48) / "image" / "synth1.png"
+    example = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "onnx_predict.py"), str(out), str(png),
+                              str(tmp_path / "mask.png")], capture_output=True, text=True, check=False)
+    assert example.returncode != 0 and "a 2.5-D model" in example.stderr and not (tmp_path / "mask.png").exists()
 
 
 def test_ensemble_members_must_share_their_context(context_run: Path, volumes_dir: Path, tmp_path: Path,
