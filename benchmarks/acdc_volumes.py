@@ -196,7 +196,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"{report['date']}", "",
              "| recipe / prediction | Dice RV | Myo | LV | mean | ED mean | ES mean | HD95 vox | LV EF bias / SD / r "
              "| RV EF bias / SD / r | kept-slice Dice |",
-             "|" + "---|" * 12]
+             "|" + "---|" * 11]
     present = [recipe for recipe in RECIPES if recipe in report]
     for recipe in present:
         for label, entry in report[recipe].items():
