@@ -145,6 +145,9 @@ def test_ensemble_members_must_share_their_context(context_run: Path, volumes_di
 
     flat = tmp_path / "flat"
     train(config_from_dict(tiny_config_dict(volumes_dir, epochs=1)), flat, progress=False)
+    flat_predictor, _ = load_run(flat)
+    with pytest.raises(CmrsegError, match="this model takes single slices, not a stack of 3 slices"):
+        flat_predictor.predict_proba([context_stack(load_volume(list_cases(volumes_dir)[0]).image, 1, 1)])
     capsys.readouterr()
     assert main(["ensemble", str(context_run), str(flat), "--out", str(tmp_path / "ens")]) == 2
     assert "must share model_info.context_slices" in capsys.readouterr().err

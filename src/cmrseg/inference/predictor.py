@@ -84,9 +84,10 @@ class ModelPredictor:
         expected = 2 * self.context_slices + 1
         if (image.shape[2] if image.ndim == 3 else 1) != expected:
             what = "a single slice" if image.ndim == 2 else f"a stack of {image.shape[2]} slices"
-            raise CmrsegError(f"this model is 2.5-D (context_slices {self.context_slices}): it takes NIfTI volumes, "
-                              f"which give each slice its neighbours, not {what}" if self.context_slices else
-                              f"this model takes single slices, not {what}")
+            if self.context_slices:
+                raise CmrsegError(f"this model is 2.5-D (context_slices {self.context_slices}): it takes NIfTI "
+                                  f"volumes, which give each slice its neighbours, not {what}")
+            raise CmrsegError(f"this model takes single slices, not {what}")
         return channels_first(image)
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
