@@ -48,8 +48,7 @@ def score_samples(
     predictor, resolved = load_run(run_dir, settings)
     preds = predict_masks(predictor, [s.image for s in samples], bool(resolved.postprocess), resolved.class_weights)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
-    summary.update({"tta": resolved.tta, "tta_scales": list(resolved.tta_scales or (1.0,)),
-                    "postprocess": resolved.postprocess, "class_weights": resolved.class_weights})
+    summary.update(resolved.summary())
     return summary, preds
 
 

@@ -171,8 +171,7 @@ def evaluate_run_on_volumes(
     with ``settings`` (default: the run's own)."""
     volumes, masks, resolved = predict_run_volumes(run_dir, data_dir, settings, progress)
     result = score_volume_masks(volumes, masks)
-    result.update({"tta": resolved.tta, "tta_scales": list(resolved.tta_scales or (1.0,)),
-                   "postprocess": resolved.postprocess, "class_weights": resolved.class_weights})
+    result.update(resolved.summary())
     return result
 
 

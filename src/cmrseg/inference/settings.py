@@ -51,6 +51,11 @@ class PredictSettings:
         return self.with_defaults(config.tta, config.tta_scales, config.postprocess.largest_component,
                                   config.postprocess.class_weights)
 
+    def summary(self) -> dict[str, object]:
+        """The TTA and clean-up these (resolved) settings predict with, as a scores summary records them."""
+        return {"tta": self.tta, "tta_scales": list(self.tta_scales or (1.0,)), "postprocess": self.postprocess,
+                "class_weights": self.class_weights}
+
     def with_defaults(self, tta: bool, tta_scales: Sequence[float], postprocess: bool,
                       class_weights: list[float] | None) -> PredictSettings:
         """These settings with every None field filled from the given defaults (a run config's, or an ONNX
