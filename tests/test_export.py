@@ -225,6 +225,23 @@ def test_bad_exports_fail_with_one_line(model_runs: dict, synth_dir: Path, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_onnx_with_broken_prediction_metadata_fails_with_one_line(model_runs: dict, synth_dir: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import onnx
+
+    model = onnx.load(str(export_run(model_runs["unet"], tmp_path / "good.onnx", fmt="onnx")))
+    for prop in model.metadata_props:
+        if prop.key == "cmrseg_prediction":
+            prop.value = "{not json"
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    for argv in (["evaluate", "--run", str(broken), "--engine", "onnxruntime", "--data", str(synth_dir)],
+                 ["predict", "--run", str(broken), "--engine", "onnxruntime", "--images", str(synth_dir),
+                  "--out", str(tmp_path / "out")]):
+        _expect_one_line_error(capsys, argv, "broken.onnx: broken cmrseg metadata (JSONDecodeError")
+    assert not (tmp_path / "out").exists()
+
+
 def test_foreign_onnx_fails_with_one_line(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import onnx
     from onnx import TensorProto, helper

@@ -76,21 +76,37 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return props
 
 
+def _broken(path: str | Path, err: Exception) -> CmrsegError:
+    return CmrsegError(f"{path}: broken cmrseg metadata ({type(err).__name__}: {err})")
+
+
+def prediction_metadata(path: str | Path, props: dict[str, str] | None = None) -> dict[str, Any]:
+    """The export's ``prediction`` metadata (the run's TTA, clean-up and ``context_slices``), checked."""
+    props = read_metadata(path) if props is None else props
+    try:
+        defaults = json.loads(props.get("prediction") or "{}")
+    except ValueError as err:
+        raise _broken(path, err) from None
+    if not isinstance(defaults, dict):
+        raise _broken(path, TypeError("'prediction' is not an object"))
+    return defaults
+
+
 def load_onnx(path: str | Path, settings: PredictSettings | None = None,
               threads: int | None = None) -> tuple[ModelPredictor, PredictSettings]:
     """A predictor and ``settings`` resolved against a cmrseg ``.onnx`` export's metadata (normalisation,
     TTA and clean-up defaults), as :func:`cmrseg.inference.load_run` returns them for a run folder."""
     props = read_metadata(path)
+    defaults = prediction_metadata(path, props)
     try:
         normalization = Normalization.from_dict(json.loads(props["normalization"]))
-        defaults = json.loads(props.get("prediction") or "{}")
         min_size = int(props.get("min_size", "1"))
         resolved = (settings or PredictSettings(engine="onnxruntime")).with_defaults(
             bool(defaults.get("tta", False)), defaults.get("tta_scales") or [1.0], bool(defaults.get("postprocess", False)),
             defaults.get("class_weights"))
         context = int(defaults.get("context_slices", 0))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise CmrsegError(f"{path}: broken cmrseg metadata ({type(err).__name__}: {err})") from None
+        raise _broken(path, err) from None
     predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
                                tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context)
     return predictor, resolved

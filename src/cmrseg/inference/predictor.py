@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,9 +144,13 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
 def run_context_slices(run_dir: str | Path) -> int:
     """``model_info.context_slices`` of a run folder, export zip or ``.onnx`` export (0 for a 2D model)."""
     if Path(run_dir).suffix.lower() == ".onnx":
-        from cmrseg.onnx_engine import read_metadata
+        from cmrseg.onnx_engine import prediction_metadata
 
-        return int(json.loads(read_metadata(run_dir).get("prediction") or "{}").get("context_slices", 0))
+        context = prediction_metadata(run_dir).get("context_slices", 0)
+        try:
+            return int(context)
+        except (TypeError, ValueError):
+            raise CmrsegError(f"{run_dir}: broken cmrseg metadata (context_slices {context!r} is not an integer)") from None
     return runs.read_run_config(runs.require_run_dir(run_dir)).model_info.context_slices
 
 
