@@ -1,0 +1,106 @@
+"""Issue #11: where the every-slice recipe's RV end-systolic error comes from, and whether an RV factor fixes it.
+
+Predicts every held-out volume of ``RUNS/every_slice`` (the folds of ``benchmarks/acdc_volumes.py``) with the config's
+TTA and the last-epoch weights, then, with a plain argmax (no factor, no clean-up):
+
+- per phase and slice position (thirds, base first): slices without a true RV, and how many get one predicted;
+- ES slices with a predicted but no true RV: how many hold LV and Myo in the truth, their mean predicted RV area and
+  RV probability, against the mean RV probability where the RV is true;
+- the predicted-minus-true RV voxels per ES volume, summed over slices without and with a true RV;
+
+and, with the largest 3D component, per-volume Dice and the RV and LV EF bias / SD for RV probability factors.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/study/acdc_rv_errors.py [--data ../shared/data/acdc96] [--runs runs/acdc_cv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from acdc_volumes import held_out_patients, predict_fold, recipes  # noqa: E402
+
+from cmrseg.data.volumes import POSITIONS, list_cases, load_volume, slice_positions  # noqa: E402
+from cmrseg.metrics import dice_score  # noqa: E402
+from cmrseg.volume_inference import volume_mask  # noqa: E402
+
+RV, MYO, LV = 1, 2, 3
+FACTORS = (0.5, 0.7, 1.0, 1.5, 2.0)
+
+
+def ejection_fraction(ed: int, es: int) -> float:
+    return 100.0 * (ed - es) / ed
+
+
+def slice_table(items: list[tuple]) -> None:
+    print("| phase | position | slices | without true RV | of those with RV predicted |\n|---|---|---|---|---|")
+    for phase in ("ED", "ES"):
+        for position in POSITIONS:
+            rows = [(t, p) for ph, pos, t, p in items if ph == phase and pos == position]
+            empty = [p for t, p in rows if t == 0]
+            print(f"| {phase} | {position} | {len(rows)} | {len(empty)} | {sum(p > 0 for p in empty)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/acdc96")
+    parser.add_argument("--runs", default="runs/acdc_cv")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    config, cv_dir = recipes(Path(args.data), Path(args.runs))["every_slice"]
+    cases = list_cases(args.data)
+    volumes, probs = [], []
+    for fold in range(5):
+        patients = held_out_patients(config, fold)
+        fold_volumes = [load_volume(c) for c in cases if c.patient in patients]
+        volumes += fold_volumes
+        probs += predict_fold(config, cv_dir, fold, fold_volumes, tta=True)
+
+    items, wrong, true_confidence = [], [], []
+    es_error = {"without": [], "with": []}
+    for volume, p in zip(volumes, probs, strict=True):
+        truth, pred = volume.label, volume_mask(p, False, None)
+        true_area, pred_area = (truth == RV).sum((0, 1)), (pred == RV).sum((0, 1))
+        for z, position in enumerate(slice_positions(volume.n_slices)):
+            items.append((volume.phase, position, true_area[z], pred_area[z]))
+            rv_pixels = pred[:, :, z] == RV
+            if true_area[z] > 0 and pred_area[z] > 0:
+                true_confidence.append(p[RV][:, :, z][rv_pixels].mean())
+            if volume.phase == "ES" and true_area[z] == 0 and pred_area[z] > 0:
+                holds = bool((truth[:, :, z] == LV).any() and (truth[:, :, z] == MYO).any())
+                wrong.append((holds, pred_area[z], p[RV][:, :, z][rv_pixels].mean()))
+        if volume.phase == "ES":
+            error = pred_area.astype(int) - true_area.astype(int)
+            es_error["without"].append(error[true_area == 0].sum())
+            es_error["with"].append(error[true_area > 0].sum())
+    slice_table(items)
+    print(f"\nES slices with RV predicted but none true: {len(wrong)}; holding LV and Myo in the truth: "
+          f"{sum(h for h, _, _ in wrong)}; mean predicted RV area {np.mean([a for _, a, _ in wrong]):.0f} pixels, "
+          f"mean RV probability {np.mean([c for _, _, c in wrong]):.2f} (where the RV is true: {np.mean(true_confidence):.2f})")
+    print(f"predicted - true RV voxels per ES volume: {np.mean(es_error['without']):+.0f} on slices without a true RV, "
+          f"{np.mean(es_error['with']):+.0f} on slices with one\n")
+
+    print("| RV factor | Dice RV | Myo | LV | mean | RV EF bias / SD | LV EF bias / SD |\n|---|---|---|---|---|---|---|")
+    for factor in FACTORS:
+        weights = [1.0, factor, 1.0, 1.0]
+        dice, counts = [], {}
+        for volume, p in zip(volumes, probs, strict=True):
+            mask = volume_mask(p, True, weights)
+            dice.append([dice_score(mask, volume.label, label) for label in (RV, MYO, LV)])
+            counts.setdefault(volume.patient, {})[volume.phase] = [(m == label).sum() for m in (mask, volume.label)
+                                                                   for label in (RV, LV)]
+        rv = [ejection_fraction(c["ED"][0], c["ES"][0]) - ejection_fraction(c["ED"][2], c["ES"][2]) for c in counts.values()]
+        lv = [ejection_fraction(c["ED"][1], c["ES"][1]) - ejection_fraction(c["ED"][3], c["ES"][3]) for c in counts.values()]
+        means = np.mean(dice, axis=0)
+        print(f"| x{factor} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {means.mean():.3f} | "
+              f"{np.mean(rv):+.1f} / {np.std(rv, ddof=1):.1f} | {np.mean(lv):+.2f} / {np.std(lv, ddof=1):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
