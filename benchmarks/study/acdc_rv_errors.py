@@ -1,6 +1,6 @@
 """Issue #11: where the every-slice recipe's RV end-systolic error comes from, and whether an RV factor fixes it.
 
-Predicts every held-out volume of ``RUNS/every_slice`` (the folds of ``benchmarks/acdc_volumes.py``) with the config's
+Predicts every held-out volume of ``RUNS/every_slice`` (the folds that ``benchmarks/acdc_volumes.py`` trains) with the config's
 TTA and the last-epoch weights, then, with a plain argmax (no factor, no clean-up):
 
 - per phase and slice position (thirds, base first): slices without a true RV, and how many get one predicted;
@@ -16,26 +16,41 @@ and, with the largest 3D component, per-volume Dice and the RV and LV EF bias / 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cmrseg.config import ExperimentConfig, apply_overrides, load_config
+from cmrseg.crossval import final_checkpoint
+from cmrseg.data.volumes import POSITIONS, Volume, slice_positions
+from cmrseg.inference import PredictSettings, load_run
+from cmrseg.metrics import dice_score
+from cmrseg.training import clone_config
+from cmrseg.volume_evaluation import config_validation_volumes
+from cmrseg.volume_inference import volume_mask, volume_probabilities
 
-from acdc_volumes import held_out_patients, predict_fold, recipes  # noqa: E402
-
-from cmrseg.data.volumes import POSITIONS, list_cases, load_volume, slice_positions  # noqa: E402
-from cmrseg.metrics import dice_score  # noqa: E402
-from cmrseg.volume_inference import volume_mask  # noqa: E402
-
+ROOT = Path(__file__).resolve().parent.parent.parent
+FOLDS = 5
 RV, MYO, LV = 1, 2, 3
 FACTORS = (0.5, 0.7, 1.0, 1.5, 2.0)
 
 
 def ejection_fraction(ed: int, es: int) -> float:
     return 100.0 * (ed - es) / ed
+
+
+def held_out_probabilities(config: ExperimentConfig, cv_dir: Path) -> tuple[list[Volume], list[np.ndarray]]:
+    """Every fold's held-out volumes and their TTA probabilities from that fold's last-epoch weights."""
+    volumes, probs = [], []
+    for fold in range(FOLDS):
+        fold_config = clone_config(config, folds=FOLDS, fold=fold)
+        settings = PredictSettings(tta=True, tta_scales=tuple(config.tta_scales), checkpoint=final_checkpoint(fold_config))
+        predictor, _ = load_run(cv_dir / f"fold_{fold}", settings)
+        fold_volumes = config_validation_volumes(fold_config)
+        volumes += fold_volumes
+        probs += [volume_probabilities(predictor, volume) for volume in fold_volumes]
+    return volumes, probs
 
 
 def slice_table(items: list[tuple]) -> None:
@@ -53,14 +68,8 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/acdc_cv")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config, cv_dir = recipes(Path(args.data), Path(args.runs))["every_slice"]
-    cases = list_cases(args.data)
-    volumes, probs = [], []
-    for fold in range(5):
-        patients = held_out_patients(config, fold)
-        fold_volumes = [load_volume(c) for c in cases if c.patient in patients]
-        volumes += fold_volumes
-        probs += predict_fold(config, cv_dir, fold, fold_volumes, tta=True)
+    config = apply_overrides(load_config(ROOT / "configs" / "acdc.json"), {"dataset_info.train_data_path": args.data})
+    volumes, probs = held_out_probabilities(config, Path(args.runs) / "every_slice")
 
     items, wrong, true_confidence = [], [], []
     es_error = {"without": [], "with": []}
