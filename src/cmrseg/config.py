@@ -62,19 +62,30 @@ class ModelInfo(_Strict):
     context_slices: int = Field(
         0, ge=0, le=2, description="2.5-D: also feed this many neighbouring slices on each side (NIfTI volumes only)"
     )
+    conditions: list[Literal["phase", "position"]] = Field(
+        default_factory=list,
+        description="also feed the cardiac phase and/or the slice position as constant planes (NIfTI volumes only)",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the builder")
 
     @model_validator(mode="after")
     def _context_is_the_input(self) -> ModelInfo:
-        if self.context_slices and self.input_channels != 1:
-            raise ValueError("model_info.input_channels must stay 1 with context_slices (the network then takes "
-                             f"{2 * self.context_slices + 1} slices)")
+        if (self.context_slices or self.conditions) and self.input_channels != 1:
+            raise ValueError("model_info.input_channels must stay 1 with context_slices or conditions (the network then "
+                             f"takes {self.network_channels} channels)")
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"model_info.conditions names one twice: {self.conditions}")
         return self
 
     @property
-    def network_channels(self) -> int:
-        """Channels the network takes: the slice and its ``context_slices`` neighbours each side, or ``input_channels``."""
+    def image_channels(self) -> int:
+        """Image channels: the slice and its ``context_slices`` neighbours each side, or ``input_channels``."""
         return 2 * self.context_slices + 1 if self.context_slices else self.input_channels
+
+    @property
+    def network_channels(self) -> int:
+        """Channels the network takes: the image channels, then one constant plane per condition."""
+        return self.image_channels + len(self.conditions)
 
 
 class OptimizerInfo(_Strict):

@@ -36,8 +36,13 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
 
 
 def member_context(run_dirs: list[Path]) -> int:
-    """The ``context_slices`` all member runs share (the ensemble feeds them one input); one-line error otherwise."""
-    contexts = {str(run): runs.read_run_config(runs.require_run_dir(run)).model_info.context_slices for run in run_dirs}
+    """The ``context_slices`` all member runs share (the ensemble feeds them one input); one-line error otherwise,
+    and for a member conditioned on phase or position (its planes would pass through the members' normalisation)."""
+    infos = {str(run): runs.read_run_config(runs.require_run_dir(run)).model_info for run in run_dirs}
+    conditioned = [run for run, info in infos.items() if info.conditions]
+    if conditioned:
+        raise CmrsegError(f"{conditioned[0]}: a model with model_info.conditions cannot be an ensemble member")
+    contexts = {run: info.context_slices for run, info in infos.items()}
     if len(set(contexts.values())) > 1:
         listed = ", ".join(f"{run}: {k}" for run, k in contexts.items())
         raise CmrsegError(f"ensemble members must share model_info.context_slices, got {listed}")

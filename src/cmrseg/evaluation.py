@@ -11,8 +11,8 @@ import numpy as np
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.reader import Sample, load_folder, load_mask_folder
 from cmrseg.errors import CmrsegError
-from cmrseg.inference import PredictSettings, load_run, predict_masks
-from cmrseg.inference.predictor import run_context_slices
+from cmrseg.inference import PredictSettings, load_run
+from cmrseg.inference.predictor import predict_sample_masks, run_context_slices
 from cmrseg.metrics import summarize
 from cmrseg.outputs import check_output_file
 from cmrseg.submission import decode_submission
@@ -46,7 +46,7 @@ def score_samples(
     clean-up settings used) and the predicted masks, for callers that also show them.
     ``settings`` (default: the run's own) say how to predict; their None fields take the run's values."""
     predictor, resolved = load_run(run_dir, settings)
-    preds = predict_masks(predictor, [s.image for s in samples], bool(resolved.postprocess), resolved.class_weights)
+    preds = predict_sample_masks(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
     summary.update(resolved.summary())
     return summary, preds

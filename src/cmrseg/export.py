@@ -101,7 +101,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
         if fmt == "onnx":
             metadata = onnx_metadata(predictor.normalization.to_dict(), prediction_defaults(config), card,
                                      runs.read_training_data(source))
-            tmp.write_bytes(onnx_bytes(predictor.model, metadata, 2 * predictor.context_slices + 1))
+            tmp.write_bytes(onnx_bytes(predictor.model, metadata, predictor.network_channels))
         else:
             _write_zip(tmp, source, checkpoint, prediction_defaults(config), card)
     return out
@@ -111,7 +111,7 @@ def prediction_defaults(config: ExperimentConfig) -> dict[str, Any]:
     """The run's own TTA and clean-up settings, which an export's reader resolves its options against."""
     return {"tta": config.tta, "tta_scales": list(config.tta_scales),
             "postprocess": config.postprocess.largest_component, "class_weights": config.postprocess.class_weights,
-            "context_slices": config.model_info.context_slices}
+            "context_slices": config.model_info.context_slices, "conditions": list(config.model_info.conditions)}
 
 
 def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, Any], card: dict[str, Any]) -> None:

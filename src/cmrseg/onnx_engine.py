@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cmrseg.data.conditions import CONDITIONS
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.export import META_PREFIX, check_format_version, minimum_size, onnx_bytes, onnx_metadata, require
@@ -52,7 +53,7 @@ def make_session(source: bytes | str | Path, threads: int | None = None) -> Any:
 
 def onnx_predictor_from_torch(predictor: ModelPredictor, threads: int | None = None) -> ModelPredictor:
     """``predictor`` with its network exported to ONNX (in memory) and run by onnxruntime on the CPU."""
-    data = onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}), 2 * predictor.context_slices + 1)
+    data = onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}), predictor.network_channels)
     network = OnnxNetwork(make_session(data, threads), minimum_size(predictor.model))
     return dataclasses.replace(predictor, model=network, device=torch.device("cpu"))
 
@@ -105,11 +106,20 @@ def load_onnx(path: str | Path, settings: PredictSettings | None = None,
             bool(defaults.get("tta", False)), defaults.get("tta_scales") or [1.0], bool(defaults.get("postprocess", False)),
             defaults.get("class_weights"))
         context = int(defaults.get("context_slices", 0))
+        conditions = _conditions(defaults.get("conditions", []))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise _broken(path, err) from None
     predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
-                               tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context)
+                               tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context,
+                               conditions=conditions)
     return predictor, resolved
+
+
+def _conditions(names: Any) -> tuple[str, ...]:
+    """The ``conditions`` of the prediction metadata, checked (ValueError otherwise)."""
+    if not isinstance(names, list) or any(name not in CONDITIONS for name in names):
+        raise ValueError(f"'conditions' must be a list of {', '.join(CONDITIONS)}, got {names!r}")
+    return tuple(names)
 
 
 def training_data(path: str | Path) -> dict[str, Any]:

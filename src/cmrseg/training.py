@@ -62,8 +62,10 @@ class Trainer:
         self.data_description = runs.describe_training_data(data.train)
         self.has_val = bool(data.val)
         self.normalization = Normalization.fit([s.slice_image for s in data.train], config.normalization)
-        self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed)
-        self.val_set = SegmentationDataset(data.val, self.normalization) if data.val else None
+        conditions = config.model_info.conditions
+        self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed,
+                                             conditions)
+        self.val_set = SegmentationDataset(data.val, self.normalization, conditions=conditions) if data.val else None
         self.sample_weights = (position_weights(data.train, config.slice_sampling) * (config.n_aug + 1)
                                if config.slice_sampling else None)
         seed_everything(config.seed)

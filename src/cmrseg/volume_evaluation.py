@@ -21,7 +21,7 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor
-from cmrseg.volume_inference import volume_mask, volume_probabilities
+from cmrseg.volume_inference import require_conditions, volume_mask, volume_probabilities
 from cmrseg.volume_metrics import POSITIONS, evaluate_volume, summarize_volumes
 
 
@@ -53,6 +53,8 @@ def predict_volume_masks(
 ) -> list[np.ndarray]:
     """Predicted label volumes of ``volumes`` (see :mod:`cmrseg.volume_inference`)."""
     from tqdm.auto import tqdm
+
+    require_conditions(predictor, [(volume.phase, volume.path) for volume in volumes])
 
     return [volume_mask(volume_probabilities(predictor, volume, target_spacing), postprocess, class_weights)
             for volume in tqdm(volumes, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True)]

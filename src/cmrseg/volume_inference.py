@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from cmrseg import runs
+from cmrseg.data.conditions import condition_values
 from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, context_stack, list_cases, load_volume, spacing_text,
                                  write_label_volume)
 from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
@@ -60,18 +61,29 @@ def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None) -> np.ndarray:
     """Class probabilities ``C x H x W x Z`` of every slice of ``volume``, resampled as the module doc says;
-    a 2.5-D predictor gets each slice with its neighbours (:func:`cmrseg.data.volumes.context_stack`)."""
+    a 2.5-D predictor gets each slice with its neighbours (:func:`cmrseg.data.volumes.context_stack`), a
+    conditioned one each slice's phase and position (:meth:`~cmrseg.data.volumes.Volume.conditions`)."""
     context = getattr(predictor, "context_slices", 0)
+    names = getattr(predictor, "conditions", ())
+    values = [volume.conditions(names, z) for z in range(volume.n_slices)] if names else None
     slices = [context_stack(volume.image, z, context) for z in range(volume.n_slices)]
     factors = resample_factors(volume.spacing, target_spacing)
     height, width = slices[0].shape[:2]
     if factors is not None:
         size = (max(1, round(height * factors[0])), max(1, round(width * factors[1])))
         slices = [_resize(image, size) for image in slices]
-    probs = predictor.predict_proba(slices)
+    probs = predictor.predict_proba(slices, values)
     if factors is not None:
         probs = [_resize(np.ascontiguousarray(p.transpose(1, 2, 0)), (height, width)).transpose(2, 0, 1) for p in probs]
     return np.stack(probs, axis=-1)
+
+
+def require_conditions(predictor: Predictor, phases: Iterable[tuple[str | None, Path]]) -> None:
+    """Refuse, before anything is predicted, a volume (``(phase, file)``) whose phase a conditioned predictor
+    needs and nobody knows (:mod:`cmrseg.data.conditions`)."""
+    names = getattr(predictor, "conditions", ())
+    for phase, path in phases if names else ():
+        condition_values(names, phase, 0, 1, str(path))
 
 
 def volume_mask(probs: np.ndarray, postprocess: bool, class_weights: Sequence[float] | None = None) -> np.ndarray:
@@ -144,6 +156,7 @@ def predict_volume_folder(
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir],
                      files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
+    require_conditions(predictor, [(case.phase, case.image_path) for case in cases])
     target = training_spacing(run_dir)
     out_dir = Path(out_dir)
     volumes, phases = [], []

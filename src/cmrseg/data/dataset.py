@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cmrseg.config import ExperimentConfig, SliceSampling
+from cmrseg.data.conditions import with_planes
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import Sample, channels_first, load_folder
 from cmrseg.data.transforms import build_pipeline
@@ -147,7 +148,8 @@ def position_weights(samples: list[Sample], sampling: SliceSampling) -> list[flo
 
 class SegmentationDataset(Dataset):
     """Samples as ``(image CxHxW float32, mask HxW int64)`` tensors, augmented on-line each epoch
-    (C is 1, or a 2.5-D sample's slices, each normalised on its own).
+    (C is 1, or a 2.5-D sample's slices, each normalised on its own, then one constant plane per
+    ``conditions`` name, see :mod:`cmrseg.data.conditions`).
 
     ``n_aug`` adds that many offline augmented copies of every sample (drawn once, with fixed seeds),
     as the origin study did; on-line augmentation applies on top of them.
@@ -160,18 +162,21 @@ class SegmentationDataset(Dataset):
         augmentation: str | list[Any] = "none",
         n_aug: int = 0,
         seed: int = 0,
+        conditions: Sequence[str] = (),
     ) -> None:
         if any(sample.mask is None for sample in samples):
             raise CmrsegError("training samples must all have masks")
         self.normalization = normalization
         self.seed = seed
         self.pipeline = build_pipeline(augmentation, seed=seed)
-        self.items: list[tuple[np.ndarray, np.ndarray]] = [(s.image, s.mask) for s in samples]  # type: ignore[misc]
+        values = [sample.conditions(conditions) for sample in samples]
+        self.items: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+            (s.image, s.mask, v) for s, v in zip(samples, values, strict=True)]  # type: ignore[misc]
         for copy in range(1, n_aug + 1):
             offline = build_pipeline(augmentation, seed=seed * 7919 + copy)
-            for sample in samples:
+            for sample, value in zip(samples, values, strict=True):
                 result = offline(image=sample.image, mask=sample.mask)
-                self.items.append((result["image"], result["mask"]))
+                self.items.append((result["image"], result["mask"], value))
 
     def set_epoch(self, epoch: int) -> None:
         """Re-seed on-line augmentation so epoch ``e`` draws the same transforms in a resumed run."""
@@ -181,9 +186,11 @@ class SegmentationDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.items[index]
+        image, mask, values = self.items[index]
         result = self.pipeline(image=image, mask=mask)
         normalized = self.normalization.apply_channels(channels_first(result["image"]))
+        if len(values):
+            normalized = with_planes(normalized[None], values[None])[0]
         return torch.from_numpy(np.ascontiguousarray(normalized)), torch.from_numpy(np.ascontiguousarray(result["mask"])).long()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,8 @@ class Sample:
     :func:`cmrseg.data.volumes.context_stack`).
 
     Slices cut from a volume also know their patient (``group``, the unit of every split), their
-    volume's case id, their index ``z`` in it and the volume's voxel spacing in mm (None when unknown).
+    volume's case id, their index ``z`` in it, the volume's slice count, cardiac phase (ED/ES, None when
+    unknown) and voxel spacing in mm (None when unknown).
     """
 
     id: str
@@ -39,11 +41,22 @@ class Sample:
     volume: str | None = None
     slice_index: int | None = None
     spacing: tuple[float, float, float] | None = None
+    n_slices: int | None = None
+    phase: str | None = None
 
     @property
     def slice_image(self) -> np.ndarray:
         """The ``H x W`` slice itself (the middle channel of a 2.5-D image)."""
         return self.image if self.image.ndim == 2 else self.image[:, :, self.image.shape[2] // 2]
+
+    def conditions(self, names: Sequence[str]) -> np.ndarray:
+        """This slice's values of ``model_info.conditions`` (:mod:`cmrseg.data.conditions`); one-line error if unknown."""
+        from cmrseg.data.conditions import condition_values
+
+        if names and self.volume is None:
+            raise CmrsegError(f"slice {self.id}: this model is conditioned on {' and '.join(names)} "
+                              "(model_info.conditions), which only slices of NIfTI volumes know, not PNG slices")
+        return condition_values(names, self.phase, self.slice_index, self.n_slices, f"slice {self.id}")
 
 
 def channels_first(image: np.ndarray) -> np.ndarray:

@@ -87,6 +87,12 @@ class Volume:
     def slice_id(self, z: int) -> str:
         return f"{self.case}_z{z:02d}"
 
+    def conditions(self, names: Sequence[str], z: int) -> np.ndarray:
+        """Slice ``z``'s values of ``model_info.conditions`` (:mod:`cmrseg.data.conditions`); one-line error if unknown."""
+        from cmrseg.data.conditions import condition_values
+
+        return condition_values(names, self.phase, z, self.n_slices, str(self.path))
+
 
 def spacing_text(spacing: Sequence[float] | None) -> str:
     """``1.5x1.5x8`` (mm), or ``unknown``, as tables and manifests print a voxel spacing."""
@@ -347,7 +353,8 @@ def volume_samples(volumes: list[Volume], context_slices: int = 0) -> list[Sampl
 
     return [Sample(volume.slice_id(z), context_stack(volume.image, z, context_slices),
                    None if volume.label is None else np.ascontiguousarray(volume.label[:, :, z]),
-                   group=volume.patient, volume=volume.case, slice_index=z, spacing=volume.spacing)
+                   group=volume.patient, volume=volume.case, slice_index=z, spacing=volume.spacing,
+                   n_slices=volume.n_slices, phase=volume.phase)
             for volume in volumes for z in range(volume.n_slices)]
 
 

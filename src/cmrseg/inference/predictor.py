@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from cmrseg import runs
+from cmrseg.data.conditions import with_planes
 from cmrseg.data.normalization import Normalization
-from cmrseg.data.reader import channels_first
+from cmrseg.data.reader import Sample, channels_first
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
 from cmrseg.inference.settings import PredictSettings
@@ -23,9 +24,11 @@ from cmrseg.utils import resolve_device
 
 
 class Predictor(Protocol):
-    """Anything that turns grayscale uint8 images into per-class probabilities (C x H x W each)."""
+    """Anything that turns grayscale uint8 images into per-class probabilities (C x H x W each); a conditioned
+    model also takes each image's condition values (:mod:`cmrseg.data.conditions`)."""
 
-    def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+    def predict_proba(self, images: Sequence[np.ndarray],
+                      conditions: Sequence[np.ndarray] | None = None) -> list[np.ndarray]: ...
 
 
 def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
@@ -60,23 +63,45 @@ class ModelPredictor:
     view_batch: int = 32
     context_slices: int = 0
     precision: str = "float32"
+    conditions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
 
+    @property
+    def network_channels(self) -> int:
+        """Channels the network takes: the slice, its neighbours (``context_slices``) and one plane per condition."""
+        return 2 * self.context_slices + 1 + len(self.conditions)
+
     @torch.inference_mode()
-    def predict_flipped(self, raw: np.ndarray) -> torch.Tensor:
+    def predict_flipped(self, raw: np.ndarray, values: np.ndarray | None = None) -> torch.Tensor:
         """Softmax (``N x C x H x W``, on the model's device) of ``N x K x H x W`` raw images (K slices each,
-        see ``context_slices``), normalised here; with ``tta`` averaged over the four flips. Zooms and other
-        warps of the raw image go around it."""
-        batch = torch.from_numpy(np.stack([self.normalization.apply_channels(image) for image in raw])).to(self.device)
+        see ``context_slices``), normalised here, then with each image's condition ``values`` (``N x M``) as
+        constant planes; with ``tta`` averaged over the four flips. Zooms and other warps of the raw image
+        go around it."""
+        normalized = np.stack([self.normalization.apply_channels(image) for image in raw])
+        if self.conditions:
+            normalized = with_planes(normalized, values)  # type: ignore[arg-type]
+        batch = torch.from_numpy(normalized).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
             return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1], self.view_batch)
 
     @torch.inference_mode()
-    def _predict_batch(self, raw: np.ndarray) -> torch.Tensor:
-        scales = self.tta_scales if self.tta else (1.0,)
-        return warp_average(self.predict_flipped, raw, [zoom_warp(scale) for scale in scales])
+    def _predict_batch(self, raw: np.ndarray, values: np.ndarray | None) -> torch.Tensor:
+        warps = [zoom_warp(scale) for scale in (self.tta_scales if self.tta else (1.0,))]
+        tiled = None if values is None else np.tile(values, (len(warps), 1))
+        return warp_average(lambda views: self.predict_flipped(views, tiled), raw, warps)
+
+    def _condition_values(self, count: int, conditions: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+        """Each image's condition values, checked against ``conditions`` of the model."""
+        if not self.conditions:
+            return [np.zeros(0, dtype=np.float32)] * count
+        if conditions is None:
+            raise CmrsegError(f"this model is conditioned on {' and '.join(self.conditions)} (model_info.conditions): "
+                              "it takes NIfTI volumes, whose slices know them, not single images")
+        if len(conditions) != count or any(len(v) != len(self.conditions) for v in conditions):
+            raise CmrsegError(f"expected {len(self.conditions)} condition values for each of {count} images")
+        return [np.asarray(v, dtype=np.float32) for v in conditions]
 
     def _channels(self, image: np.ndarray) -> np.ndarray:
         """``K x H x W`` of an input image, checked against the slices the network takes."""
@@ -89,13 +114,17 @@ class ModelPredictor:
             raise CmrsegError(f"this model takes single slices, not {what}")
         return channels_first(image)
 
-    def predict_proba(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Probabilities ``C x H x W`` of each ``H x W`` slice (``H x W x K`` stack for a 2.5-D model)."""
+    def predict_proba(self, images: Sequence[np.ndarray],
+                      conditions: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Probabilities ``C x H x W`` of each ``H x W`` slice (``H x W x K`` stack for a 2.5-D model); a
+        conditioned model needs each slice's ``conditions`` values (:meth:`cmrseg.data.volumes.Volume.conditions`)."""
         self.model.eval()
+        values = self._condition_values(len(images), conditions)
         images = [self._channels(image) for image in images]
         results: list[np.ndarray] = [np.empty(0)] * len(images)
         for indices in _batches_by_shape(images, self.batch_size):
-            probs = self._predict_batch(np.stack([images[i] for i in indices])).cpu().numpy()
+            batch_values = np.stack([values[i] for i in indices]) if self.conditions else None
+            probs = self._predict_batch(np.stack([images[i] for i in indices]), batch_values).cpu().numpy()
             for slot, index in enumerate(indices):
                 results[index] = probs[slot]
         return results
@@ -107,8 +136,20 @@ def predict_masks(
     postprocess: bool = False,
     class_weights: Sequence[float] | None = None,
 ) -> list[np.ndarray]:
-    """Class masks (weighted argmax), optionally cleaned to the largest component per structure."""
+    """Class masks (weighted argmax) of single images, optionally cleaned to the largest component per structure."""
     return to_masks(predictor.predict_proba(images), class_weights, postprocess)
+
+
+def predict_sample_masks(
+    predictor: Predictor,
+    samples: Sequence[Sample],
+    postprocess: bool = False,
+    class_weights: Sequence[float] | None = None,
+) -> list[np.ndarray]:
+    """:func:`predict_masks` of samples, with their condition values for a conditioned model."""
+    names = getattr(predictor, "conditions", ())
+    values = [sample.conditions(names) for sample in samples] if names else None
+    return to_masks(predictor.predict_proba([s.image for s in samples], values), class_weights, postprocess)
 
 
 def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tuple[ModelPredictor, PredictSettings]:
@@ -133,7 +174,7 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
     predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
                                tta_scales=resolved.tta_scales or (1.0,), context_slices=config.model_info.context_slices,
-                               precision=resolved.precision)
+                               precision=resolved.precision, conditions=tuple(config.model_info.conditions))
     if onnx:
         from cmrseg.onnx_engine import onnx_predictor_from_torch
 
@@ -191,7 +232,7 @@ def predict_folder(
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir], files=planned)
     predictor, resolved = load_run(run_dir, settings)
     samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices)
-    masks = predict_masks(predictor, [s.image for s in samples], bool(resolved.postprocess), resolved.class_weights)
+    masks = predict_sample_masks(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "predict") as tmp:
         for sample, mask in zip(samples, masks, strict=True):
