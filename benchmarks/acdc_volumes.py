@@ -37,8 +37,8 @@ from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import aggregate, image_metrics
 from cmrseg.training import clone_config
 from cmrseg.utils import run_metadata
-from cmrseg.volume_evaluation import score_volume_masks
-from cmrseg.volume_inference import volume_mask, volume_probabilities
+from cmrseg.evaluation.volumes import score_volume_masks
+from cmrseg.inference.volumes import volume_mask, volume_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -13,7 +13,7 @@ import pytest
 from cmrseg.cli import main
 from cmrseg.clinical import MYOCARDIAL_DENSITY, PhaseLabel, agreement, indices_table
 from cmrseg.metrics import diagonal, dice_score, hd95_score
-from cmrseg.volume_metrics import slice_positions, volume_metrics
+from cmrseg.metrics.volumes import slice_positions, volume_metrics
 
 SPACING = (1.5, 1.25, 8.0)
 VOXEL_ML = 1.5 * 1.25 * 8.0 / 1000.0

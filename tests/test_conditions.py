@@ -21,7 +21,7 @@ from cmrseg.data.volumes import list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.models import build_model
-from cmrseg.volume_inference import volume_probabilities
+from cmrseg.inference.volumes import volume_probabilities
 
 from conftest import REPO_ROOT, tiny_config_dict
 

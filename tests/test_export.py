@@ -315,7 +315,7 @@ def test_onnxruntime_predicts_the_torch_label_volumes(volume_export: tuple[Path,
 
 def test_zip_carries_the_training_data_but_no_output_marker(volume_export: tuple[Path, Path, Path], tmp_path: Path) -> None:
     from cmrseg.outputs import MARKER_FILE
-    from cmrseg.volume_inference import training_spacing
+    from cmrseg.inference.volumes import training_spacing
 
     _, run_dir, model_zip = volume_export
     assert (run_dir / MARKER_FILE).is_file()

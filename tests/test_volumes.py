@@ -19,7 +19,7 @@ from cmrseg.data.reader import load_folder
 from cmrseg.data.synth import SYNTH_SPACING, write_synthetic_volumes
 from cmrseg.data.volumes import is_volume_dataset, list_cases, load_volume, load_volume_folder
 from cmrseg.errors import CmrsegError
-from cmrseg.volume_inference import resample_factors
+from cmrseg.inference.volumes import resample_factors
 
 from conftest import tiny_config_dict
 

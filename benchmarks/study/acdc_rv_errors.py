@@ -27,8 +27,8 @@ from cmrseg.data.volumes import POSITIONS, Volume, slice_positions
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import dice_score
 from cmrseg.training import clone_config
-from cmrseg.volume_evaluation import config_validation_volumes
-from cmrseg.volume_inference import volume_mask, volume_probabilities
+from cmrseg.evaluation.volumes import config_validation_volumes
+from cmrseg.inference.volumes import volume_mask, volume_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDS = 5

@@ -95,7 +95,7 @@ def _volume_report(out: Path, base: ExperimentConfig, selected: list[int], setti
 
     if not base.dataset_info.train_data_path or not is_volume_dataset(base.dataset_info.train_data_path):
         return None
-    from cmrseg.volume_evaluation import predict_held_out_volumes, write_volume_report
+    from cmrseg.evaluation.volumes import predict_held_out_volumes, write_volume_report
 
     volumes, masks = [], []
     for k in selected:

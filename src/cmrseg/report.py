@@ -151,8 +151,8 @@ def volume_sections(run_dir: Path, data_dir: str | Path | None, settings: Predic
                     max_volumes: int = 4) -> list[tuple[str, str]]:
     """Report sections of a run on NIfTI volumes: 3D metrics (all, ED, ES), slice positions, clinical-index
     agreement with its scatter and Bland-Altman plots, and the worst volumes side by side with their truth."""
-    from cmrseg.volume_evaluation import predict_run_volumes, score_volume_masks
-    from cmrseg.volume_inference import montage
+    from cmrseg.evaluation.volumes import predict_run_volumes, score_volume_masks
+    from cmrseg.inference.volumes import montage
 
     volumes, masks, _ = predict_run_volumes(run_dir, data_dir, settings, progress=False)
     scored = score_volume_masks(volumes, masks)
@@ -192,7 +192,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     from cmrseg import runs
     from cmrseg.evaluation import score_samples
     from cmrseg.plots import overlay
-    from cmrseg.volume_evaluation import is_volume_evaluation
+    from cmrseg.evaluation.volumes import is_volume_evaluation
 
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)

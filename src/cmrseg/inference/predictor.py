@@ -209,14 +209,14 @@ def predict_folder(
     ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
-    the clinical indices (:func:`cmrseg.volume_inference.predict_volume_folder`).
+    the clinical indices (:func:`cmrseg.inference.volumes.predict_volume_folder`).
     """
     from PIL import Image
 
     from cmrseg.data.volumes import is_volume_dataset
 
     if is_volume_dataset(images_dir):
-        from cmrseg.volume_inference import predict_volume_folder
+        from cmrseg.inference.volumes import predict_volume_folder
 
         return predict_volume_folder(run_dir, images_dir, out_dir, overlays=overlays, settings=settings,
                                      indices=indices, overwrite=overwrite)

@@ -1,7 +1,7 @@
 """Evaluating a run on labeled volumes: per-volume 3D metrics, ED/ES summaries, slice positions, clinical indices.
 
-``evaluate_volumes`` predicts every volume (see :mod:`cmrseg.volume_inference`), scores it with
-:mod:`cmrseg.volume_metrics`, and compares the clinical indices of the predicted label volumes with those of
+``evaluate_volumes`` predicts every volume (see :mod:`cmrseg.inference.volumes`), scores it with
+:mod:`cmrseg.metrics.volumes`, and compares the clinical indices of the predicted label volumes with those of
 the true ones (:mod:`cmrseg.clinical`). The result is one JSON-ready dictionary; ``format_volume_report``
 prints it as plain-text tables.
 """
@@ -21,8 +21,8 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor
-from cmrseg.volume_inference import require_conditions, volume_mask, volume_probabilities
-from cmrseg.volume_metrics import POSITIONS, evaluate_volume, summarize_volumes
+from cmrseg.inference.volumes import require_conditions, volume_mask, volume_probabilities
+from cmrseg.metrics.volumes import POSITIONS, evaluate_volume, summarize_volumes
 
 
 def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def predict_volume_masks(
     target_spacing: Sequence[float] | None = None,
     progress: bool = False,
 ) -> list[np.ndarray]:
-    """Predicted label volumes of ``volumes`` (see :mod:`cmrseg.volume_inference`)."""
+    """Predicted label volumes of ``volumes`` (see :mod:`cmrseg.inference.volumes`)."""
     from tqdm.auto import tqdm
 
     require_conditions(predictor, [(volume.phase, volume.path) for volume in volumes])
@@ -76,7 +76,7 @@ def evaluate_volumes(
 def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: PredictSettings | None, progress: bool
                ) -> tuple[list[np.ndarray], PredictSettings]:
     from cmrseg.inference import load_run
-    from cmrseg.volume_inference import training_spacing
+    from cmrseg.inference.volumes import training_spacing
 
     predictor, resolved = load_run(run_dir, settings)
     masks = predict_volume_masks(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,

@@ -20,7 +20,7 @@ import numpy as np
 
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.volumes import POSITIONS, slice_positions
-from cmrseg.metrics import dice_score, image_metrics
+from cmrseg.metrics.slices import dice_score, image_metrics
 
 
 def volume_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None) -> dict[str, Any]:

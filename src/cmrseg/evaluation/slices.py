@@ -1,4 +1,4 @@
-"""Evaluating a run folder (or a submission) against labeled masks."""
+"""Evaluating a run folder on labeled slices (or a submission CSV) against masks; volumes go to :mod:`cmrseg.evaluation.volumes`."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def evaluate_run(
     with ``settings`` (default: the run's own); optionally saved as JSON.
 
     On NIfTI volumes (or, without ``data_dir``, for a run trained on volumes) the scores are per volume, with
-    ED/ES summaries, slice positions and clinical indices (see :mod:`cmrseg.volume_evaluation`)."""
-    from cmrseg.volume_evaluation import evaluate_run_on_volumes, is_volume_evaluation
+    ED/ES summaries, slice positions and clinical indices (see :mod:`cmrseg.evaluation.volumes`)."""
+    from cmrseg.evaluation.volumes import evaluate_run_on_volumes, is_volume_evaluation
 
     settings = settings or PredictSettings()
     if json_path:

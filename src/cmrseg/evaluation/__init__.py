@@ -1,0 +1,8 @@
+"""Evaluating runs and submissions: :mod:`~cmrseg.evaluation.slices` (a run on labeled slices, a submission
+CSV, the text tables; ``evaluate_run`` also dispatches to volumes) and :mod:`~cmrseg.evaluation.volumes`
+(a run on labeled volumes: per-volume 3D metrics, ED/ES summaries, slice positions, clinical indices)."""
+
+from cmrseg.evaluation.slices import (evaluate_run, format_table, partial_text, score_samples, score_submission,
+                                      validation_samples)
+
+__all__ = ["evaluate_run", "format_table", "partial_text", "score_samples", "score_submission", "validation_samples"]
