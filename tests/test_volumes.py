@@ -217,20 +217,60 @@ def test_data_synth_volumes_command(tmp_path: Path) -> None:
     assert len(list((tmp_path / "s" / "labelsTr").glob("*.nii.gz"))) == 4
 
 
-def test_cv_on_volumes_scores_every_held_out_volume_once(acdc_dir: Path, tmp_path: Path) -> None:
-    from cmrseg.crossval import cross_validate
+def _count_volume_predictions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Cases passed to the volume predictor from now on; slice-by-slice prediction of samples is refused."""
+    import cmrseg.evaluation.slices
+    import cmrseg.evaluation.volumes
+
+    predicted: list[str] = []
+    real = cmrseg.evaluation.volumes.volume_probabilities
+
+    def counting(predictor, volume, *args):  # type: ignore[no-untyped-def]
+        predicted.append(volume.case)
+        return real(predictor, volume, *args)
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("slices of volumes were predicted a second time, one by one")
+
+    monkeypatch.setattr(cmrseg.evaluation.volumes, "volume_probabilities", counting)
+    monkeypatch.setattr(cmrseg.evaluation.slices, "predict_sample_masks", refused)
+    return predicted
+
+
+def test_cv_on_volumes_scores_every_held_out_volume_once(acdc_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmrseg.crossval import cross_validate, final_checkpoint
+    from cmrseg.evaluation.volumes import predict_held_out_volumes
+    from cmrseg.inference import PredictSettings
+    from cmrseg.metrics import image_metrics
+    from cmrseg.training import clone_config
 
     config = config_from_dict(tiny_config_dict(acdc_dir, epochs=1))
+    cross_validate(config, folds=2, out_dir=tmp_path / "cv", progress=False)
+    predicted = _count_volume_predictions(monkeypatch)
     result = cross_validate(config, folds=2, out_dir=tmp_path / "cv", progress=False)
+    assert sorted(predicted) == sorted(c.case for c in list_cases(acdc_dir))
     assert result.volumes is not None and result.volumes["n_volumes"] == 12
     assert sorted(row["case"] for row in result.volumes["per_volume"]) == sorted(c.case for c in list_cases(acdc_dir))
     for name in ("cv_volumes.json", "cv_indices.csv", "cv_indices_true.csv", "cv_agreement_scatter.png"):
         assert (tmp_path / "cv" / name).is_file()
+    rows = {row["id"]: row for row in result.per_image}
+    assert len(rows) == sum(load_volume(c).n_slices for c in list_cases(acdc_dir))
+    fold_config = clone_config(config, folds=2, fold=0)
+    volumes, masks = predict_held_out_volumes(tmp_path / "cv" / "fold_0", fold_config,
+                                              PredictSettings(checkpoint=final_checkpoint(fold_config)))
+    for volume, mask in zip(volumes, masks, strict=True):
+        for z in range(volume.n_slices):
+            expected = image_metrics(mask[:, :, z], volume.label[:, :, z])["dice"]
+            assert rows[volume.slice_id(z)]["dice"] == pytest.approx(expected)
 
 
-def test_report_on_volumes_shows_3d_metrics_indices_and_plots(volume_run: Path, acdc_dir: Path, tmp_path: Path) -> None:
+def test_report_on_volumes_shows_3d_metrics_indices_and_plots(volume_run: Path, acdc_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "report.html"
+    predicted = _count_volume_predictions(monkeypatch)
     assert main(["report", str(volume_run), "--data", str(acdc_dir), "--out", str(out)]) == 0
+    assert sorted(predicted) == sorted(c.case for c in list_cases(acdc_dir))
     page = out.read_text()
     for words in ("<h2>Volumes</h2>", "<h2>Clinical indices</h2>", "LV_EF_pct", "Worst volumes", "HD95 mean (mm)"):
         assert words in page

@@ -3,7 +3,8 @@
     OUT/config.json        the base config (a later call with another config is refused)
     OUT/fold_K/            a normal run folder per fold (resumed when unfinished, skipped when finished)
     OUT/cv.csv, cv.json    per-fold and overall per-structure Dice and HD95, training minutes
-    OUT/cv_per_image.csv   every held-out slice's scores, to find the worst cases
+    OUT/cv_per_image.csv   every held-out slice's scores, to find the worst cases (on volume data, each slice as cut
+                           from its volume's prediction, the 3D clean-up included: one prediction per volume)
     OUT/ensemble/          with ``ensemble``: the soft-voting ensemble of the fold models (a run folder)
     OUT/cv_volumes.json    on NIfTI volumes: every held-out volume scored in 3D (ED/ES, slice positions) with the
                            clinical indices; cv_indices.csv / cv_indices_true.csv and cv_agreement_*.png beside it
@@ -82,28 +83,42 @@ def _fold_settings(config: ExperimentConfig, settings: PredictSettings) -> Predi
     return replace(settings, checkpoint=final_checkpoint(config) if settings.checkpoint == "final" else settings.checkpoint)
 
 
-def _score_fold(config: ExperimentConfig, run_dir: Path, settings: PredictSettings) -> dict[str, Any]:
-    """Dice/HD95 of the fold's weights on its held-out slices."""
-    summary, _ = score_samples(run_dir, prepare_data(config).val, _fold_settings(config, settings))
-    return summary
-
-
-def _volume_report(out: Path, base: ExperimentConfig, selected: list[int], settings: PredictSettings) -> dict[str, Any] | None:
-    """On volume data: every held-out volume predicted by the model of its fold, scored per volume with the
-    clinical indices and their agreement, written as ``cv_volumes.json``, ``cv_indices*.csv`` and plots."""
+def _is_volume_cv(config: ExperimentConfig) -> bool:
     from cmrseg.data.volumes import is_volume_dataset
 
-    if not base.dataset_info.train_data_path or not is_volume_dataset(base.dataset_info.train_data_path):
-        return None
-    from cmrseg.evaluation.volumes import predict_held_out_volumes, write_volume_report
+    return bool(config.dataset_info.train_data_path) and is_volume_dataset(config.dataset_info.train_data_path)
 
-    volumes, masks = [], []
-    for k in selected:
-        fold_config = clone_config(base, fold=k)
-        fold_volumes, fold_masks = predict_held_out_volumes(fold_dir(out, k), fold_config, _fold_settings(fold_config, settings))
-        volumes += fold_volumes
-        masks += fold_masks
-    return write_volume_report(out, volumes, masks, "cv")
+
+@dataclass
+class FoldScores:
+    """One fold's held-out slice scores and, on volume data, its held-out volumes and their predicted labels."""
+
+    summary: dict[str, Any]
+    volumes: list[Any] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+
+
+def _score_fold(config: ExperimentConfig, run_dir: Path, settings: PredictSettings) -> FoldScores:
+    """Dice/HD95 of the fold's weights on its held-out slices. On volume data each held-out volume is predicted
+    once (3D clean-up) and its slices are scored as cut from that prediction, which the volume report reuses."""
+    fold_settings = _fold_settings(config, settings)
+    if not _is_volume_cv(config):
+        return FoldScores(score_samples(run_dir, prepare_data(config).val, fold_settings)[0])
+    from cmrseg.evaluation.volumes import predict_held_out_volumes, slice_scores
+
+    volumes, masks = predict_held_out_volumes(run_dir, config, fold_settings)
+    return FoldScores(slice_scores(volumes, masks), volumes, masks)
+
+
+def _volume_report(out: Path, scores: list[FoldScores]) -> dict[str, Any] | None:
+    """On volume data: every held-out volume as predicted by the model of its fold, scored per volume with the
+    clinical indices and their agreement, written as ``cv_volumes.json``, ``cv_indices*.csv`` and plots."""
+    if not any(fold.volumes for fold in scores):
+        return None
+    from cmrseg.evaluation.volumes import write_volume_report
+
+    return write_volume_report(out, [v for fold in scores for v in fold.volumes], [m for fold in scores for m in fold.masks],
+                               "cv")
 
 
 def _row(fold: int | str, summary: dict[str, Any], minutes: float) -> dict[str, Any]:
@@ -198,22 +213,21 @@ def _run_folds(out: Path, base: ExperimentConfig, folds: int, selected: list[int
     resolved = replace(settings, device=base.device if settings.device == "auto" else settings.device).resolve(base)
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
-    summaries: list[dict[str, Any]] = []
+    scores: list[FoldScores] = []
     minutes_per_fold: list[float] = []
     for k in selected:
-        fold_config = clone_config(base, fold=k)
         run_dir = fold_dir(out, k)
-        summary = _score_fold(fold_config, run_dir, resolved)
+        scores.append(_score_fold(clone_config(base, fold=k), run_dir, resolved))
+        summary = scores[-1].summary
         minutes = sum(row["seconds"] for row in runs.read_history(run_dir)) / 60.0
         rows.append(_row(k, summary, minutes))
         per_image.extend({"fold": k, **image} for image in summary["per_image"])
-        summaries.append(summary)
         minutes_per_fold.append(minutes)
-    overall = _pooled(summaries)
+    overall = _pooled([fold.summary for fold in scores])
     rows.append(_row("mean", overall, float(np.mean(minutes_per_fold))))
     result = CvResult(out, rows, overall, per_image=per_image)
     _write_tables(result, base, resolved)
-    result.volumes = _volume_report(out, base, selected, resolved)
+    result.volumes = _volume_report(out, scores)
     if ensemble:
         result.ensemble_dir = _make_fold_ensemble(out, base, folds)
     return result

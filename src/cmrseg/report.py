@@ -13,6 +13,7 @@ import json
 import math
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from cmrseg.errors import CmrsegError
 from cmrseg.outputs import check_output_file
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from cmrseg.inference.settings import PredictSettings
 
 STYLE = """
@@ -116,17 +119,44 @@ def _legend() -> str:
     return f"<p>Overlay colours:{items}</p>"
 
 
-def _evaluation_samples(run_dir: Path, data_dir: str | Path | None) -> tuple[list[Any], str]:
-    """The labeled slices to evaluate on and a sentence saying where they come from."""
+@dataclass
+class Evaluated:
+    """What a report shows: the scored slices and their predictions, where they come from, and on volume data
+    the volumes and their predicted label volumes (each volume predicted once; its slices cut from it)."""
+
+    summary: dict[str, Any]
+    samples: list[Any]
+    preds: list[np.ndarray]
+    source: str
+    volumes: list[Any] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+
+
+def _evaluate_slices(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
     from cmrseg.data.reader import load_folder
-    from cmrseg.evaluation import validation_samples
+    from cmrseg.evaluation import score_samples, validation_samples
     from cmrseg.inference.predictor import run_context_slices
 
     if data_dir is not None:
         samples = load_folder(data_dir, require_masks=True, context_slices=run_context_slices(run_dir))
-        return samples, f"{len(samples)} labeled images of {data_dir}"
-    samples = validation_samples(run_dir)
-    return samples, f"the run's validation split ({len(samples)} images, rebuilt from its config)"
+        source = f"{len(samples)} labeled images of {data_dir}"
+    else:
+        samples = validation_samples(run_dir)
+        source = f"the run's validation split ({len(samples)} images, rebuilt from its config)"
+    summary, preds = score_samples(run_dir, samples, settings)
+    return Evaluated(summary, samples, preds, source)
+
+
+def _evaluate_volumes(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
+    from cmrseg.data.volumes import volume_samples
+    from cmrseg.evaluation.volumes import predict_run_volumes, slice_scores
+
+    volumes, masks, resolved = predict_run_volumes(run_dir, data_dir, settings, progress=False)
+    summary = {**slice_scores(volumes, masks), **resolved.summary()}
+    preds = [mask[:, :, z] for mask in masks for z in range(mask.shape[2])]
+    where = f"of {data_dir}" if data_dir is not None else "of the run's validation split, rebuilt from its config"
+    source = f"the {len(preds)} slices of {len(volumes)} labeled volumes {where}, each cut from its volume's prediction"
+    return Evaluated(summary, volume_samples(volumes), preds, source, volumes, masks)
 
 
 def _curve_png(history: list[dict[str, float]]) -> bytes:
@@ -147,14 +177,13 @@ def _agreement_pngs(scored: dict[str, Any]) -> list[bytes]:
         return [path.read_bytes() for path in paths]
 
 
-def volume_sections(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None = None,
-                    max_volumes: int = 4) -> list[tuple[str, str]]:
-    """Report sections of a run on NIfTI volumes: 3D metrics (all, ED, ES), slice positions, clinical-index
-    agreement with its scatter and Bland-Altman plots, and the worst volumes side by side with their truth."""
-    from cmrseg.evaluation.volumes import predict_run_volumes, score_volume_masks
+def volume_sections(volumes: list[Any], masks: list[np.ndarray], max_volumes: int = 4) -> list[tuple[str, str]]:
+    """Report sections of labeled volumes and their predicted label volumes: 3D metrics (all, ED, ES), slice
+    positions, clinical-index agreement with its scatter and Bland-Altman plots, and the worst volumes side by
+    side with their truth."""
+    from cmrseg.evaluation.volumes import score_volume_masks
     from cmrseg.inference.volumes import montage
 
-    volumes, masks, _ = predict_run_volumes(run_dir, data_dir, settings, progress=False)
     scored = score_volume_masks(volumes, masks)
     columns, unit = [*STRUCTURES, "mean"], scored["hd95_unit"]
     summary = _table(["volumes", *(f"Dice {c}" for c in columns), f"HD95 mean ({unit})"], [
@@ -190,14 +219,14 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     """HTML of one run (a folder or an export zip): metrics per structure, per-image Dice worst first with
     overlays, curves, config; predicted with ``settings`` (default: the run's own)."""
     from cmrseg import runs
-    from cmrseg.evaluation import score_samples
-    from cmrseg.plots import overlay
     from cmrseg.evaluation.volumes import is_volume_evaluation
+    from cmrseg.plots import overlay
 
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
-    samples, source = _evaluation_samples(run_dir, data_dir)
-    summary, preds = score_samples(run_dir, samples, settings)
+    evaluate = _evaluate_volumes if is_volume_evaluation(run_dir, data_dir) else _evaluate_slices
+    evaluated = evaluate(run_dir, data_dir, settings)
+    summary, samples, preds, source = evaluated.summary, evaluated.samples, evaluated.preds, evaluated.source
     columns = [*STRUCTURES, "mean"]
     metrics = _table(["metric", *columns], [
         ["Dice", *(_dice_cell(summary["dice"][c]) for c in columns)],
@@ -229,7 +258,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
                     "Dice is per image then averaged; HD95 in pixels, the image diagonal for a structure in only one of "
                     "prediction and truth. Misses: images where a structure of the truth was not predicted; false "
                     "detections: predicted but not in the truth.</p>" + metrics),
-        *(volume_sections(run_dir, data_dir, settings) if is_volume_evaluation(run_dir, data_dir) else []),
+        *(volume_sections(evaluated.volumes, evaluated.masks) if evaluated.volumes else []),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
         ("Training curves", curves),
         ("Config", _pre_json(config.model_dump(mode="json"))),

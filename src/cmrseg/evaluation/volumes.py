@@ -22,6 +22,7 @@ from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor
 from cmrseg.inference.volumes import require_conditions, volume_mask, volume_probabilities
+from cmrseg.metrics import summarize
 from cmrseg.metrics.volumes import POSITIONS, evaluate_volume, summarize_volumes
 
 
@@ -146,6 +147,18 @@ def predict_held_out_volumes(run_dir: Path, config: ExperimentConfig, settings: 
     """A cross-validation fold's held-out volumes and their predicted label volumes (``settings`` as given)."""
     volumes = config_validation_volumes(config)
     return volumes, _run_masks(run_dir, volumes, settings, progress=False)[0]
+
+
+def slice_scores(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Per-slice 2D scores (:func:`cmrseg.metrics.summarize`, ids ``CASE_zNN``) of every slice of the labeled
+    ``volumes``, each cut from its predicted label volume."""
+    ids, preds, truths = [], [], []
+    for volume, mask in zip(volumes, masks, strict=True):
+        for z in range(volume.n_slices):
+            ids.append(volume.slice_id(z))
+            preds.append(mask[:, :, z])
+            truths.append(volume.label[:, :, z])  # type: ignore[index]
+    return summarize(ids, preds, truths)
 
 
 def write_volume_report(out_dir: Path, volumes: Sequence[Volume], masks: Sequence[np.ndarray], prefix: str) -> dict[str, Any]:
