@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,22 @@ from cmrseg.config import ExperimentConfig, config_from_dict
 from cmrseg.data.synth import write_synthetic_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def train_volume_run(volumes_dir: Path, out: Path, model_info: dict[str, Any]) -> Path:
+    """A tiny network of ``model_info`` trained for 1 epoch on phantom volumes, per-image normalised, in ``out``."""
+    from cmrseg.training import train
+
+    train(config_from_dict(tiny_config_dict(volumes_dir, epochs=1, model_info=model_info, normalization="per_image")),
+          out, progress=False)
+    return out
+
+
+def run_onnx_example(model: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``examples/onnx_predict.py`` on one phantom PNG, its mask written to ``tmp_path/mask.png``."""
+    png = write_synthetic_dataset(tmp_path / "example_png", count=1, size=48) / "image" / "synth1.png"
+    return subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "onnx_predict.py"), str(model), str(png),
+                           str(tmp_path / "mask.png")], capture_output=True, text=True, check=False)
 
 
 def real_data_dir() -> Path | None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ from cmrseg.inference import PredictSettings, load_run
 from cmrseg.models import build_model
 from cmrseg.inference.volumes import volume_probabilities
 
-from conftest import REPO_ROOT, tiny_config_dict
+from conftest import run_onnx_example, tiny_config_dict, train_volume_run
 
 PHASE_MODEL = {"name": "UNet", "depths": 2, "features": 8, "conditions": ["phase", "position"]}
 
@@ -36,12 +34,7 @@ def volumes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def phase_run(volumes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny phase- and position-conditioned U-Net trained for 1 epoch on the phantom volumes."""
-    from cmrseg.training import train
-
-    config = config_from_dict(tiny_config_dict(volumes_dir, epochs=1, model_info=PHASE_MODEL, normalization="per_image"))
-    run_dir = tmp_path_factory.mktemp("condrun") / "run"
-    train(config, run_dir, progress=False)
-    return run_dir
+    return train_volume_run(volumes_dir, tmp_path_factory.mktemp("phase_run") / "run", PHASE_MODEL)
 
 
 def test_condition_values_encode_phase_and_position() -> None:
@@ -144,9 +137,7 @@ def test_onnx_export_of_a_conditioned_model_matches_torch(phase_run: Path, volum
     volume = load_volume(list_cases(volumes_dir)[1])
     np.testing.assert_allclose(volume_probabilities(onnx_predictor, volume), volume_probabilities(torch_predictor, volume),
                                rtol=0, atol=1e-4)
-    png = write_synthetic_dataset(tmp_path / "png", count=1, size=48) / "image" / "synth1.png"
-    example = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "onnx_predict.py"), str(out), str(png),
-                              str(tmp_path / "mask.png")], capture_output=True, text=True, check=False)
+    example = run_onnx_example(out, tmp_path)
     assert example.returncode != 0 and "conditioned on phase and position" in example.stderr
     assert not (tmp_path / "mask.png").exists()
 

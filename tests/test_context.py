@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -24,7 +22,7 @@ from cmrseg.inference import PredictSettings, load_run
 from cmrseg.models import build_model
 from cmrseg.inference.volumes import volume_probabilities
 
-from conftest import REPO_ROOT, tiny_config_dict
+from conftest import run_onnx_example, tiny_config_dict, train_volume_run
 
 CONTEXT_MODEL = {"name": "UNet", "depths": 2, "features": 8, "context_slices": 1}
 
@@ -37,12 +35,7 @@ def volumes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def context_run(volumes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny 2.5-D U-Net trained for 1 epoch on the phantom volumes."""
-    from cmrseg.training import train
-
-    config = config_from_dict(tiny_config_dict(volumes_dir, epochs=1, model_info=CONTEXT_MODEL, normalization="per_image"))
-    run_dir = tmp_path_factory.mktemp("ctxrun") / "run"
-    train(config, run_dir, progress=False)
-    return run_dir
+    return train_volume_run(volumes_dir, tmp_path_factory.mktemp("context_run") / "run", CONTEXT_MODEL)
 
 
 def test_context_stack_holds_the_neighbours_and_zeros_beyond_the_ends() -> None:
@@ -133,9 +126,7 @@ def test_onnx_export_of_a_context_model_matches_torch(context_run: Path, volumes
     volume = load_volume(list_cases(volumes_dir)[1])
     np.testing.assert_allclose(volume_probabilities(onnx_predictor, volume), volume_probabilities(torch_predictor, volume),
                                rtol=0, atol=1e-4)
-    png = write_synthetic_dataset(tmp_path / "png", count=1, size=48) / "image" / "synth1.png"
-    example = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "onnx_predict.py"), str(out), str(png),
-                              str(tmp_path / "mask.png")], capture_output=True, text=True, check=False)
+    example = run_onnx_example(out, tmp_path)
     assert example.returncode != 0 and "a 2.5-D model" in example.stderr and not (tmp_path / "mask.png").exists()
 
 
