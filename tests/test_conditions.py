@@ -142,9 +142,17 @@ def test_onnx_export_of_a_conditioned_model_matches_torch(phase_run: Path, volum
     assert not (tmp_path / "mask.png").exists()
 
 
-def test_a_conditioned_model_cannot_join_an_ensemble(phase_run: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ensemble", str(phase_run), str(phase_run), "--out", str(tmp_path / "ens")]) == 2
+def test_conditioned_ensembles_pass_the_planes_to_every_member(phase_run: Path, volumes_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    plain = train_volume_run(volumes_dir, tmp_path / "plain", {"name": "UNet", "depths": 2, "features": 8})
+    assert main(["ensemble", str(phase_run), str(plain), "--out", str(tmp_path / "mixed")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot be an ensemble member" in err
-    assert not (tmp_path / "ens").exists()
+    assert len(err.splitlines()) == 1 and "must share model_info.conditions" in err
+    assert not (tmp_path / "mixed").exists()
+    assert main(["ensemble", str(phase_run), str(phase_run), "--out", str(tmp_path / "ens")]) == 0
+    single, _ = load_run(phase_run, PredictSettings(tta=False))
+    double, _ = load_run(tmp_path / "ens", PredictSettings(tta=False))
+    assert double.conditions == ("phase", "position")
+    volume = load_volume(list_cases(volumes_dir)[1])
+    np.testing.assert_allclose(volume_probabilities(double, volume), volume_probabilities(single, volume),
+                               rtol=0, atol=1e-4)

@@ -35,18 +35,17 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
             "normalization": normalization, "split": validation_split(config)}
 
 
-def member_context(run_dirs: list[Path]) -> int:
-    """The ``context_slices`` all member runs share (the ensemble feeds them one input); one-line error otherwise,
-    and for a member conditioned on phase or position (its planes would pass through the members' normalisation)."""
+def member_inputs(run_dirs: list[Path]) -> tuple[int, list[str]]:
+    """The ``context_slices`` and ``conditions`` all member runs share (the ensemble feeds them one input);
+    one-line error otherwise."""
     infos = {str(run): runs.read_run_config(runs.require_run_dir(run)).model_info for run in run_dirs}
-    conditioned = [run for run, info in infos.items() if info.conditions]
-    if conditioned:
-        raise CmrsegError(f"{conditioned[0]}: a model with model_info.conditions cannot be an ensemble member")
-    contexts = {run: info.context_slices for run, info in infos.items()}
-    if len(set(contexts.values())) > 1:
-        listed = ", ".join(f"{run}: {k}" for run, k in contexts.items())
-        raise CmrsegError(f"ensemble members must share model_info.context_slices, got {listed}")
-    return next(iter(contexts.values()))
+    for key in ("context_slices", "conditions"):
+        values = {run: getattr(info, key) for run, info in infos.items()}
+        if len({str(value) for value in values.values()}) > 1:
+            listed = ", ".join(f"{run}: {value}" for run, value in values.items())
+            raise CmrsegError(f"ensemble members must share model_info.{key}, got {listed}")
+    first = next(iter(infos.values()))
+    return first.context_slices, list(first.conditions)
 
 
 def member_splits(config: ExperimentConfig) -> list[tuple[str, dict[str, object] | None]]:
@@ -97,15 +96,15 @@ def make_ensemble(
     if tta_scales is not None:
         checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
-    context = member_context(paths)
+    context, conditions = member_inputs(paths)
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
     stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
-    model = build_model(ModelInfo(name="Ensemble", options=options, context_slices=context))
+    model = build_model(ModelInfo(name="Ensemble", options=options, context_slices=context, conditions=conditions))
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
         val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
         tta=tta, tta_scales=tta_scales or first.tta_scales, postprocess=first.postprocess,
-        model_info=ModelInfo(name="Ensemble", options=stored, context_slices=context),
+        model_info=ModelInfo(name="Ensemble", options=stored, context_slices=context, conditions=conditions),
     )
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "ensemble") as tmp:

@@ -1,7 +1,8 @@
 """Soft-voting ensemble: the weighted mean of N trained networks' per-class softmax probabilities.
 
 Each member keeps its own input channels and intensity normalisation, so the ensemble takes the
-image scaled to [0, 1] and normalises it once per member. It returns log-probabilities, so softmax
+image scaled to [0, 1] and normalises it once per member; the constant planes of a conditioned
+ensemble (``model_info.conditions``, after the ``image_channels``) reach every member as they are. It returns log-probabilities, so softmax
 and argmax downstream behave exactly as for a single network. Everything stays in torch on the
 model's device (no NumPy round trip, no hard-coded GPU).
 """
@@ -25,8 +26,10 @@ EPSILON = 1e-8
 class EnsembleNet(nn.Module):
     """Weighted soft voting over member networks; output is log of the averaged probabilities."""
 
-    def __init__(self, members: list[nn.Module], normalizations: list[MemberNormalization], weights: list[float]) -> None:
+    def __init__(self, members: list[nn.Module], normalizations: list[MemberNormalization], weights: list[float],
+                 image_channels: int | None = None) -> None:
         super().__init__()
+        self.image_channels = image_channels
         if not members or len(members) != len(normalizations) or len(members) != len(weights):
             raise ValueError("an ensemble needs one normalisation and one weight per member")
         if any(w < 0 for w in weights) or sum(weights) <= 0:
@@ -37,15 +40,16 @@ class EnsembleNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(0, device=x.device)
+        image, planes = x[:, : self.image_channels], x[:, self.image_channels :] if self.image_channels else x[:, :0]
         for weight, member, normalize in zip(self.weights, self.members, self.normalizations):
-            probs = weight * torch.softmax(member(normalize(x)), dim=1)
+            probs = weight * torch.softmax(member(torch.cat([normalize(image), planes], dim=1)), dim=1)
             total = probs if total.numel() == 0 else total + probs
         return torch.log(total.clamp_min(EPSILON))
 
 
-def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalization, int]:
+def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalization, ModelInfo]:
     """Build one member from ``{"model_info", "normalization"}``, or from ``{"run": dir}`` with its weights;
-    also its ``context_slices``."""
+    also its ``model_info``."""
     if "model_info" in spec:
         info = ModelInfo.model_validate({**spec["model_info"], "pretrained": None})
         member = build_model(info)
@@ -55,7 +59,7 @@ def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalizat
         info = runs.read_run_config(run_dir).model_info
         member = runs.load_model_from_checkpoint(run_dir / runs.BEST_CHECKPOINT, info, torch.device("cpu"))
         norm = runs.read_normalization(run_dir)
-    return member, MemberNormalization.from_normalization(norm), info.context_slices
+    return member, MemberNormalization.from_normalization(norm), info
 
 
 @register_model(
@@ -73,7 +77,9 @@ def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
         raise ValueError("options.members must list the member runs")
     specs = [{"run": str(Path(s))} if isinstance(s, str) else s for s in specs]
     built = [_member_from_spec(spec) for spec in specs]
-    if any(context != info.context_slices for _, _, context in built):
-        raise ValueError(f"every member must have the ensemble's model_info.context_slices ({info.context_slices})")
+    if any(member.context_slices != info.context_slices or member.conditions != info.conditions for _, _, member in built):
+        raise ValueError("every member must have the ensemble's model_info.context_slices and conditions "
+                         f"({info.context_slices}, {info.conditions})")
     weights = [float(w) for w in options["weights"] or [1.0] * len(built)]
-    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights)
+    image_channels = 2 * info.context_slices + 1 if info.conditions else None  # conditions need input_channels 1
+    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights, image_channels)
