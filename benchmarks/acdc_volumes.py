@@ -129,6 +129,7 @@ def variants(config: ExperimentConfig, probs_tta: list[np.ndarray], probs_plain:
         "TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_tta],
         "TTA + RV x2, no clean-up": [volume_mask(p, False, weights) for p in probs_tta],
         "TTA, plain argmax": [volume_mask(p, False, None) for p in probs_tta],
+        "TTA + largest 3D component, no RV factor": [volume_mask(p, True, None) for p in probs_tta],
         "no TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_plain],
     }
     if probs_bf16:
