@@ -39,6 +39,7 @@ import subprocess
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -152,7 +153,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
                 raise CmrsegError(f"{path}: corrupt zip (bad checksum in {bad})")
             manifest = json.loads(archive.read(MANIFEST_FILE))
             names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:  # zlib: damaged deflate data before its CRC
         raise CmrsegError(f"{path}: corrupt zip ({err})") from None
     except json.JSONDecodeError:
         raise CmrsegError(f"{path}: not a cmrseg model export ({MANIFEST_FILE} is not valid JSON)") from None
