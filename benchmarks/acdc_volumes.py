@@ -121,19 +121,29 @@ def kept_slice_scores(volumes: list[Volume], masks: list[np.ndarray]) -> dict[st
     return aggregate(rows)
 
 
-def variants(config: ExperimentConfig, probs_tta: list[np.ndarray], probs_plain: list[np.ndarray],
+RV_X2 = [1.0, 2.0, 1.0, 1.0]
+"""The RV factor that ``configs/acdc.json`` (from #5) applies before the argmax."""
+WITH_FACTOR = "TTA + RV x2 + largest 3D component"
+WITHOUT_FACTOR = "TTA + largest 3D component, no RV factor"
+
+
+def pipeline_label(config: ExperimentConfig) -> str:
+    """The variant that is what ``cmrseg predict`` does with ``config`` (its TTA, clean-up and class weights)."""
+    return WITH_FACTOR if config.postprocess.class_weights == RV_X2 else WITHOUT_FACTOR
+
+
+def variants(probs_tta: list[np.ndarray], probs_plain: list[np.ndarray],
              probs_bf16: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Label volumes of the pipeline and of the ablations of its parts (and the pipeline in bfloat16, if predicted)."""
-    weights = config.postprocess.class_weights
+    """Label volumes of the pipelines and of the ablations of their parts (and in bfloat16, if predicted)."""
     masks = {
-        "TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_tta],
-        "TTA + RV x2, no clean-up": [volume_mask(p, False, weights) for p in probs_tta],
+        WITH_FACTOR: [volume_mask(p, True, RV_X2) for p in probs_tta],
+        "TTA + RV x2, no clean-up": [volume_mask(p, False, RV_X2) for p in probs_tta],
         "TTA, plain argmax": [volume_mask(p, False, None) for p in probs_tta],
-        "TTA + largest 3D component, no RV factor": [volume_mask(p, True, None) for p in probs_tta],
-        "no TTA + RV x2 + largest 3D component": [volume_mask(p, True, weights) for p in probs_plain],
+        WITHOUT_FACTOR: [volume_mask(p, True, None) for p in probs_tta],
+        "no TTA + RV x2 + largest 3D component": [volume_mask(p, True, RV_X2) for p in probs_plain],
     }
     if probs_bf16:
-        masks["TTA + RV x2 + largest 3D component, bfloat16"] = [volume_mask(p, True, weights) for p in probs_bf16]
+        masks[f"{WITH_FACTOR}, bfloat16"] = [volume_mask(p, True, RV_X2) for p in probs_bf16]
     return masks
 
 
@@ -158,11 +168,12 @@ def evaluate_recipe(name: str, config: ExperimentConfig, cv_dir: Path, data: Pat
         if name == "every_slice":
             probs_bf16 += predict_fold(config, cv_dir, fold, fold_volumes, tta=True, precision="bfloat16")
         print(f"{name}: fold {fold} predicted ({len(fold_volumes)} volumes)", file=sys.stderr)
-    results, pipeline_indices = {}, ([], [])
-    for label, masks in variants(config, probs_tta, probs_plain, probs_bf16).items():
+    results: dict[str, Any] = {"pipeline": pipeline_label(config)}
+    pipeline_indices: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    for label, masks in variants(probs_tta, probs_plain, probs_bf16).items():
         scored = score_volume_masks(volumes, masks)
         results[label] = summarise(scored, kept_slice_scores(volumes, masks))
-        if not pipeline_indices[0]:
+        if label == results["pipeline"]:
             pipeline_indices = (scored["indices"], scored["true_indices"])
     history_seconds = [sum(float(r.split(",")[-1]) for r in (cv_dir / f"fold_{k}" / "history.csv").read_text().splitlines()[1:])
                        for k in folds_of]
@@ -206,10 +217,12 @@ def markdown(report: dict[str, Any]) -> str:
     for recipe in present:
         for label, entry in report[recipe].items():
             if isinstance(entry, dict):
-                lines.append(_row(f"{recipe}: {label}", entry))
+                own = " (the config's)" if label == report[recipe].get("pipeline", WITH_FACTOR) else ""
+                lines.append(_row(f"{recipe}: {label}{own}", entry))
     for name in PIPELINES:
         if name in report:
-            lines += _pipeline_tables(name, report[name]["TTA + RV x2 + largest 3D component"])
+            label = report[name].get("pipeline", WITH_FACTOR)
+            lines += _pipeline_tables(f"{name} ({label})", report[name][label])
     minutes = "; ".join(f"{recipe} {report[recipe]['train_minutes_per_fold']}" for recipe in present)
     lines += ["", f"Training minutes per fold (wall time as measured; folds trained two at a time share the two cores): "
               f"{minutes}."]

@@ -1,6 +1,6 @@
-"""Issue #11: where the every-slice recipe's RV end-systolic error comes from, and whether an RV factor fixes it.
+"""Issue #11: where a recipe's RV end-systolic error comes from (every_slice, or the phase-aware model), and RV factors.
 
-Predicts every held-out volume of ``RUNS/every_slice`` (the folds that ``benchmarks/acdc_volumes.py`` trains) with the config's
+Predicts every held-out volume of ``RUNS/RECIPE`` (the folds that ``benchmarks/acdc_volumes.py`` trains) with the config's
 TTA and the last-epoch weights, then, with a plain argmax (no factor, no clean-up):
 
 - per phase and slice position (thirds, base first): slices without a true RV, and how many get one predicted;
@@ -11,6 +11,7 @@ TTA and the last-epoch weights, then, with a plain argmax (no factor, no clean-u
 and, with the largest 3D component, per-volume Dice and the RV and LV EF bias / SD for RV probability factors.
 
     PYTHONPATH=src .venv/bin/python benchmarks/study/acdc_rv_errors.py [--data ../shared/data/acdc96] [--runs runs/acdc_cv]
+        [--recipe every_slice|phase]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDS = 5
 RV, MYO, LV = 1, 2, 3
 FACTORS = (0.5, 0.7, 1.0, 1.5, 2.0)
+RECIPES = {"every_slice": "acdc.json", "phase": "acdc_phase.json"}
 
 
 def ejection_fraction(ed: int, es: int) -> float:
@@ -66,10 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/acdc96")
     parser.add_argument("--runs", default="runs/acdc_cv")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="every_slice",
+                        help="every_slice (configs/acdc.json) or phase (configs/acdc_phase.json), trained by acdc_volumes.py")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config = apply_overrides(load_config(ROOT / "configs" / "acdc.json"), {"dataset_info.train_data_path": args.data})
-    volumes, probs = held_out_probabilities(config, Path(args.runs) / "every_slice")
+    config = apply_overrides(load_config(ROOT / "configs" / RECIPES[args.recipe]), {"dataset_info.train_data_path": args.data})
+    volumes, probs = held_out_probabilities(config, Path(args.runs) / args.recipe)
 
     items, wrong, true_confidence = [], [], []
     es_error = {"without": [], "with": []}
