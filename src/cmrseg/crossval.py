@@ -83,12 +83,6 @@ def _fold_settings(config: ExperimentConfig, settings: PredictSettings) -> Predi
     return replace(settings, checkpoint=final_checkpoint(config) if settings.checkpoint == "final" else settings.checkpoint)
 
 
-def _is_volume_cv(config: ExperimentConfig) -> bool:
-    from cmrseg.data.volumes import is_volume_dataset
-
-    return bool(config.dataset_info.train_data_path) and is_volume_dataset(config.dataset_info.train_data_path)
-
-
 @dataclass
 class FoldScores:
     """One fold's held-out slice scores and, on volume data, its held-out volumes and their predicted labels."""
@@ -101,11 +95,11 @@ class FoldScores:
 def _score_fold(config: ExperimentConfig, run_dir: Path, settings: PredictSettings) -> FoldScores:
     """Dice/HD95 of the fold's weights on its held-out slices. On volume data each held-out volume is predicted
     once (3D clean-up) and its slices are scored as cut from that prediction, which the volume report reuses."""
-    fold_settings = _fold_settings(config, settings)
-    if not _is_volume_cv(config):
-        return FoldScores(score_samples(run_dir, prepare_data(config).val, fold_settings)[0])
-    from cmrseg.evaluation.volumes import predict_held_out_volumes, slice_scores
+    from cmrseg.evaluation.volumes import predict_held_out_volumes, slice_scores, trained_on_volumes
 
+    fold_settings = _fold_settings(config, settings)
+    if not trained_on_volumes(config):
+        return FoldScores(score_samples(run_dir, prepare_data(config).val, fold_settings)[0])
     volumes, masks = predict_held_out_volumes(run_dir, config, fold_settings)
     return FoldScores(slice_scores(volumes, masks), volumes, masks)
 

@@ -210,5 +210,12 @@ def is_volume_evaluation(run_dir: str | Path, data_dir: str | Path | None) -> bo
 
     if data_dir is not None:
         return is_volume_dataset(data_dir)
-    path = runs.read_run_config(runs.require_run_dir(run_dir)).dataset_info.train_data_path
+    return trained_on_volumes(runs.read_run_config(runs.require_run_dir(run_dir)))
+
+
+def trained_on_volumes(config: ExperimentConfig) -> bool:
+    """Whether the config's training data is a NIfTI volume dataset."""
+    from cmrseg.data.volumes import is_volume_dataset
+
+    path = config.dataset_info.train_data_path
     return bool(path) and is_volume_dataset(path)

@@ -2,8 +2,9 @@
 
 Each member keeps its own input channels and intensity normalisation, so the ensemble takes the
 image scaled to [0, 1] and normalises it once per member; the constant planes of a conditioned
-ensemble (``model_info.conditions``, after the ``image_channels``) reach every member as they are. It returns log-probabilities, so softmax
-and argmax downstream behave exactly as for a single network. Everything stays in torch on the
+ensemble (``model_info.conditions``, the channels after the ``image_channels``) reach every member as
+they are. It returns log-probabilities, so softmax and argmax downstream behave exactly as for a
+single network. Everything stays in torch on the
 model's device (no NumPy round trip, no hard-coded GPU).
 """
 
@@ -27,7 +28,7 @@ class EnsembleNet(nn.Module):
     """Weighted soft voting over member networks; output is log of the averaged probabilities."""
 
     def __init__(self, members: list[nn.Module], normalizations: list[MemberNormalization], weights: list[float],
-                 image_channels: int | None = None) -> None:
+                 image_channels: int = 1) -> None:
         super().__init__()
         self.image_channels = image_channels
         if not members or len(members) != len(normalizations) or len(members) != len(weights):
@@ -40,7 +41,7 @@ class EnsembleNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(0, device=x.device)
-        image, planes = x[:, : self.image_channels], x[:, self.image_channels :] if self.image_channels else x[:, :0]
+        image, planes = x[:, : self.image_channels], x[:, self.image_channels :]
         for weight, member, normalize in zip(self.weights, self.members, self.normalizations):
             probs = weight * torch.softmax(member(torch.cat([normalize(image), planes], dim=1)), dim=1)
             total = probs if total.numel() == 0 else total + probs
@@ -81,5 +82,5 @@ def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
         raise ValueError("every member must have the ensemble's model_info.context_slices and conditions "
                          f"({info.context_slices}, {info.conditions})")
     weights = [float(w) for w in options["weights"] or [1.0] * len(built)]
-    image_channels = 2 * info.context_slices + 1 if info.conditions else None  # conditions need input_channels 1
+    image_channels = 2 * info.context_slices + 1  # an ensemble's input_channels is 1 (the registry's copy says otherwise)
     return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights, image_channels)
