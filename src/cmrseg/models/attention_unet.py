@@ -32,7 +32,7 @@ def build_attention_unet(info: ModelInfo, num_classes: int) -> nn.Module:
     depth = _depth(info)
     return AttentionUnet(
         spatial_dims=2,
-        in_channels=info.input_channels,
+        in_channels=info.network_channels,
         out_channels=num_classes,
         channels=[min(info.features * 2**level, MAX_WIDTH) for level in range(depth + 1)],
         strides=[2] * depth,

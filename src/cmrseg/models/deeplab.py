@@ -109,7 +109,7 @@ def make_backbone(info: ModelInfo) -> tuple[nn.Module, float]:
     """The encoder named by ``info.backbone`` (see :mod:`cmrseg.models.encoders`) and the width multiplier."""
     options = model_options(info)
     width = width_multiplier(options.pop("width_multiplier"))
-    encoder = build_encoder(info.backbone or DEFAULT_BACKBONE, info.input_channels, info.output_stride, width, options)
+    encoder = build_encoder(info.backbone or DEFAULT_BACKBONE, info.network_channels, info.output_stride, width, options)
     return encoder, width
 
 

@@ -57,7 +57,7 @@ def build_dynunet(info: ModelInfo, num_classes: int) -> nn.Module:
     strides = [1] + [2] * depth
     net = DynUNet(
         spatial_dims=2,
-        in_channels=info.input_channels,
+        in_channels=info.network_channels,
         out_channels=num_classes,
         kernel_size=[3] * (depth + 1),
         strides=strides,

@@ -41,7 +41,7 @@ def build_effunet(info: ModelInfo, num_classes: int) -> nn.Module:
         raise ValueError(f"unknown EffUNet backbone '{backbone}', expected one of {efficientnet_backbones()}")
     decoder_channels = tuple(info.features * 8 // 2**k for k in range(5))
     net = FlexibleUNet(
-        in_channels=info.input_channels,
+        in_channels=info.network_channels,
         out_channels=num_classes,
         backbone=backbone,
         pretrained=False,

@@ -82,5 +82,4 @@ def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
         raise ValueError("every member must have the ensemble's model_info.context_slices and conditions "
                          f"({info.context_slices}, {info.conditions})")
     weights = [float(w) for w in options["weights"] or [1.0] * len(built)]
-    image_channels = 2 * info.context_slices + 1  # an ensemble's input_channels is 1 (the registry's copy says otherwise)
-    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights, image_channels)
+    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights, info.image_channels)

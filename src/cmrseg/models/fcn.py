@@ -119,7 +119,7 @@ def build_fcn(info: ModelInfo, num_classes: int) -> nn.Module:
     if not isinstance(options["batch_norm"], bool):
         raise ValueError(f"batch_norm must be true or false, got {options['batch_norm']!r}")
     return FCN(
-        info.input_channels,
+        info.network_channels,
         num_classes,
         str(options["variant"]),
         width_multiplier(options["width_multiplier"]),

@@ -2,7 +2,8 @@
 
 Each model family lives in its own module and registers itself on import. ``build_model`` wraps the
 raw network in :class:`SegmentationNet`, which gives every model the same contract: 1 or
-``input_channels`` input channels, any height and width, ``N x NUM_CLASSES x H x W`` logits.
+``model_info.network_channels`` input channels, any height and width, ``N x NUM_CLASSES x H x W`` logits. A builder
+builds its first layer for ``info.network_channels`` (the image channels plus one plane per condition).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from cmrseg.constants import NUM_CLASSES
 from cmrseg.errors import CmrsegError
 
 Builder = Callable[[ModelInfo, int], nn.Module]
-"""A builder takes the model config and the number of output classes and returns the raw network."""
+"""A builder takes the model config and the number of output classes and returns the raw network, whose input has
+``info.network_channels`` channels."""
 
 OptionDefaults = Mapping[str, Any] | Callable[[ModelInfo], Mapping[str, Any]]
 """The ``options`` a family reads and their defaults, fixed or depending on the rest of ``model_info``."""
@@ -157,7 +159,7 @@ def build_model(info: ModelInfo, num_classes: int = NUM_CLASSES) -> Segmentation
     entry = model_entry(info.name)
     check_model_info(info)
     try:
-        net = entry.builder(info.model_copy(update={"input_channels": info.network_channels}), num_classes)
+        net = entry.builder(info, num_classes)
     except (ValueError, TypeError) as err:
         raise CmrsegError(f"cannot build model '{info.name}': {err}") from None
     model = SegmentationNet(net, info.network_channels, entry.size_divisor(info), info.name, info.input_scale)

@@ -69,4 +69,4 @@ class SegNet(nn.Module):
 def build_segnet(info: ModelInfo, num_classes: int) -> nn.Module:
     """SegNet with the VGG16 encoder written out."""
     options = model_options(info)
-    return SegNet(info.input_channels, num_classes, width_multiplier(options["width_multiplier"]))
+    return SegNet(info.network_channels, num_classes, width_multiplier(options["width_multiplier"]))

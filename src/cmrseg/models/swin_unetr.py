@@ -45,7 +45,7 @@ def build_swin_unetr(info: ModelInfo, num_classes: int) -> nn.Module:
     if not optional_import("einops")[1]:
         raise ValueError("SwinUNETR needs the einops package (pip install einops)")
     return SwinUNETR(
-        in_channels=info.input_channels,
+        in_channels=info.network_channels,
         out_channels=num_classes,
         feature_size=width,
         spatial_dims=2,

@@ -29,7 +29,7 @@ def build_unet(info: ModelInfo, num_classes: int) -> nn.Module:
     channels = tuple(min(info.features * 2**level, 1024) for level in range(depth + 1))
     return UNet(
         spatial_dims=2,
-        in_channels=info.input_channels,
+        in_channels=info.network_channels,
         out_channels=num_classes,
         channels=channels,
         strides=(2,) * depth,
