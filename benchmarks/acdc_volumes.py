@@ -37,6 +37,7 @@ from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import aggregate, image_metrics
 from cmrseg.training import clone_config
+from cmrseg.commands.common import existing_folder
 from cmrseg.utils import run_metadata
 from cmrseg.evaluation.volumes import score_volume_masks
 from cmrseg.inference.volumes import volume_mask, volume_probabilities
@@ -241,7 +242,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "acdc96"))
+    parser.add_argument("--data", type=existing_folder, default=str(ROOT.parent / "shared" / "data" / "acdc96"))
     parser.add_argument("--runs", default=str(ROOT / "runs" / "acdc_cv"))
     parser.add_argument("--skip-train", action="store_true", help="only evaluate folds that are already trained")
     parser.add_argument("--folds", type=int, nargs="+", default=list(range(FOLDS)),

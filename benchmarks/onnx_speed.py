@@ -33,6 +33,7 @@ from cmrseg.export import minimum_size, onnx_bytes, onnx_metadata
 from cmrseg.inference import ModelPredictor
 from cmrseg.models import build_model
 from cmrseg.onnx_engine import OnnxNetwork, make_session
+from cmrseg.commands.common import existing_folder
 from cmrseg.utils import write_results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ def slices_per_second(predictor: ModelPredictor, images: list[np.ndarray], repea
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/cmr96/test", help="folder of PNG slices (or with image/)")
+    parser.add_argument("--data", type=existing_folder, default="../shared/data/cmr96/test", help="folder of PNG slices (or with image/)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)

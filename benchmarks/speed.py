@@ -22,6 +22,7 @@ from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import load_folder
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.models import build_model
+from cmrseg.commands.common import existing_folder
 from cmrseg.utils import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -29,7 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/cmr96/train")
+    parser.add_argument("--data", type=existing_folder, default="../shared/data/cmr96/train")
     parser.add_argument("--run", help="trained run folder (default: untrained default model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tta", action="store_true")

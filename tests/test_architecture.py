@@ -45,3 +45,25 @@ def test_benchmark_scripts_import_no_other_script_and_record_where_they_ran(tmp_
     out = write_results(tmp_path / "r.json", {"x": 1})
     measured = json.loads(out.read_text())["measured"]
     assert set(measured) == {"commit", "date", "machine"} and json.loads(out.read_text())["x"] == 1
+
+
+DATA_SCRIPTS = sorted(str(path.relative_to(Path(__file__).resolve().parent.parent))
+                      for path in (Path(__file__).resolve().parent.parent / "benchmarks").rglob("*.py")
+                      if '"--data", type=existing_folder' in path.read_text())
+
+
+def test_every_benchmark_script_with_a_data_folder_checks_it() -> None:
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    unchecked = [path.name for path in bench.rglob("*.py")
+                 if 'add_argument("--data"' in path.read_text() and path.relative_to(bench.parent).as_posix() not in DATA_SCRIPTS]
+    assert len(DATA_SCRIPTS) >= 7 and not unchecked, unchecked
+
+
+@pytest.mark.parametrize("script", DATA_SCRIPTS)
+def test_benchmark_script_names_a_missing_data_folder_in_one_line(script: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no_data_here"
+    result = subprocess.run([sys.executable, script, "--data", str(missing)], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 2, result.stderr
+    assert f"argument --data: no such folder: {missing}" in result.stderr and "Traceback" not in result.stderr
+    assert not missing.exists()

@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 
 from cmrseg.data.volumes import load_volume_folder
+from cmrseg.commands.common import existing_folder
 
 RV, MYO, LV = 1, 2, 3
 
@@ -24,7 +25,7 @@ def first_slice(label: np.ndarray, classes: tuple[int, ...]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/acdc96")
+    parser.add_argument("--data", type=existing_folder, default="../shared/data/acdc96")
     args = parser.parse_args()
     starts: dict[str, dict[str, tuple[int, int]]] = {}
     for volume in load_volume_folder(args.data):

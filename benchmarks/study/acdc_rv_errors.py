@@ -30,6 +30,7 @@ from cmrseg.metrics import dice_score
 from cmrseg.training import clone_config
 from cmrseg.evaluation.volumes import config_validation_volumes
 from cmrseg.inference.volumes import volume_mask, volume_probabilities
+from cmrseg.commands.common import existing_folder
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDS = 5
@@ -66,7 +67,7 @@ def slice_table(items: list[tuple]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/acdc96")
+    parser.add_argument("--data", type=existing_folder, default="../shared/data/acdc96")
     parser.add_argument("--runs", default="runs/acdc_cv")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="every_slice",
                         help="every_slice (configs/acdc.json) or phase (configs/acdc_phase.json), trained by acdc_volumes.py")

@@ -16,13 +16,14 @@ import numpy as np
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.volumes import list_cases, load_volume
 from cmrseg.metrics import dice_score
+from cmrseg.commands.common import existing_folder
 
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/acdc96")
+    parser.add_argument("--data", type=existing_folder, default="../shared/data/acdc96")
     args = parser.parse_args()
     volume_rows, kept_rows = [], []
     for case in list_cases(args.data):

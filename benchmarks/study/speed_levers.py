@@ -32,6 +32,7 @@ from cmrseg.data.reader import list_images, load_image
 from cmrseg.export import onnx_bytes, onnx_metadata
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.onnx_engine import make_session
+from cmrseg.commands.common import existing_folder
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,7 +77,7 @@ def session_forward(session: object) -> Forward:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a trained run of the recipe architecture")
-    parser.add_argument("--data", default="../shared/data/cmr96/test")
+    parser.add_argument("--data", type=existing_folder, default="../shared/data/cmr96/test")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--calls", type=int, default=5)

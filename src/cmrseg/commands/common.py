@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 
 from cmrseg.config import ExperimentConfig, load_config_with_overrides
 from cmrseg.inference.settings import ENGINES, PRECISIONS, PredictSettings
 
 Subparsers = argparse._SubParsersAction
+
+
+def existing_folder(text: str) -> Path:
+    """An ``argparse`` type for a folder that must exist: a missing one is argparse's one-line usage error (exit 2)."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return path
 
 
 def add_tta_option(parser: argparse.ArgumentParser, help_text: str) -> None:
