@@ -1,6 +1,6 @@
 """Issue #11: the every-slice recipe against the slice-only recipe on acdc96, patient-wise 5-fold CV, per volume.
 
-    python benchmarks/acdc_volumes.py [--data ../shared/data/acdc96] [--runs runs/acdc_cv] [--skip-train]
+    python benchmarks/acdc_volumes.py [--data ../shared/data/acdc96] [--runs runs/acdc_cv] [--skip-train] [--recipes R ...] [--merge]
 
 1. Trains (or resumes, or skips when finished) ``cmrseg cv`` of ``configs/acdc.json`` on every slice of the
    volumes (RUNS/every_slice), of ``configs/acdc_25d.json`` on every slice with its two neighbours (2.5-D,
@@ -215,13 +215,33 @@ def _pipeline_tables(name: str, pipeline: dict[str, Any]) -> list[str]:
     return lines
 
 
+def here(report: dict[str, Any]) -> str:
+    """Where the report's own run measured: commit and date, as each evaluated recipe records them."""
+    return f"commit {report['commit']}, {report['date']}"
+
+
+def earlier_report(path: Path, chosen: set[str]) -> dict[str, Any]:
+    """The recipes and speeds of an earlier full report that this run does not evaluate, each marked with where it
+    was measured (``--merge``), so one results table can grow a recipe at a time."""
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    kept: dict[str, Any] = {name: {**earlier[name], "measured": earlier[name].get("measured", here(earlier))}
+                            for name in RECIPES if name in earlier and name not in chosen}
+    kept["seconds_per_volume"] = {name: speed for name, speed in earlier.get("seconds_per_volume", {}).items()
+                                  if name not in chosen}
+    return kept
+
+
 def markdown(report: dict[str, Any]) -> str:
+    present = [recipe for recipe in RECIPES if recipe in report]
+    elsewhere = [f"{recipe} ({report[recipe]['measured']})" for recipe in present
+                 if report[recipe].get("measured", here(report)) != here(report)]
     lines = [f"acdc96, 5-fold CV by patient (seed 0), 100 volumes; commit {report['commit']}, {report['machine']}, "
-             f"{report['date']}", "",
+             f"{report['date']}" + (f"; kept from earlier runs: {', '.join(elsewhere)}" if elsewhere else ""), "",
              "| recipe / prediction | Dice RV | Myo | LV | mean | ED mean | ES mean | HD95 vox | LV EF bias / SD / r "
              "| RV EF bias / SD / r | kept-slice Dice |",
              "|" + "---|" * 11]
-    present = [recipe for recipe in RECIPES if recipe in report]
     for recipe in present:
         for label, entry in report[recipe].items():
             if isinstance(entry, dict):
@@ -232,8 +252,8 @@ def markdown(report: dict[str, Any]) -> str:
             label = report[name].get("pipeline", WITH_FACTOR)
             lines += _pipeline_tables(f"{name} ({label})", report[name][label])
     minutes = "; ".join(f"{recipe} {report[recipe]['train_minutes_per_fold']}" for recipe in present)
-    lines += ["", f"Training minutes per fold (wall time as measured; folds trained two at a time share the two cores): "
-              f"{minutes}."]
+    lines += ["", f"Training minutes per fold (wall time from each fold's history.csv, on as many threads as the config's "
+              f"`threads`, beside whatever else ran): {minutes}."]
     for name, speed in report["seconds_per_volume"].items():
         lines.append(f"One {speed['slices']}-slice volume, {name} model, predicted and post-processed on {speed['threads']} "
                      f"threads: {speed['no_tta']:.3f} s without TTA, {speed['tta']:.2f} s with the recipe's TTA.")
@@ -250,7 +270,10 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="take a recipe's scores from RUNS/<recipe>/volume_eval.json when an earlier run left them")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES),
-                        help="evaluate only these recipes (a quick check)")
+                        help="train and evaluate only these recipes")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other recipes of the existing results file (marked with where they were measured) "
+                             "instead of writing a report of these recipes only")
     args = parser.parse_args()
     data, runs = Path(args.data), Path(args.runs)
     every_recipe = recipes(data, runs)
@@ -266,24 +289,27 @@ def main() -> None:
     partial = len(args.folds) < FOLDS
     suffix = "_partial_" + "_".join([*args.recipes, *map(str, args.folds)]) if partial else ""
     report: dict[str, Any] = run_metadata(ROOT)
+    results_json = RESULTS / f"acdc_volumes{suffix}.json"
+    report.update(earlier_report(results_json, set(chosen)) if args.merge else {})
     for name, (config, cv_dir) in chosen.items():
         cached = cv_dir / f"volume_eval{suffix}.json"
         if args.reuse and cached.is_file():
             report[name] = json.loads(cached.read_text())
             continue
         report[name], indices = evaluate_recipe(name, config, cv_dir, data, folds_of)
+        report[name]["measured"] = here(report)
         cached.write_text(json.dumps(report[name], default=float))
         if name in PIPELINES:
             plot_agreement(*indices, RESULTS / f"acdc_agreement_scatter{PIPELINES[name]}{suffix}.png",
                            RESULTS / f"acdc_agreement_bland_altman{PIPELINES[name]}{suffix}.png")
     ten = next(load_volume(c) for c in list_cases(data) if load_volume(c).n_slices == 10)
-    report["seconds_per_volume"] = {
+    report["seconds_per_volume"] = {**report.get("seconds_per_volume", {}), **{
         name: {"slices": ten.n_slices, "threads": 2,
                "no_tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, tta=False),
                "tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, tta=True)}
-        for name in PIPELINES if name in chosen}
+        for name in PIPELINES if name in chosen}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"acdc_volumes{suffix}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    results_json.write_text(json.dumps(report, indent=1, default=float) + "\n")
     (RESULTS / f"acdc_volumes{suffix}.md").write_text(markdown(report))
     print(markdown(report))
 
