@@ -88,6 +88,18 @@ def test_predictions_match_between_library_and_evaluate(trained_run: Path, synth
     assert validation["n_images"] == 6 and validation["dice"]["mean"] == pytest.approx(history_best, abs=1e-6)
 
 
+def test_evaluate_on_a_png_folder_reads_the_run_config_once(trained_run: Path, synth_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmrseg import runs
+    from cmrseg.evaluation import evaluate_run
+
+    reads: list[Path] = []
+    read_config = runs.read_run_config
+    monkeypatch.setattr(runs, "read_run_config", lambda run_dir: reads.append(Path(run_dir)) or read_config(run_dir))
+    summary = evaluate_run(trained_run, synth_dir)
+    assert summary["n_images"] == 24 and reads == [trained_run]
+
+
 def test_predictor_runs_channels_last_and_matches_the_plain_forward(synth_dir: Path) -> None:
     import copy
 

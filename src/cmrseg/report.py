@@ -133,18 +133,14 @@ class Evaluated:
 
 
 def _evaluate_slices(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
-    from cmrseg.data.reader import load_folder
-    from cmrseg.evaluation import score_samples, validation_samples
-    from cmrseg.inference.predictor import run_context_slices
+    from cmrseg.evaluation import score_folder, score_samples, validation_samples
 
     if data_dir is not None:
-        samples = load_folder(data_dir, require_masks=True, context_slices=run_context_slices(run_dir))
-        source = f"{len(samples)} labeled images of {data_dir}"
-    else:
-        samples = validation_samples(run_dir)
-        source = f"the run's validation split ({len(samples)} images, rebuilt from its config)"
+        summary, samples, preds = score_folder(run_dir, data_dir, settings)
+        return Evaluated(summary, samples, preds, f"{len(samples)} labeled images of {data_dir}")
+    samples = validation_samples(run_dir)
     summary, preds = score_samples(run_dir, samples, settings)
-    return Evaluated(summary, samples, preds, source)
+    return Evaluated(summary, samples, preds, f"the run's validation split ({len(samples)} images, rebuilt from its config)")
 
 
 def _evaluate_volumes(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:

@@ -11,8 +11,8 @@ import numpy as np
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.reader import Sample, load_folder, load_mask_folder
 from cmrseg.errors import CmrsegError
-from cmrseg.inference import PredictSettings, load_run
-from cmrseg.inference.predictor import predict_sample_masks, run_context_slices
+from cmrseg.inference import ModelPredictor, PredictSettings, load_run
+from cmrseg.inference.predictor import predict_sample_masks
 from cmrseg.metrics import summarize
 from cmrseg.outputs import check_output_file
 from cmrseg.submission import decode_submission
@@ -46,6 +46,24 @@ def score_samples(
     clean-up settings used) and the predicted masks, for callers that also show them.
     ``settings`` (default: the run's own) say how to predict; their None fields take the run's values."""
     predictor, resolved = load_run(run_dir, settings)
+    return _score(predictor, resolved, samples)
+
+
+def score_folder(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    settings: PredictSettings | None = None,
+) -> tuple[dict[str, Any], list[Sample], list[np.ndarray]]:
+    """:func:`score_samples` on a labeled PNG folder, read with the loaded run's own context slices (so the run is
+    loaded once); returns the summary, the samples read and their predicted masks."""
+    predictor, resolved = load_run(run_dir, settings)
+    samples = load_folder(data_dir, require_masks=True, context_slices=predictor.context_slices)
+    summary, preds = _score(predictor, resolved, samples)
+    return summary, samples, preds
+
+
+def _score(predictor: ModelPredictor, resolved: PredictSettings, samples: list[Sample]
+           ) -> tuple[dict[str, Any], list[np.ndarray]]:
     preds = predict_sample_masks(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
     summary = summarize([s.id for s in samples], preds, [s.mask for s in samples])  # type: ignore[misc]
     summary.update(resolved.summary())
@@ -74,9 +92,8 @@ def evaluate_run(
     if is_volume_evaluation(run_dir, data_dir):
         summary = evaluate_run_on_volumes(run_dir, data_dir, settings)
     else:
-        samples = (load_folder(data_dir, require_masks=True, context_slices=run_context_slices(run_dir))
-                   if data_dir is not None else validation_samples(run_dir))
-        summary, _ = score_samples(run_dir, samples, settings)
+        summary = (score_folder(run_dir, data_dir, settings)[0] if data_dir is not None
+                   else score_samples(run_dir, validation_samples(run_dir), settings)[0])
     summary.update({"engine": settings.engine, "run": str(run_dir),
                     "data": str(data_dir) if data_dir is not None else "validation split", "checkpoint": settings.checkpoint})
     if json_path:

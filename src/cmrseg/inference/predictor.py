@@ -182,19 +182,6 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     return predictor, resolved
 
 
-def run_context_slices(run_dir: str | Path) -> int:
-    """``model_info.context_slices`` of a run folder, export zip or ``.onnx`` export (0 for a 2D model)."""
-    if Path(run_dir).suffix.lower() == ".onnx":
-        from cmrseg.onnx_engine import prediction_metadata
-
-        context = prediction_metadata(run_dir).get("context_slices", 0)
-        try:
-            return int(context)
-        except (TypeError, ValueError):
-            raise CmrsegError(f"{run_dir}: broken cmrseg metadata (context_slices {context!r} is not an integer)") from None
-    return runs.read_run_config(runs.require_run_dir(run_dir)).model_info.context_slices
-
-
 def predict_folder(
     run_dir: str | Path,
     images_dir: str | Path,
