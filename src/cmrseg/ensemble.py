@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
+from cmrseg.data.conditions import CONDITIONS
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
@@ -36,16 +37,11 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
 
 
 def member_inputs(run_dirs: list[Path]) -> tuple[int, list[str]]:
-    """The ``context_slices`` and ``conditions`` all member runs share (the ensemble feeds them one input);
-    one-line error otherwise."""
-    infos = {str(run): runs.read_run_config(runs.require_run_dir(run)).model_info for run in run_dirs}
-    for key in ("context_slices", "conditions"):
-        values = {run: getattr(info, key) for run, info in infos.items()}
-        if len({str(value) for value in values.values()}) > 1:
-            listed = ", ".join(f"{run}: {value}" for run, value in values.items())
-            raise CmrsegError(f"ensemble members must share model_info.{key}, got {listed}")
-    first = next(iter(infos.values()))
-    return first.context_slices, list(first.conditions)
+    """The ensemble's inputs: the widest ``context_slices`` and every condition (in :data:`CONDITIONS` order) that a
+    member run takes; each member is handed its own part of them (:func:`cmrseg.models.ensemble.member_channels`)."""
+    infos = [runs.read_run_config(runs.require_run_dir(run)).model_info for run in run_dirs]
+    needed = {name for info in infos for name in info.conditions}
+    return max(info.context_slices for info in infos), [name for name in CONDITIONS if name in needed]
 
 
 def member_splits(config: ExperimentConfig) -> list[tuple[str, dict[str, object] | None]]:

@@ -1,9 +1,10 @@
 """Soft-voting ensemble: the weighted mean of N trained networks' per-class softmax probabilities.
 
 Each member keeps its own input channels and intensity normalisation, so the ensemble takes the
-image scaled to [0, 1] and normalises it once per member; the constant planes of a conditioned
-ensemble (``model_info.conditions``, the channels after the ``image_channels``) reach every member as
-they are. It returns log-probabilities, so softmax and argmax downstream behave exactly as for a
+image scaled to [0, 1] and normalises it once per member. Members may differ in their inputs: the ensemble
+takes the widest slice context and every condition plane any member needs (``model_info.context_slices`` and
+``conditions``), and hands each member only its own neighbours around the centre slice and its own planes,
+the planes as they are. It returns log-probabilities, so softmax and argmax downstream behave exactly as for a
 single network. Everything stays in torch on the
 model's device (no NumPy round trip, no hard-coded GPU).
 """
@@ -28,24 +29,44 @@ class EnsembleNet(nn.Module):
     """Weighted soft voting over member networks; output is log of the averaged probabilities."""
 
     def __init__(self, members: list[nn.Module], normalizations: list[MemberNormalization], weights: list[float],
-                 image_channels: int = 1) -> None:
+                 channels: list[tuple[int, list[int]]] | None = None) -> None:
+        """``channels``: per member, its number of image channels and which input channels it takes (images first,
+        then planes); by default every member takes the whole single-channel input."""
         super().__init__()
-        self.image_channels = image_channels
         if not members or len(members) != len(normalizations) or len(members) != len(weights):
             raise ValueError("an ensemble needs one normalisation and one weight per member")
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"ensemble weights must be non-negative with a positive sum, got {weights}")
+        channels = channels or [(1, [0])] * len(members)
+        if len(channels) != len(members):
+            raise ValueError("an ensemble needs one channel selection per member")
         self.members = nn.ModuleList(members)
         self.normalizations = nn.ModuleList(normalizations)
+        self.image_channels = [n_image for n_image, _ in channels]
+        for index, (_, taken) in enumerate(channels):
+            self.register_buffer(f"channels_{index}", torch.tensor(taken, dtype=torch.long), persistent=False)
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32) / sum(weights))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(0, device=x.device)
-        image, planes = x[:, : self.image_channels], x[:, self.image_channels :]
-        for weight, member, normalize in zip(self.weights, self.members, self.normalizations):
+        for index, (weight, member, normalize) in enumerate(zip(self.weights, self.members, self.normalizations)):
+            inputs = x.index_select(1, getattr(self, f"channels_{index}"))
+            image, planes = inputs[:, : self.image_channels[index]], inputs[:, self.image_channels[index] :]
             probs = weight * torch.softmax(member(torch.cat([normalize(image), planes], dim=1)), dim=1)
             total = probs if total.numel() == 0 else total + probs
         return torch.log(total.clamp_min(EPSILON))
+
+
+def member_channels(ensemble: ModelInfo, member: ModelInfo) -> tuple[int, list[int]]:
+    """Which of the ensemble's input channels a member takes: its own neighbours around the centre slice (the centre
+    alone for a 2D member), then its own condition planes; and how many of those are image channels."""
+    if member.context_slices > ensemble.context_slices or not set(member.conditions) <= set(ensemble.conditions):
+        raise ValueError(f"a member with context_slices {member.context_slices} and conditions {member.conditions} "
+                         f"does not fit the ensemble's ({ensemble.context_slices}, {ensemble.conditions})")
+    centre = ensemble.context_slices
+    image = list(range(centre - member.context_slices, centre + member.context_slices + 1))
+    planes = [ensemble.image_channels + ensemble.conditions.index(name) for name in member.conditions]
+    return len(image), image + planes
 
 
 def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalization, ModelInfo]:
@@ -78,8 +99,6 @@ def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
         raise ValueError("options.members must list the member runs")
     specs = [{"run": str(Path(s))} if isinstance(s, str) else s for s in specs]
     built = [_member_from_spec(spec) for spec in specs]
-    if any(member.context_slices != info.context_slices or member.conditions != info.conditions for _, _, member in built):
-        raise ValueError("every member must have the ensemble's model_info.context_slices and conditions "
-                         f"({info.context_slices}, {info.conditions})")
     weights = [float(w) for w in options["weights"] or [1.0] * len(built)]
-    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights, info.image_channels)
+    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights,
+                       [member_channels(info, member) for _, _, member in built])
