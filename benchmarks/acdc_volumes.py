@@ -7,7 +7,7 @@
    RUNS/context), of ``configs/acdc.json`` drawing base and apex slices twice as often (RUNS/edge_sampling), of
    ``configs/acdc_phase.json`` on every slice with its cardiac phase as an input plane (RUNS/phase), of the same with
    the slice position as a second plane (RUNS/phase_position), of the phase recipe for twice the epochs on both cores
-   (RUNS/phase_28), and of ``configs/best.json`` on the kept coursework slice of each volume only
+   (RUNS/phase_28) and that drawing base and apex slices twice as often (RUNS/phase_28_edges), and of ``configs/best.json`` on the kept coursework slice of each volume only
    (RUNS/slice_only; those PNGs are named by case, so the folds hold the same patients).
 2. Predicts every held-out volume with its fold's final weights, with and without the config's TTA.
 3. Writes ``benchmarks/results/acdc_volumes.json`` and ``.md`` (per-volume Dice / HD95 for all, ED and ES volumes,
@@ -45,14 +45,15 @@ from cmrseg.inference.volumes import volume_mask, volume_probabilities
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FOLDS = 5
-RECIPES = ("every_slice", "context", "edge_sampling", "phase", "phase_position", "phase_28", "slice_only")
+RECIPES = ("every_slice", "context", "edge_sampling", "phase", "phase_position", "phase_28", "phase_28_edges",
+           "slice_only")
 EDGE_SAMPLING = {"base": 2.0, "mid": 1.0, "apex": 2.0}
 """``slice_sampling`` of the edge_sampling recipe: configs/acdc.json drawing base and apex slices twice as often."""
 LONG_PHASE = {"epochs": 28, "threads": 2}
 """The phase_28 recipe: configs/acdc_phase.json for twice the epochs, one fold at a time on both cores, so that a fold
 takes most of the 15-minute budget (14 epochs on one thread, two folds side by side, took about 12)."""
 PIPELINES = {"every_slice": "", "context": "_context", "phase": "_phase", "phase_position": "_phase_position",
-             "phase_28": "_phase_28"}
+             "phase_28": "_phase_28", "phase_28_edges": "_phase_28_edges"}
 """Recipes whose full pipeline gets agreement and slice-position tables and EF plots (file name suffix)."""
 REPORTED_INDICES = ("LV_EF_pct", "RV_EF_pct", "LV_EDV_voxels", "LV_ESV_voxels", "RV_EDV_voxels", "RV_ESV_voxels",
                     "Myo_ED_voxels")
@@ -82,10 +83,12 @@ def recipes(data: Path, runs: Path) -> dict[str, tuple[ExperimentConfig, Path]]:
     phase = apply_overrides(load_config(ROOT / "configs" / "acdc_phase.json"), path)
     phase_position = apply_overrides(phase, {"model_info.conditions": ["phase", "position"]})
     phase_long = apply_overrides(phase, LONG_PHASE)
+    phase_long_edges = apply_overrides(phase_long, {"slice_sampling": EDGE_SAMPLING})
     return {"every_slice": (every, runs / "every_slice"), "context": (context, runs / "context"),
             "edge_sampling": (edges, runs / "edge_sampling"), "phase": (phase, runs / "phase"),
             "phase_position": (phase_position, runs / "phase_position"),
-            "phase_28": (phase_long, runs / "phase_28"), "slice_only": (slices, runs / "slice_only")}
+            "phase_28": (phase_long, runs / "phase_28"),
+            "phase_28_edges": (phase_long_edges, runs / "phase_28_edges"), "slice_only": (slices, runs / "slice_only")}
 
 
 def held_out_patients(config: ExperimentConfig, fold: int) -> set[str]:
