@@ -5,9 +5,10 @@
 1. Trains (or resumes, or skips when finished) ``cmrseg cv`` of ``configs/acdc.json`` on every slice of the
    volumes (RUNS/every_slice), of ``configs/acdc_25d.json`` on every slice with its two neighbours (2.5-D,
    RUNS/context), of ``configs/acdc.json`` drawing base and apex slices twice as often (RUNS/edge_sampling), of
-   ``configs/acdc_phase.json`` on every slice with its cardiac phase as an input plane (RUNS/phase), of the same with
-   the slice position as a second plane (RUNS/phase_position), of the phase recipe for twice the epochs on both cores
-   (RUNS/phase_28) and that drawing base and apex slices twice as often (RUNS/phase_28_edges), and of ``configs/best.json`` on the kept coursework slice of each volume only
+   ``configs/acdc_phase.json`` for 14 epochs on every slice with its cardiac phase as an input plane (RUNS/phase), of
+   the same with the slice position as a second plane (RUNS/phase_position), of ``configs/acdc_phase.json`` as it is
+   (28 epochs, one fold at a time on both cores; RUNS/phase_28) and of that drawing base and apex slices twice as often
+   (RUNS/phase_28_edges), and of ``configs/best.json`` on the kept coursework slice of each volume only
    (RUNS/slice_only; those PNGs are named by case, so the folds hold the same patients).
 2. Predicts every held-out volume with its fold's final weights, with and without the config's TTA.
 3. Writes ``benchmarks/results/acdc_volumes.json`` and ``.md`` (per-volume Dice / HD95 for all, ED and ES volumes,
@@ -49,9 +50,12 @@ RECIPES = ("every_slice", "context", "edge_sampling", "phase", "phase_position",
            "slice_only")
 EDGE_SAMPLING = {"base": 2.0, "mid": 1.0, "apex": 2.0}
 """``slice_sampling`` of the edge_sampling recipe: configs/acdc.json drawing base and apex slices twice as often."""
+SHORT_PHASE = {"epochs": 14, "threads": 1}
+"""The phase recipe: configs/acdc_phase.json as it was until phase_28 replaced it (14 epochs on one thread, two folds
+side by side, about 12 minutes a fold)."""
 LONG_PHASE = {"epochs": 28, "threads": 2}
-"""The phase_28 recipe: configs/acdc_phase.json for twice the epochs, one fold at a time on both cores, so that a fold
-takes most of the 15-minute budget (14 epochs on one thread, two folds side by side, took about 12)."""
+"""The phase_28 recipe, configs/acdc_phase.json now: twice the epochs, one fold at a time on both cores, so that a fold
+takes most of the 15-minute budget."""
 PIPELINES = {"every_slice": "", "context": "_context", "phase": "_phase", "phase_position": "_phase_position",
              "phase_28": "_phase_28", "phase_28_edges": "_phase_28_edges"}
 """Recipes whose full pipeline gets agreement and slice-position tables and EF plots (file name suffix)."""
@@ -80,7 +84,7 @@ def recipes(data: Path, runs: Path) -> dict[str, tuple[ExperimentConfig, Path]]:
     kept = write_kept_slices(data, runs.parent / "acdc_kept_slices")
     slices = apply_overrides(load_config(ROOT / "configs" / "best.json"), {"dataset_info.train_data_path": str(kept)})
     edges = apply_overrides(every, {"slice_sampling": EDGE_SAMPLING})
-    phase = apply_overrides(load_config(ROOT / "configs" / "acdc_phase.json"), path)
+    phase = apply_overrides(load_config(ROOT / "configs" / "acdc_phase.json"), {**path, **SHORT_PHASE})
     phase_position = apply_overrides(phase, {"model_info.conditions": ["phase", "position"]})
     phase_long = apply_overrides(phase, LONG_PHASE)
     phase_long_edges = apply_overrides(phase_long, {"slice_sampling": EDGE_SAMPLING})

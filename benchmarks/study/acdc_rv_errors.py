@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDS = 5
 RV, MYO, LV = 1, 2, 3
 FACTORS = (0.5, 0.7, 1.0, 1.5, 2.0)
-RECIPES = {"every_slice": "acdc.json", "phase": "acdc_phase.json"}
+RECIPES = {"every_slice": ("acdc.json", {}), "phase": ("acdc_phase.json", {"epochs": 14, "threads": 1}),
+           "phase_28": ("acdc_phase.json", {"threads": 2})}
+"""The recipes of ``benchmarks/acdc_volumes.py`` this reads: config file and overrides (phase: its 14-epoch run)."""
 
 
 def ejection_fraction(ed: int, es: int) -> float:
@@ -70,10 +72,13 @@ def main() -> None:
     parser.add_argument("--data", type=existing_folder, default="../shared/data/acdc96")
     parser.add_argument("--runs", default="runs/acdc_cv")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="every_slice",
-                        help="every_slice (configs/acdc.json) or phase (configs/acdc_phase.json), trained by acdc_volumes.py")
+                        help="every_slice (configs/acdc.json), phase (configs/acdc_phase.json for 14 epochs) or phase_28 "
+                             "(configs/acdc_phase.json), trained by acdc_volumes.py")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config = apply_overrides(load_config(ROOT / "configs" / RECIPES[args.recipe]), {"dataset_info.train_data_path": args.data})
+    config_file, overrides = RECIPES[args.recipe]
+    config = apply_overrides(load_config(ROOT / "configs" / config_file),
+                             {**overrides, "dataset_info.train_data_path": str(args.data)})
     volumes, probs = held_out_probabilities(config, Path(args.runs) / args.recipe)
 
     items, wrong, true_confidence = [], [], []
