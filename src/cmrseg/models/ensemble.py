@@ -29,15 +29,14 @@ class EnsembleNet(nn.Module):
     """Weighted soft voting over member networks; output is log of the averaged probabilities."""
 
     def __init__(self, members: list[nn.Module], normalizations: list[MemberNormalization], weights: list[float],
-                 channels: list[tuple[int, list[int]]] | None = None) -> None:
+                 channels: list[tuple[int, list[int]]]) -> None:
         """``channels``: per member, its number of image channels and which input channels it takes (images first,
-        then planes); by default every member takes the whole single-channel input."""
+        then planes), as :func:`member_channels` gives them."""
         super().__init__()
         if not members or len(members) != len(normalizations) or len(members) != len(weights):
             raise ValueError("an ensemble needs one normalisation and one weight per member")
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"ensemble weights must be non-negative with a positive sum, got {weights}")
-        channels = channels or [(1, [0])] * len(members)
         if len(channels) != len(members):
             raise ValueError("an ensemble needs one channel selection per member")
         self.members = nn.ModuleList(members)
