@@ -232,7 +232,12 @@ def earlier_report(path: Path, chosen: set[str]) -> dict[str, Any]:
     was measured (``--merge``), so one results table can grow a recipe at a time."""
     if not path.is_file():
         return {}
-    earlier = json.loads(path.read_text())
+    try:
+        earlier = json.loads(path.read_text())
+        here(earlier)
+    except (ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not a results file of this script ({type(err).__name__}: {err}); "
+                         "move it away or run without --merge") from None
     kept: dict[str, Any] = {name: {**earlier[name], "measured": earlier[name].get("measured", here(earlier))}
                             for name in RECIPES if name in earlier and name not in chosen}
     kept["seconds_per_volume"] = {name: speed for name, speed in earlier.get("seconds_per_volume", {}).items()
