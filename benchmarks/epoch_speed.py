@@ -1,9 +1,11 @@
-"""Issue #5 training speed: seconds per training epoch of configs/best.json by threads, batch size, memory format.
+"""Training speed: seconds per training epoch of a config by threads, batch size, memory format and precision.
 
-One warm-up epoch, then the fastest of ``--repeats`` epochs (80 training slices of fold 0, no validation).
+One warm-up epoch, then the fastest of ``--repeats`` epochs (the training slices of fold 0 of 5, no validation).
 
-    .venv/bin/python benchmarks/epoch_speed.py                             # the grid for best.json's model
+    .venv/bin/python benchmarks/epoch_speed.py                             # the #5 grid for best.json's model
     .venv/bin/python benchmarks/epoch_speed.py --quick --input-scales 1 2   # cost of input_scale 2
+    .venv/bin/python benchmarks/epoch_speed.py --arithmetic --config configs/acdc_phase.json \
+        --set dataset_info.train_data_path=../shared/data/acdc96         # channels-last x bfloat16, config's batch
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from cmrseg.config import apply_overrides, load_config
+import torch
+
+from cmrseg.config import ExperimentConfig, apply_overrides, load_config_with_overrides
 from cmrseg.training import Trainer
 from cmrseg.utils import write_results
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def epoch_seconds(overrides: dict[str, object], repeats: int) -> float:
-    config = apply_overrides(load_config(REPO / "configs" / "best.json"), {"folds": 5, "fold": 0, **overrides})
+def epoch_seconds(base: ExperimentConfig, overrides: dict[str, object], repeats: int) -> float:
+    config = apply_overrides(base, {"folds": 5, "fold": 0, **overrides})
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp), progress=False)
         trainer.train_epoch(1)
@@ -34,26 +38,41 @@ def epoch_seconds(overrides: dict[str, object], repeats: int) -> float:
     return min(times)
 
 
+def arithmetic_grid(base: ExperimentConfig) -> list[tuple[int, int, bool, str]]:
+    """The config's threads (all cores when unset) and batch, in every memory format and precision."""
+    threads = base.threads or torch.get_num_threads()
+    return [(threads, base.batch_size, channels_last, precision)
+            for channels_last, precision in itertools.product((False, True), ("float32", "bfloat16"))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--input-scales", type=int, nargs="+", help="model_info.input_scale values (default: best.json's)")
     parser.add_argument("--quick", action="store_true", help="only 1 thread, batch 8, contiguous memory")
+    parser.add_argument("--arithmetic", action="store_true",
+                        help="only the config's threads and batch: contiguous / channels-last x float32 / bfloat16")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "best.json")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as `cmrseg train`")
     args = parser.parse_args()
-    grid = [(1, 8, False)] if args.quick else [
-        (threads, batch, channels_last)
+    base = load_config_with_overrides(args.config, args.set)
+    grid = arithmetic_grid(base) if args.arithmetic else [(1, 8, False, "float32")] if args.quick else [
+        (threads, batch, channels_last, "float32")
         for threads, batch, channels_last in itertools.product((1, 2), (4, 8, 16), (False, True))
         if batch == 8 or not channels_last
     ]
-    scales = args.input_scales or [load_config(REPO / "configs" / "best.json").model_info.input_scale]
-    print("| input_scale | threads | batch | channels_last | s/epoch |\n|---|---|---|---|---|")
+    scales = args.input_scales or [base.model_info.input_scale]
+    print("| input_scale | threads | batch | channels_last | precision | s/epoch |\n|---|---|---|---|---|---|")
     rows = []
     for scale in scales:
-        for threads, batch, channels_last in grid:
-            overrides = {"threads": threads, "batch_size": batch, "channels_last": channels_last, "model_info.input_scale": scale}
-            rows.append({**overrides, "seconds_per_epoch": round(epoch_seconds(overrides, args.repeats), 2)})
-            print(f"| {scale} | {threads} | {batch} | {channels_last} | {rows[-1]['seconds_per_epoch']:.2f} |")
-    print(f"wrote {write_results(REPO / 'benchmarks' / 'results' / 'epoch_speed.json', {'rows': rows})}")
+        for threads, batch, channels_last, precision in grid:
+            overrides = {"threads": threads, "batch_size": batch, "channels_last": channels_last,
+                         "precision": precision, "model_info.input_scale": scale}
+            seconds = epoch_seconds(base, overrides, args.repeats)
+            rows.append({**overrides, "seconds_per_epoch": round(seconds, 2)})
+            print(f"| {scale} | {threads} | {batch} | {channels_last} | {precision} | {seconds:.2f} |", flush=True)
+    results = {"config": str(args.config), "overrides": args.set, "rows": rows}
+    print(f"wrote {write_results(REPO / 'benchmarks' / 'results' / 'epoch_speed.json', results)}")
 
 
 if __name__ == "__main__":

@@ -211,3 +211,22 @@ def test_swa_run_interrupted_while_averaging_resumes_to_the_same_weights(
 def test_ema_and_swa_together_are_refused(synth_dir: Path) -> None:
     with pytest.raises(CmrsegError, match="ema and swa"):
         config_from_dict(tiny_config_dict(synth_dir, ema={"decay": 0.9}, swa={}))
+
+
+def test_bfloat16_training_runs_the_network_in_bfloat16_and_keeps_float32_weights(synth_dir: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=3, precision="bfloat16"))
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    seen: list[torch.dtype] = []
+    conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    losses = [trainer.train_epoch(epoch) for epoch in (1, 2, 3)]
+    assert set(seen) == {torch.bfloat16}
+    assert losses[-1] < losses[0]
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    val_loss, dice = trainer.validate()
+    assert torch.isfinite(torch.tensor(val_loss)) and 0.0 <= dice["mean"] <= 1.0
+
+
+def test_precision_names_the_key_and_the_choices(synth_dir: Path) -> None:
+    with pytest.raises(CmrsegError, match="'precision'.*'float32' or 'bfloat16'.*'float16'"):
+        config_from_dict(tiny_config_dict(synth_dir, precision="float16"))

@@ -260,6 +260,10 @@ class ExperimentConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     channels_last: bool = False
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="arithmetic of training's forward passes: bfloat16 autocast keeps weights, gradients "
+                               "and optimiser state in float32 and runs about 1.4x faster on CPUs with AVX512-BF16 or "
+                               "AMX and on recent GPUs (slower where bfloat16 is emulated)")
     device: str = "auto"
 
     @property

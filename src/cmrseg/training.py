@@ -120,6 +120,13 @@ class Trainer:
     def _to_device(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return images.to(self.device, memory_format=self.memory_format), masks.to(self.device)
 
+    def _forward(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of ``model``, computed under bfloat16 autocast when ``precision`` asks for it, so that
+        the loss and its softmax stay in float32."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16"):
+            logits = model(images)
+        return logits.float()
+
     def train_epoch(self, epoch: int) -> float:
         self.model.train()
         self.train_set.set_epoch(epoch)
@@ -131,7 +138,7 @@ class Trainer:
                 group["lr"] = self.config.swa.lr  # type: ignore[union-attr]
         for images, masks in self._loader(self.train_set, True, epoch):
             images, masks = self._to_device(images, masks)
-            loss = self.loss_fn(self.model(images), masks)
+            loss = self.loss_fn(self._forward(self.model, images), masks)
             if not torch.isfinite(loss):
                 raise CmrsegError(f"training diverged at epoch {epoch} (loss {loss.item()}); lower optimizer_info.lr")
             self.optimizer.zero_grad(set_to_none=True)
@@ -156,7 +163,7 @@ class Trainer:
         losses, preds, truths = [], [], []
         for images, masks in self._loader(self.val_set, False, 0):
             images, masks = self._to_device(images, masks)
-            logits = model(images)
+            logits = self._forward(model, images)
             losses.append(self.loss_fn(logits, masks).item() * len(images))
             preds.append(logits.argmax(1).cpu().numpy())
             truths.append(masks.cpu().numpy())
