@@ -242,8 +242,9 @@ def earlier_report(path: Path, chosen: set[str]) -> dict[str, Any]:
         earlier = json.loads(path.read_text())
         here(earlier)
     except (ValueError, KeyError, TypeError) as err:
-        raise SystemExit(f"{path}: not a results file of this script ({type(err).__name__}: {err}); "
-                         "move it away or run without --merge") from None
+        print(f"{path}: not a results file of this script ({type(err).__name__}: {err}); "
+              "move it away or run without --merge", file=sys.stderr)
+        raise SystemExit(2) from None
     kept: dict[str, Any] = {name: {**earlier[name], "measured": earlier[name].get("measured", here(earlier))}
                             for name in RECIPES if name in earlier and name not in chosen}
     kept["seconds_per_volume"] = {name: speed for name, speed in earlier.get("seconds_per_volume", {}).items()
@@ -296,6 +297,10 @@ def main() -> None:
     data, runs = Path(args.data), Path(args.runs)
     every_recipe = recipes(data, runs)
     chosen = {name: every_recipe[name] for name in args.recipes}
+    partial = len(args.folds) < FOLDS
+    suffix = "_partial_" + "_".join([*args.recipes, *map(str, args.folds)]) if partial else ""
+    results_json = RESULTS / f"acdc_volumes{suffix}.json"
+    earlier = earlier_report(results_json, set(chosen)) if args.merge else {}
     if not args.skip_train:
         for config, cv_dir in chosen.values():
             cross_validate(config, FOLDS, cv_dir, progress=False)
@@ -304,11 +309,7 @@ def main() -> None:
     for config, _ in every_recipe.values():
         assert folds_of == {k: held_out_patients(config, k) for k in args.folds}, "folds must match"
     torch.set_num_threads(2)
-    partial = len(args.folds) < FOLDS
-    suffix = "_partial_" + "_".join([*args.recipes, *map(str, args.folds)]) if partial else ""
-    report: dict[str, Any] = run_metadata(ROOT)
-    results_json = RESULTS / f"acdc_volumes{suffix}.json"
-    report.update(earlier_report(results_json, set(chosen)) if args.merge else {})
+    report: dict[str, Any] = {**run_metadata(ROOT), **earlier}
     for name, (config, cv_dir) in chosen.items():
         cached = cv_dir / f"volume_eval{suffix}.json"
         if args.reuse and cached.is_file():

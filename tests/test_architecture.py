@@ -67,3 +67,21 @@ def test_benchmark_script_names_a_missing_data_folder_in_one_line(script: str, t
     assert result.returncode == 2, result.stderr
     assert f"argument --data: no such folder: {missing}" in result.stderr and "Traceback" not in result.stderr
     assert not missing.exists()
+
+
+def test_volume_benchmark_names_a_results_file_it_cannot_merge_in_one_line(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "acdc_volumes.py"
+    spec = importlib.util.spec_from_file_location("acdc_volumes_under_test", script)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    assert module.earlier_report(tmp_path / "absent.json", {"phase"}) == {}
+    broken = tmp_path / "acdc_volumes.json"
+    broken.write_text('{"phase": {}}')
+    with pytest.raises(SystemExit) as exit_info:
+        module.earlier_report(broken, {"phase_28"})
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert f"{broken}: not a results file of this script (KeyError" in err
