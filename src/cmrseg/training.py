@@ -29,7 +29,7 @@ from cmrseg.optim import build_optimizer, build_scheduler
 from cmrseg.plots import plot_history
 from cmrseg.locks import run_lock
 from cmrseg.outputs import check_output_dir, check_output_file, write_marker
-from cmrseg.utils import atomic_path, resolve_device, seed_everything, write_json_atomic
+from cmrseg.utils import atomic_path, precision_autocast, resolve_device, seed_everything, write_json_atomic
 
 
 class TrainingInterrupted(CmrsegError):
@@ -123,7 +123,7 @@ class Trainer:
     def _forward(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Float32 logits of ``model``, computed under bfloat16 autocast when ``precision`` asks for it, so that
         the loss and its softmax stay in float32."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16"):
+        with precision_autocast(self.device, self.config.precision):
             logits = model(images)
         return logits.float()
 

@@ -115,6 +115,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def precision_autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of a ``precision`` (``float32`` or ``bfloat16``) on ``device``: one rule for training
+    and prediction, so both run the network in the same arithmetic when asked for the same precision."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """Pick CUDA when present for ``auto``; otherwise honour an explicit ``cpu``/``cuda[:N]``/``mps``."""
     from cmrseg.errors import CmrsegError

@@ -20,7 +20,7 @@ from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
 from cmrseg.inference.settings import PredictSettings
 from cmrseg.inference.tta import FLIPS, flip_average, warp_average, zoom_warp
-from cmrseg.utils import resolve_device
+from cmrseg.utils import precision_autocast, resolve_device
 
 
 class Predictor(Protocol):
@@ -83,7 +83,7 @@ class ModelPredictor:
         if self.conditions:
             normalized = with_planes(normalized, values)  # type: ignore[arg-type]
         batch = torch.from_numpy(normalized).to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+        with precision_autocast(self.device, self.precision):
             return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1], self.view_batch)
 
     @torch.inference_mode()

@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from cmrseg.config import ExperimentConfig, checked_tta_scales
+from cmrseg.config import PRECISIONS, ExperimentConfig, checked_tta_scales
 from cmrseg.errors import CmrsegError
 
 ENGINES = ("torch", "onnxruntime")
 """What runs the network: torch, or the network exported to ONNX and run by onnxruntime on the CPU."""
-
-PRECISIONS = ("float32", "bfloat16")
-"""Arithmetic of the torch network: float32, or bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX, and GPUs)."""
 
 
 @dataclass(frozen=True)
