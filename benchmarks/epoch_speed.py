@@ -4,8 +4,8 @@ One warm-up epoch, then the fastest of ``--repeats`` epochs (the training slices
 
     .venv/bin/python benchmarks/epoch_speed.py                             # the #5 grid for best.json's model
     .venv/bin/python benchmarks/epoch_speed.py --quick --input-scales 1 2   # cost of input_scale 2
-    .venv/bin/python benchmarks/epoch_speed.py --arithmetic --config configs/acdc_phase.json \
-        --set dataset_info.train_data_path=../shared/data/acdc96         # channels-last x bfloat16, config's batch
+    .venv/bin/python benchmarks/epoch_speed.py --arithmetic --repeats 1 --config configs/acdc_phase.json \
+        --out benchmarks/results/epoch_speed_acdc_phase.json          # channels-last x bfloat16, config's batch
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from pathlib import Path
 import torch
 
 from cmrseg.config import ExperimentConfig, apply_overrides, load_config_with_overrides
+from cmrseg.errors import CmrsegError
+from cmrseg.outputs import check_output_file
 from cmrseg.training import Trainer
 from cmrseg.utils import write_results
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def epoch_seconds(base: ExperimentConfig, overrides: dict[str, object], repeats: int) -> float:
@@ -45,17 +48,11 @@ def arithmetic_grid(base: ExperimentConfig) -> list[tuple[int, int, bool, str]]:
             for channels_last, precision in itertools.product((False, True), ("float32", "bfloat16"))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--input-scales", type=int, nargs="+", help="model_info.input_scale values (default: best.json's)")
-    parser.add_argument("--quick", action="store_true", help="only 1 thread, batch 8, contiguous memory")
-    parser.add_argument("--arithmetic", action="store_true",
-                        help="only the config's threads and batch: contiguous / channels-last x float32 / bfloat16")
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "best.json")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as `cmrseg train`")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> None:
+    """Time every grid point of ``args`` and write the results file; bad input raises :class:`CmrsegError` before
+    the first epoch."""
     base = load_config_with_overrides(args.config, args.set)
+    out = check_output_file(args.out) if args.out else RESULTS / "epoch_speed.json"
     grid = arithmetic_grid(base) if args.arithmetic else [(1, 8, False, "float32")] if args.quick else [
         (threads, batch, channels_last, "float32")
         for threads, batch, channels_last in itertools.product((1, 2), (4, 8, 16), (False, True))
@@ -72,7 +69,25 @@ def main() -> None:
             rows.append({**overrides, "seconds_per_epoch": round(seconds, 2)})
             print(f"| {scale} | {threads} | {batch} | {channels_last} | {precision} | {seconds:.2f} |", flush=True)
     results = {"config": str(args.config), "overrides": args.set, "rows": rows}
-    print(f"wrote {write_results(REPO / 'benchmarks' / 'results' / 'epoch_speed.json', results)}")
+    print(f"wrote {write_results(out, results)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--input-scales", type=int, nargs="+", help="model_info.input_scale values (default: best.json's)")
+    parser.add_argument("--quick", action="store_true", help="only 1 thread, batch 8, contiguous memory")
+    parser.add_argument("--arithmetic", action="store_true",
+                        help="only the config's threads and batch: contiguous / channels-last x float32 / bfloat16")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "best.json")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, as `cmrseg train`")
+    parser.add_argument("--out", type=Path, help="results file (JSON, with the commit and machine; new, or one "
+                                                   "cmrseg wrote; default benchmarks/results/epoch_speed.json)")
+    args = parser.parse_args()
+    try:
+        measure(args)
+    except CmrsegError as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":

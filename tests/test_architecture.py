@@ -85,3 +85,13 @@ def test_volume_benchmark_names_a_results_file_it_cannot_merge_in_one_line(tmp_p
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1
     assert f"{broken}: not a results file of this script (KeyError" in err
+
+
+def test_epoch_speed_refuses_a_results_file_it_did_not_write_before_measuring(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text("not mine")
+    result = subprocess.run([sys.executable, "benchmarks/epoch_speed.py", "--quick", "--out", str(theirs)],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: {theirs}: exists and was not written by cmrseg" in result.stderr
+    assert theirs.read_text() == "not mine" and "s/epoch" not in result.stdout
