@@ -8,7 +8,8 @@
    ``configs/acdc_phase.json`` for 14 epochs on every slice with its cardiac phase as an input plane (RUNS/phase), of
    the same with the slice position as a second plane (RUNS/phase_position), of ``configs/acdc_phase.json`` as it is
    (28 epochs, one fold at a time on both cores; RUNS/phase_28) and of that drawing base and apex slices twice as often
-   (RUNS/phase_28_edges), of phase_28 in bfloat16 for 40 epochs in the same budget (RUNS/phase_bf16), and of
+   (RUNS/phase_28_edges), of phase_28 in bfloat16 for 40 epochs in the same budget (RUNS/phase_bf16), of that
+   reading the same slice of the patient's other phase as a second channel (RUNS/phase_pair), and of
    ``configs/best.json`` on the kept coursework slice of each volume only (RUNS/slice_only; those PNGs are named by
    case, so the folds hold the same patients).
 2. Predicts every held-out volume with its fold's final weights, with and without the config's TTA.
@@ -35,20 +36,20 @@ from cmrseg.config import ExperimentConfig, apply_overrides, load_config
 from cmrseg.constants import STRUCTURES
 from cmrseg.crossval import cross_validate, final_checkpoint
 from cmrseg.data.dataset import prepare_data
-from cmrseg.data.volumes import Volume, list_cases, load_volume
+from cmrseg.data.volumes import Volume, list_cases, load_volume, phase_partners
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import aggregate, image_metrics
 from cmrseg.training import clone_config
 from cmrseg.commands.common import existing_folder
 from cmrseg.utils import run_metadata
 from cmrseg.evaluation.volumes import score_volume_masks
-from cmrseg.inference.volumes import volume_mask, volume_probabilities
+from cmrseg.inference.volumes import predict_volume_probabilities, volume_mask, volume_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FOLDS = 5
 RECIPES = ("every_slice", "context", "edge_sampling", "phase", "phase_position", "phase_28", "phase_28_edges",
-           "phase_bf16", "slice_only")
+           "phase_bf16", "phase_pair", "slice_only")
 EDGE_SAMPLING = {"base": 2.0, "mid": 1.0, "apex": 2.0}
 """``slice_sampling`` of the edge_sampling recipe: configs/acdc.json drawing base and apex slices twice as often."""
 SHORT_PHASE = {"epochs": 14, "threads": 1}
@@ -60,8 +61,12 @@ takes most of the 15-minute budget."""
 BFLOAT16_PHASE = {"epochs": 40, "precision": "bfloat16"}
 """The phase_bf16 recipe: phase_28 trained under bfloat16 autocast, whose 1.55x faster epoch (17.3 against 26.9 s,
 benchmarks/results/epoch_speed_acdc_phase.json) buys 40 epochs in the same 15 minutes a fold."""
+OTHER_PHASE = {"model_info.other_phase": True}
+"""The phase_pair recipe: phase_bf16 reading the same slice of the patient's other phase (ED <-> ES) as a second image
+channel, so the end-systolic right ventricle is drawn knowing where it lay at end-diastole, and the reverse."""
 PIPELINES = {"every_slice": "", "context": "_context", "phase": "_phase", "phase_position": "_phase_position",
-             "phase_28": "_phase_28", "phase_28_edges": "_phase_28_edges", "phase_bf16": "_phase_bf16"}
+             "phase_28": "_phase_28", "phase_28_edges": "_phase_28_edges", "phase_bf16": "_phase_bf16",
+             "phase_pair": "_phase_pair"}
 """Recipes whose full pipeline gets agreement and slice-position tables and EF plots (file name suffix)."""
 REPORTED_INDICES = ("LV_EF_pct", "RV_EF_pct", "LV_EDV_voxels", "LV_ESV_voxels", "RV_EDV_voxels", "RV_ESV_voxels",
                     "Myo_ED_voxels")
@@ -98,7 +103,9 @@ def recipes(data: Path, runs: Path) -> dict[str, tuple[ExperimentConfig, Path]]:
             "phase_position": (phase_position, runs / "phase_position"),
             "phase_28": (phase_long, runs / "phase_28"),
             "phase_28_edges": (phase_long_edges, runs / "phase_28_edges"),
-            "phase_bf16": (phase_bf16, runs / "phase_bf16"), "slice_only": (slices, runs / "slice_only")}
+            "phase_bf16": (phase_bf16, runs / "phase_bf16"),
+            "phase_pair": (apply_overrides(phase_bf16, OTHER_PHASE), runs / "phase_pair"),
+            "slice_only": (slices, runs / "slice_only")}
 
 
 def held_out_patients(config: ExperimentConfig, fold: int) -> set[str]:
@@ -116,19 +123,21 @@ def predict_fold(config: ExperimentConfig, cv_dir: Path, fold: int, volumes: lis
                  precision: str = "float32") -> list[np.ndarray]:
     run_dir = cv_dir / f"fold_{fold}"
     predictor, _ = load_run(run_dir, fold_settings(config, fold, tta, precision))
-    return [volume_probabilities(predictor, volume) for volume in volumes]
+    return predict_volume_probabilities(predictor, volumes)
 
 
-def seconds_per_volume(config: ExperimentConfig, cv_dir: Path, volume: Volume, tta: bool, repeats: int = 5) -> float:
-    """Best-of-``repeats`` wall time to predict and post-process one volume (after a warm-up call)."""
+def seconds_per_volume(config: ExperimentConfig, cv_dir: Path, volume: Volume, partner: Volume, tta: bool,
+                       repeats: int = 5) -> float:
+    """Best-of-``repeats`` wall time to predict and post-process one volume (after a warm-up call); ``partner``, its
+    other phase, is read by a model with ``other_phase`` only."""
     run_dir = cv_dir / "fold_0"
     predictor, _ = load_run(run_dir, fold_settings(config, 0, tta))
     weights = config.postprocess.class_weights
-    volume_mask(volume_probabilities(predictor, volume), True, weights)
+    volume_mask(volume_probabilities(predictor, volume, partner=partner), True, weights)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        volume_mask(volume_probabilities(predictor, volume), True, weights)
+        volume_mask(volume_probabilities(predictor, volume, partner=partner), True, weights)
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -321,11 +330,13 @@ def main() -> None:
         if name in PIPELINES:
             plot_agreement(*indices, RESULTS / f"acdc_agreement_scatter{PIPELINES[name]}{suffix}.png",
                            RESULTS / f"acdc_agreement_bland_altman{PIPELINES[name]}{suffix}.png")
-    ten = next(load_volume(c) for c in list_cases(data) if load_volume(c).n_slices == 10)
+    every_volume = [load_volume(case) for case in list_cases(data)]
+    ten = next(volume for volume in every_volume if volume.n_slices == 10)
+    partner = phase_partners(every_volume, lambda volume: volume.path)[ten.case]
     report["seconds_per_volume"] = {**report.get("seconds_per_volume", {}), **{
         name: {"slices": ten.n_slices, "threads": 2,
-               "no_tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, tta=False),
-               "tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, tta=True)}
+               "no_tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, partner, tta=False),
+               "tta": seconds_per_volume(every_recipe[name][0], every_recipe[name][1], ten, partner, tta=True)}
         for name in PIPELINES if name in chosen}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     results_json.write_text(json.dumps(report, indent=1, default=float) + "\n")

@@ -37,6 +37,8 @@ def segment(model_path: str, image_path: str, mask_path: str) -> None:
     prediction = json.loads(metadata.get("cmrseg_prediction") or "{}")
     if prediction.get("context_slices"):
         sys.exit(f"{model_path}: a 2.5-D model (each slice with its neighbours); it segments volumes, not one PNG")
+    if prediction.get("other_phase"):
+        sys.exit(f"{model_path}: a model that reads both phases (ED and ES) of each slice; it segments volumes, not one PNG")
     if prediction.get("conditions"):
         sys.exit(f"{model_path}: a model conditioned on {' and '.join(prediction['conditions'])}; it segments volumes, "
                  "not one PNG")

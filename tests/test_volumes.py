@@ -220,10 +220,10 @@ def test_data_synth_volumes_command(tmp_path: Path) -> None:
 def _count_volume_predictions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Cases passed to the volume predictor from now on; slice-by-slice prediction of samples is refused."""
     import cmrseg.evaluation.slices
-    import cmrseg.evaluation.volumes
+    import cmrseg.inference.volumes
 
     predicted: list[str] = []
-    real = cmrseg.evaluation.volumes.volume_probabilities
+    real = cmrseg.inference.volumes.volume_probabilities
 
     def counting(predictor, volume, *args):  # type: ignore[no-untyped-def]
         predicted.append(volume.case)
@@ -232,7 +232,7 @@ def _count_volume_predictions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("slices of volumes were predicted a second time, one by one")
 
-    monkeypatch.setattr(cmrseg.evaluation.volumes, "volume_probabilities", counting)
+    monkeypatch.setattr(cmrseg.inference.volumes, "volume_probabilities", counting)
     monkeypatch.setattr(cmrseg.evaluation.slices, "predict_sample_masks", refused)
     return predicted
 

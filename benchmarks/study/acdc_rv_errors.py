@@ -29,7 +29,7 @@ from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import dice_score
 from cmrseg.training import clone_config
 from cmrseg.evaluation.volumes import config_validation_volumes
-from cmrseg.inference.volumes import volume_mask, volume_probabilities
+from cmrseg.inference.volumes import predict_volume_probabilities, volume_mask, volume_probabilities
 from cmrseg.commands.common import existing_folder
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -54,7 +54,7 @@ def held_out_probabilities(config: ExperimentConfig, cv_dir: Path) -> tuple[list
         predictor, _ = load_run(cv_dir / f"fold_{fold}", settings)
         fold_volumes = config_validation_volumes(fold_config)
         volumes += fold_volumes
-        probs += [volume_probabilities(predictor, volume) for volume in fold_volumes]
+        probs += predict_volume_probabilities(predictor, fold_volumes)
     return volumes, probs
 
 

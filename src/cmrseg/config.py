@@ -66,6 +66,10 @@ class ModelInfo(_Strict):
     context_slices: int = Field(
         0, ge=0, le=2, description="2.5-D: also feed this many neighbouring slices on each side (NIfTI volumes only)"
     )
+    other_phase: bool = Field(
+        False, description="also feed the same slice(s) of the patient's other phase (ED <-> ES) as image channels "
+        "(NIfTI volumes with both phases only)",
+    )
     conditions: list[Literal["phase", "position"]] = Field(
         default_factory=list,
         description="also feed the cardiac phase and/or the slice position as constant planes (NIfTI volumes only)",
@@ -74,8 +78,9 @@ class ModelInfo(_Strict):
 
     @model_validator(mode="after")
     def _context_is_the_input(self) -> ModelInfo:
-        if (self.context_slices or self.conditions) and self.input_channels != 1:
-            raise ValueError("model_info.input_channels must stay 1 with context_slices or conditions (the network then "
+        if (self.context_slices or self.other_phase or self.conditions) and self.input_channels != 1:
+            raise ValueError("model_info.input_channels must stay 1 with context_slices, other_phase or conditions (the "
+                             "network then "
                              f"takes {self.network_channels} channels)")
         if len(set(self.conditions)) != len(self.conditions):
             raise ValueError(f"model_info.conditions names one twice: {self.conditions}")
@@ -83,8 +88,11 @@ class ModelInfo(_Strict):
 
     @property
     def image_channels(self) -> int:
-        """Image channels: the slice and its ``context_slices`` neighbours each side, or ``input_channels``."""
-        return 2 * self.context_slices + 1 if self.context_slices else self.input_channels
+        """Image channels: the slice and its ``context_slices`` neighbours each side (twice with ``other_phase``),
+        or ``input_channels``."""
+        if not (self.context_slices or self.other_phase):
+            return self.input_channels
+        return (2 * self.context_slices + 1) * (2 if self.other_phase else 1)
 
     @property
     def network_channels(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
@@ -36,12 +37,15 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
             "normalization": normalization, "split": validation_split(config)}
 
 
-def member_inputs(run_dirs: list[Path]) -> tuple[int, list[str]]:
-    """The ensemble's inputs: the widest ``context_slices`` and every condition (in :data:`CONDITIONS` order) that a
-    member run takes; each member is handed its own part of them (:func:`cmrseg.models.ensemble.member_channels`)."""
+def member_inputs(run_dirs: list[Path]) -> dict[str, Any]:
+    """The ensemble's ``model_info`` inputs: the widest ``context_slices``, ``other_phase`` if any member reads the
+    other phase, and every condition (in :data:`CONDITIONS` order) that a member run takes; each member is handed
+    its own part of them (:func:`cmrseg.models.ensemble.member_channels`)."""
     infos = [runs.read_run_config(runs.require_run_dir(run)).model_info for run in run_dirs]
     needed = {name for info in infos for name in info.conditions}
-    return max(info.context_slices for info in infos), [name for name in CONDITIONS if name in needed]
+    return {"context_slices": max(info.context_slices for info in infos),
+            "other_phase": any(info.other_phase for info in infos),
+            "conditions": [name for name in CONDITIONS if name in needed]}
 
 
 def member_splits(config: ExperimentConfig) -> list[tuple[str, dict[str, object] | None]]:
@@ -92,15 +96,15 @@ def make_ensemble(
     if tta_scales is not None:
         checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
-    context, conditions = member_inputs(paths)
+    inputs = member_inputs(paths)
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
     stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
-    model = build_model(ModelInfo(name="Ensemble", options=options, context_slices=context, conditions=conditions))
+    model = build_model(ModelInfo(name="Ensemble", options=options, **inputs))
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
         val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
         tta=tta, tta_scales=tta_scales or first.tta_scales, postprocess=first.postprocess,
-        model_info=ModelInfo(name="Ensemble", options=stored, context_slices=context, conditions=conditions),
+        model_info=ModelInfo(name="Ensemble", options=stored, **inputs),
     )
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "ensemble") as tmp:

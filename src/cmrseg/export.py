@@ -112,7 +112,8 @@ def prediction_defaults(config: ExperimentConfig) -> dict[str, Any]:
     """The run's own TTA and clean-up settings, which an export's reader resolves its options against."""
     return {"tta": config.tta, "tta_scales": list(config.tta_scales),
             "postprocess": config.postprocess.largest_component, "class_weights": config.postprocess.class_weights,
-            "context_slices": config.model_info.context_slices, "conditions": list(config.model_info.conditions)}
+            "context_slices": config.model_info.context_slices, "conditions": list(config.model_info.conditions),
+            "other_phase": config.model_info.other_phase}
 
 
 def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, Any], card: dict[str, Any]) -> None:

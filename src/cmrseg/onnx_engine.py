@@ -107,11 +107,14 @@ def load_onnx(path: str | Path, settings: PredictSettings | None = None,
             defaults.get("class_weights"))
         context = int(defaults.get("context_slices", 0))
         conditions = _conditions(defaults.get("conditions", []))
+        other_phase = defaults.get("other_phase", False)
+        if not isinstance(other_phase, bool):
+            raise TypeError("'other_phase' is not true or false")
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise _broken(path, err) from None
     predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
                                tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context,
-                               conditions=conditions)
+                               conditions=conditions, other_phase=other_phase)
     return predictor, resolved
 
 

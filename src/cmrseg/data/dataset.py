@@ -112,8 +112,8 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
     info = config.dataset_info
     if not info.train_data_path:
         raise CmrsegError("config: missing key 'dataset_info.train_data_path'")
-    context = config.model_info.context_slices
-    train = load_folder(info.train_data_path, require_masks=True, context_slices=context)
+    context, other_phase = config.model_info.context_slices, config.model_info.other_phase
+    train = load_folder(info.train_data_path, require_masks=True, context_slices=context, other_phase=other_phase)
     mode = config.split_mode
     if mode == "auto":
         mode = "folder" if info.val_data_path else "holdout"
@@ -125,7 +125,8 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
         train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.data_split_seed, config.group_pairs,
                                            sample_groups(train))
         return DataBundle(_select(train, train_ids), _select(train, val_ids))
-    val = load_folder(info.val_data_path, require_masks=True, context_slices=context) if info.val_data_path else []
+    val = (load_folder(info.val_data_path, require_masks=True, context_slices=context, other_phase=other_phase)
+           if info.val_data_path else [])
     if mode == "folder":
         if not val:
             raise CmrsegError("config: split_mode 'folder' needs 'dataset_info.val_data_path'")

@@ -27,7 +27,8 @@ class Sample:
     """One slice: its id (file stem), grayscale uint8 image and optional uint8 class mask.
 
     A 2.5-D sample's image is ``H x W x C``: its neighbours and itself, base first (see
-    :func:`cmrseg.data.volumes.context_stack`).
+    :func:`cmrseg.data.volumes.context_stack`), then with ``other_phase`` the same slices of the patient's
+    other phase; ``centre`` is the channel of the slice itself (None: the middle one).
 
     Slices cut from a volume also know their patient (``group``, the unit of every split), their
     volume's case id, their index ``z`` in it, the volume's slice count, cardiac phase (ED/ES, None when
@@ -43,11 +44,14 @@ class Sample:
     spacing: tuple[float, float, float] | None = None
     n_slices: int | None = None
     phase: str | None = None
+    centre: int | None = None
 
     @property
     def slice_image(self) -> np.ndarray:
-        """The ``H x W`` slice itself (the middle channel of a 2.5-D image)."""
-        return self.image if self.image.ndim == 2 else self.image[:, :, self.image.shape[2] // 2]
+        """The ``H x W`` slice itself (channel ``centre`` of a stacked image, by default the middle one)."""
+        if self.image.ndim == 2:
+            return self.image
+        return self.image[:, :, self.image.shape[2] // 2 if self.centre is None else self.centre]
 
     def conditions(self, names: Sequence[str]) -> np.ndarray:
         """This slice's values of ``model_info.conditions`` (:mod:`cmrseg.data.conditions`); one-line error if unknown."""
@@ -143,18 +147,21 @@ def mask_path_for(image_path: Path) -> Path:
     return image_path.parent.parent / "mask" / f"{image_path.stem}{MASK_SUFFIX}.png"
 
 
-def load_folder(directory: str | Path, require_masks: bool = True, context_slices: int = 0) -> list[Sample]:
+def load_folder(directory: str | Path, require_masks: bool = True, context_slices: int = 0,
+                other_phase: bool = False) -> list[Sample]:
     """Load every slice of a folder; with ``require_masks`` each image must have its mask.
 
     A folder of NIfTI volumes (see :mod:`cmrseg.data.volumes`) gives every slice of every volume, with
-    ``context_slices`` neighbours on each side stacked behind it (2.5-D); PNG slices have no neighbours."""
+    ``context_slices`` neighbours on each side stacked behind it (2.5-D) and with ``other_phase`` the same
+    slices of the patient's other phase; PNG slices have neither."""
     from cmrseg.data.volumes import is_volume_dataset, load_volume_folder, volume_samples
 
     if is_volume_dataset(directory):
-        return volume_samples(load_volume_folder(directory, require_labels=require_masks), context_slices)
-    if context_slices:
-        raise CmrsegError(f"{directory}: model_info.context_slices {context_slices} needs NIfTI volumes "
-                          "(neighbouring slices), this folder holds PNG slices")
+        return volume_samples(load_volume_folder(directory, require_labels=require_masks), context_slices, other_phase)
+    if context_slices or other_phase:
+        key = f"context_slices {context_slices}" if context_slices else "other_phase"
+        raise CmrsegError(f"{directory}: model_info.{key} needs NIfTI volumes (neighbouring slices, both phases), "
+                          "this folder holds PNG slices")
     samples = []
     for image_path in list_images(directory):
         image = load_image(image_path)

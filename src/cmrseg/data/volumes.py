@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -346,15 +346,56 @@ def context_stack(image: np.ndarray, z: int, context_slices: int = 0) -> np.ndar
     return stack
 
 
-def volume_samples(volumes: list[Volume], context_slices: int = 0) -> list[Sample]:
+OTHER_PHASE = {"ED": "ES", "ES": "ED"}
+
+
+def phase_partners(items: Sequence[Any], where: Callable[[Any], Path]) -> dict[str, Any]:
+    """Each case's other-phase case (ED <-> ES of the same patient) among ``items`` (volumes or cases, with
+    ``case``, ``patient`` and ``phase``), for ``model_info.other_phase``; ``where`` names an item's file in the
+    one-line error for a case whose phase or partner is missing."""
+    by_phase = {(item.patient, item.phase): item for item in items}
+    partners = {}
+    for item in items:
+        partner = by_phase.get((item.patient, OTHER_PHASE.get(item.phase or "")))
+        if partner is None:
+            wanted = f"its {OTHER_PHASE[item.phase]} volume" if item.phase in OTHER_PHASE else "its phase (ED or ES)"
+            raise CmrsegError(f"{where(item)}: this model also reads the patient's other phase (model_info.other_phase), "
+                              f"but {wanted} is not in the folder; give both ED and ES of every patient")
+        partners[item.case] = partner
+    return partners
+
+
+def check_partner(volume: Volume, partner: Volume) -> None:
+    """Refuse an ED/ES pair whose grids differ: the model reads slice ``z`` of both."""
+    if partner.image.shape != volume.image.shape:
+        raise CmrsegError(f"{partner.path}: shape {partner.image.shape} differs from the other phase's "
+                          f"{volume.image.shape} ({volume.path.name}); model_info.other_phase reads the same slice of both")
+
+
+def slice_input(volume: Volume, z: int, context_slices: int = 0, partner: Volume | None = None) -> np.ndarray:
+    """What the network reads of slice ``z``: :func:`context_stack`, then with a ``partner`` (the other phase's
+    volume) the same slices of it as further channels, ``H x W x 2(2k+1)``."""
+    own = context_stack(volume.image, z, context_slices)
+    if partner is None:
+        return own
+    other = context_stack(partner.image, z, context_slices)
+    return np.ascontiguousarray(np.dstack([own, other]))
+
+
+def volume_samples(volumes: list[Volume], context_slices: int = 0, other_phase: bool = False) -> list[Sample]:
     """Every slice of every volume as a :class:`Sample` grouped by patient (``case_zNN`` ids), with
-    ``context_slices`` neighbours each side in its image (:func:`context_stack`)."""
+    ``context_slices`` neighbours each side in its image and, with ``other_phase``, the same slices of the
+    patient's other phase behind them (:func:`slice_input`)."""
     from cmrseg.data.reader import Sample
 
-    return [Sample(volume.slice_id(z), context_stack(volume.image, z, context_slices),
+    partners = phase_partners(volumes, lambda v: v.path) if other_phase else {}
+    for volume in volumes:
+        if other_phase:
+            check_partner(volume, partners[volume.case])
+    return [Sample(volume.slice_id(z), slice_input(volume, z, context_slices, partners.get(volume.case)),
                    None if volume.label is None else np.ascontiguousarray(volume.label[:, :, z]),
                    group=volume.patient, volume=volume.case, slice_index=z, spacing=volume.spacing,
-                   n_slices=volume.n_slices, phase=volume.phase)
+                   n_slices=volume.n_slices, phase=volume.phase, centre=context_slices)
             for volume in volumes for z in range(volume.n_slices)]
 
 

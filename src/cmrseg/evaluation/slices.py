@@ -57,7 +57,8 @@ def score_folder(
     """:func:`score_samples` on a labeled PNG folder, read with the loaded run's own context slices (so the run is
     loaded once); returns the summary, the samples read and their predicted masks."""
     predictor, resolved = load_run(run_dir, settings)
-    samples = load_folder(data_dir, require_masks=True, context_slices=predictor.context_slices)
+    samples = load_folder(data_dir, require_masks=True, context_slices=predictor.context_slices,
+                          other_phase=predictor.other_phase)
     summary, preds = _score(predictor, resolved, samples)
     return summary, samples, preds
 

@@ -21,7 +21,7 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor
-from cmrseg.inference.volumes import require_conditions, volume_mask, volume_probabilities
+from cmrseg.inference.volumes import predict_volume_probabilities, volume_mask
 from cmrseg.metrics import summarize
 from cmrseg.metrics.volumes import POSITIONS, evaluate_volume, summarize_volumes
 
@@ -53,12 +53,8 @@ def predict_volume_masks(
     progress: bool = False,
 ) -> list[np.ndarray]:
     """Predicted label volumes of ``volumes`` (see :mod:`cmrseg.inference.volumes`)."""
-    from tqdm.auto import tqdm
-
-    require_conditions(predictor, [(volume.phase, volume.path) for volume in volumes])
-
-    return [volume_mask(volume_probabilities(predictor, volume, target_spacing), postprocess, class_weights)
-            for volume in tqdm(volumes, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True)]
+    return [volume_mask(probs, postprocess, class_weights)
+            for probs in predict_volume_probabilities(predictor, volumes, target_spacing, progress)]
 
 
 def evaluate_volumes(

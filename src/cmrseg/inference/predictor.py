@@ -64,14 +64,20 @@ class ModelPredictor:
     context_slices: int = 0
     precision: str = "float32"
     conditions: tuple[str, ...] = ()
+    other_phase: bool = False
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
 
     @property
     def network_channels(self) -> int:
-        """Channels the network takes: the slice, its neighbours (``context_slices``) and one plane per condition."""
-        return 2 * self.context_slices + 1 + len(self.conditions)
+        """Channels the network takes: its image channels and one plane per condition."""
+        return self.image_channels + len(self.conditions)
+
+    @property
+    def image_channels(self) -> int:
+        """The slice and its neighbours (``context_slices``), twice with ``other_phase`` (then the other phase's)."""
+        return (2 * self.context_slices + 1) * (2 if self.other_phase else 1)
 
     @torch.inference_mode()
     def predict_flipped(self, raw: np.ndarray, values: np.ndarray | None = None) -> torch.Tensor:
@@ -105,9 +111,11 @@ class ModelPredictor:
 
     def _channels(self, image: np.ndarray) -> np.ndarray:
         """``K x H x W`` of an input image, checked against the slices the network takes."""
-        expected = 2 * self.context_slices + 1
-        if (image.shape[2] if image.ndim == 3 else 1) != expected:
+        if (image.shape[2] if image.ndim == 3 else 1) != self.image_channels:
             what = "a single slice" if image.ndim == 2 else f"a stack of {image.shape[2]} slices"
+            if self.other_phase:
+                raise CmrsegError("this model also reads the patient's other phase (model_info.other_phase): it takes "
+                                  f"NIfTI volumes with ED and ES of each patient, not {what}")
             if self.context_slices:
                 raise CmrsegError(f"this model is 2.5-D (context_slices {self.context_slices}): it takes NIfTI "
                                   f"volumes, which give each slice its neighbours, not {what}")
@@ -174,7 +182,8 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
     predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
                                tta_scales=resolved.tta_scales or (1.0,), context_slices=config.model_info.context_slices,
-                               precision=resolved.precision, conditions=tuple(config.model_info.conditions))
+                               precision=resolved.precision, conditions=tuple(config.model_info.conditions),
+                               other_phase=config.model_info.other_phase)
     if onnx:
         from cmrseg.onnx_engine import onnx_predictor_from_torch
 
@@ -218,7 +227,8 @@ def predict_folder(
     planned = [f"{path.stem}_{kind}.png" for path in list_images(images_dir) for kind in kinds]
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir], files=planned)
     predictor, resolved = load_run(run_dir, settings)
-    samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices)
+    samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices,
+                          other_phase=predictor.other_phase)
     masks = predict_sample_masks(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "predict") as tmp:

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cmrseg import runs
 from cmrseg.data.conditions import condition_values
-from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, context_stack, list_cases, load_volume, spacing_text,
-                                 write_label_volume)
+from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, check_partner, list_cases, load_volume,
+                                 phase_partners, slice_input, spacing_text, write_label_volume)
+from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
 from cmrseg.utils import atomic_dir, write_text_atomic
 
@@ -59,14 +61,23 @@ def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None) -> np.ndarray:
+def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None,
+                         partner: Volume | None = None) -> np.ndarray:
     """Class probabilities ``C x H x W x Z`` of every slice of ``volume``, resampled as the module doc says;
-    a 2.5-D predictor gets each slice with its neighbours (:func:`cmrseg.data.volumes.context_stack`), a
-    conditioned one each slice's phase and position (:meth:`~cmrseg.data.volumes.Volume.conditions`)."""
+    a 2.5-D predictor gets each slice with its neighbours, one that reads the other phase the same slices of
+    ``partner`` too (:func:`cmrseg.data.volumes.slice_input`), a conditioned one each slice's phase and position
+    (:meth:`~cmrseg.data.volumes.Volume.conditions`)."""
     context = getattr(predictor, "context_slices", 0)
     names = getattr(predictor, "conditions", ())
+    if getattr(predictor, "other_phase", False):
+        if partner is None:
+            raise CmrsegError(f"{volume.path}: this model also reads the patient's other phase "
+                              "(model_info.other_phase); predict ED and ES of the patient together")
+        check_partner(volume, partner)
+    else:
+        partner = None
     values = [volume.conditions(names, z) for z in range(volume.n_slices)] if names else None
-    slices = [context_stack(volume.image, z, context) for z in range(volume.n_slices)]
+    slices = [slice_input(volume, z, context, partner) for z in range(volume.n_slices)]
     factors = resample_factors(volume.spacing, target_spacing)
     height, width = slices[0].shape[:2]
     if factors is not None:
@@ -78,12 +89,30 @@ def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: S
     return np.stack(probs, axis=-1)
 
 
+def predict_volume_probabilities(predictor: Predictor, volumes: Sequence[Volume],
+                                 target_spacing: Sequence[float] | None = None, progress: bool = False) -> list[np.ndarray]:
+    """:func:`volume_probabilities` of each of ``volumes``, each with its other phase among them where the predictor
+    reads it; a missing phase or partner is refused before anything is predicted."""
+    from tqdm.auto import tqdm
+
+    require_conditions(predictor, [(volume.phase, volume.path) for volume in volumes])
+    partners = partners_for(predictor, volumes, lambda volume: volume.path)
+    return [volume_probabilities(predictor, volume, target_spacing, partners.get(volume.case))
+            for volume in tqdm(volumes, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True)]
+
+
 def require_conditions(predictor: Predictor, phases: Iterable[tuple[str | None, Path]]) -> None:
     """Refuse, before anything is predicted, a volume (``(phase, file)``) whose phase a conditioned predictor
     needs and nobody knows (:mod:`cmrseg.data.conditions`)."""
     names = getattr(predictor, "conditions", ())
     for phase, path in phases if names else ():
         condition_values(names, phase, 0, 1, str(path))
+
+
+def partners_for(predictor: Predictor, items: Sequence[Any], where: Callable[[Any], Path]) -> dict[str, Any]:
+    """The other-phase partner of each volume or case for a predictor that reads it (``model_info.other_phase``),
+    checked before anything is predicted; empty for any other predictor."""
+    return phase_partners(items, where) if getattr(predictor, "other_phase", False) else {}
 
 
 def volume_mask(probs: np.ndarray, postprocess: bool, class_weights: Sequence[float] | None = None) -> np.ndarray:
@@ -157,13 +186,15 @@ def predict_volume_folder(
                      files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
     require_conditions(predictor, [(case.phase, case.image_path) for case in cases])
+    partners = partners_for(predictor, cases, lambda case: case.image_path)
     target = training_spacing(run_dir)
     out_dir = Path(out_dir)
     volumes, phases = [], []
     with atomic_dir(out_dir, "predict") as tmp:
         for case in tqdm(cases, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True):
             volume = load_volume(case, with_label=False)
-            mask = volume_mask(volume_probabilities(predictor, volume, target), bool(resolved.postprocess),
+            partner = load_volume(partners[case.case], with_label=False) if case.case in partners else None
+            mask = volume_mask(volume_probabilities(predictor, volume, target, partner), bool(resolved.postprocess),
                                resolved.class_weights)
             write_label_volume(mask, volume, tmp / f"{volume.case}.nii.gz")
             if overlays:

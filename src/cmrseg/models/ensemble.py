@@ -58,12 +58,17 @@ class EnsembleNet(nn.Module):
 
 def member_channels(ensemble: ModelInfo, member: ModelInfo) -> tuple[int, list[int]]:
     """Which of the ensemble's input channels a member takes: its own neighbours around the centre slice (the centre
-    alone for a 2D member), then its own condition planes; and how many of those are image channels."""
-    if member.context_slices > ensemble.context_slices or not set(member.conditions) <= set(ensemble.conditions):
-        raise ValueError(f"a member with context_slices {member.context_slices} and conditions {member.conditions} "
-                         f"does not fit the ensemble's ({ensemble.context_slices}, {ensemble.conditions})")
+    alone for a 2D member), with ``other_phase`` the same of the other phase's stack, then its own condition planes;
+    and how many of those are image channels."""
+    if (member.context_slices > ensemble.context_slices or not set(member.conditions) <= set(ensemble.conditions)
+            or (member.other_phase and not ensemble.other_phase)):
+        raise ValueError(f"a member with context_slices {member.context_slices}, other_phase {member.other_phase} and "
+                         f"conditions {member.conditions} does not fit the ensemble's ({ensemble.context_slices}, "
+                         f"{ensemble.other_phase}, {ensemble.conditions})")
     centre = ensemble.context_slices
     image = list(range(centre - member.context_slices, centre + member.context_slices + 1))
+    if member.other_phase:
+        image += [channel + 2 * ensemble.context_slices + 1 for channel in image]
     planes = [ensemble.image_channels + ensemble.conditions.index(name) for name in member.conditions]
     return len(image), image + planes
 
