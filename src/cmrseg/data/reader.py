@@ -159,9 +159,9 @@ def load_folder(directory: str | Path, require_masks: bool = True, context_slice
     if is_volume_dataset(directory):
         return volume_samples(load_volume_folder(directory, require_labels=require_masks), context_slices, other_phase)
     if context_slices or other_phase:
-        key = f"context_slices {context_slices}" if context_slices else "other_phase"
-        raise CmrsegError(f"{directory}: model_info.{key} needs NIfTI volumes (neighbouring slices, both phases), "
-                          "this folder holds PNG slices")
+        key, why = ((f"context_slices {context_slices}", "neighbouring slices") if context_slices
+                    else ("other_phase", "ED and ES of each patient"))
+        raise CmrsegError(f"{directory}: model_info.{key} needs NIfTI volumes ({why}), this folder holds PNG slices")
     samples = []
     for image_path in list_images(directory):
         image = load_image(image_path)

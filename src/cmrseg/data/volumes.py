@@ -389,9 +389,8 @@ def volume_samples(volumes: list[Volume], context_slices: int = 0, other_phase: 
     from cmrseg.data.reader import Sample
 
     partners = phase_partners(volumes, lambda v: v.path) if other_phase else {}
-    for volume in volumes:
-        if other_phase:
-            check_partner(volume, partners[volume.case])
+    for volume in volumes if other_phase else ():
+        check_partner(volume, partners[volume.case])
     return [Sample(volume.slice_id(z), slice_input(volume, z, context_slices, partners.get(volume.case)),
                    None if volume.label is None else np.ascontiguousarray(volume.label[:, :, z]),
                    group=volume.patient, volume=volume.case, slice_index=z, spacing=volume.spacing,
