@@ -8,10 +8,12 @@ TTA and the last-epoch weights, then, with a plain argmax (no factor, no clean-u
   RV probability, against the mean RV probability where the RV is true;
 - the predicted-minus-true RV voxels per ES volume, summed over slices without and with a true RV;
 
-and, with the largest 3D component, per-volume Dice and the RV and LV EF bias / SD for RV probability factors.
+and, with the largest 3D component, per-volume Dice and the RV and LV EF bias / SD for RV probability factors, the
+volumes with the largest RV voxel error (with their ACDC group) and the mean error per group; for a model that reads
+the other phase (phase_pair), the RV error again with each volume handed itself in place of its other phase.
 
     PYTHONPATH=src .venv/bin/python benchmarks/study/acdc_rv_errors.py [--data ../shared/data/acdc96] [--runs runs/acdc_cv]
-        [--recipe every_slice|phase]
+        [--recipe every_slice|phase|phase_28|phase_pair]
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ FOLDS = 5
 RV, MYO, LV = 1, 2, 3
 FACTORS = (0.5, 0.7, 1.0, 1.5, 2.0)
 RECIPES = {"every_slice": ("acdc.json", {}), "phase": ("acdc_phase.json", {"epochs": 14, "threads": 1}),
-           "phase_28": ("acdc_phase.json", {"threads": 2})}
+           "phase_28": ("acdc_phase.json", {"threads": 2}),
+           "phase_pair": ("acdc_phase.json", {"threads": 2, "epochs": 40, "precision": "bfloat16",
+                                              "model_info.other_phase": True})}
 """The recipes of ``benchmarks/acdc_volumes.py`` this reads: config file and overrides (phase: its 14-epoch run)."""
 
 
@@ -45,8 +49,10 @@ def ejection_fraction(ed: int, es: int) -> float:
     return 100.0 * (ed - es) / ed
 
 
-def held_out_probabilities(config: ExperimentConfig, cv_dir: Path) -> tuple[list[Volume], list[np.ndarray]]:
-    """Every fold's held-out volumes and their TTA probabilities from that fold's last-epoch weights."""
+def held_out_probabilities(config: ExperimentConfig, cv_dir: Path, own_partner: bool = False
+                           ) -> tuple[list[Volume], list[np.ndarray]]:
+    """Every fold's held-out volumes and their TTA probabilities from that fold's last-epoch weights; with
+    ``own_partner`` a model that reads the other phase is handed the volume itself in its place."""
     volumes, probs = [], []
     for fold in range(FOLDS):
         fold_config = clone_config(config, folds=FOLDS, fold=fold)
@@ -54,8 +60,25 @@ def held_out_probabilities(config: ExperimentConfig, cv_dir: Path) -> tuple[list
         predictor, _ = load_run(cv_dir / f"fold_{fold}", settings)
         fold_volumes = config_validation_volumes(fold_config)
         volumes += fold_volumes
-        probs += predict_volume_probabilities(predictor, fold_volumes)
+        probs += ([volume_probabilities(predictor, volume, partner=volume) for volume in fold_volumes] if own_partner
+                  else predict_volume_probabilities(predictor, fold_volumes))
     return volumes, probs
+
+
+def rv_volume_errors(volumes: list[Volume], probs: list[np.ndarray]) -> list[tuple[int, Volume]]:
+    """Predicted minus true RV voxels of each volume (largest 3D component, no factor), largest error first."""
+    errors = [(int((volume_mask(p, True, None) == RV).sum()) - int((v.label == RV).sum()), v)
+              for v, p in zip(volumes, probs, strict=True)]
+    return sorted(errors, key=lambda item: -abs(item[0]))
+
+
+def worst_volumes_table(errors: list[tuple[int, Volume]], count: int = 10) -> None:
+    print(f"\n| worst RV volumes (of {len(errors)}) | group | phase | true RV voxels | predicted - true |\n|---|---|---|---|---|")
+    for error, volume in errors[:count]:
+        print(f"| {volume.case} | {volume.group} | {volume.phase} | {int((volume.label == RV).sum())} | {error:+d} |")
+    groups = sorted({volume.group for _, volume in errors})
+    print("\nmean |predicted - true| RV voxels by group: " + ", ".join(
+        f"{g} {np.mean([abs(e) for e, v in errors if v.group == g]):.0f}" for g in groups))
 
 
 def slice_table(items: list[tuple]) -> None:
@@ -72,8 +95,9 @@ def main() -> None:
     parser.add_argument("--data", type=existing_folder, default="../shared/data/acdc96")
     parser.add_argument("--runs", default="runs/acdc_cv")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="every_slice",
-                        help="every_slice (configs/acdc.json), phase (configs/acdc_phase.json for 14 epochs) or phase_28 "
-                             "(configs/acdc_phase.json), trained by acdc_volumes.py")
+                        help="every_slice (configs/acdc.json), phase (configs/acdc_phase.json for 14 epochs), phase_28 "
+                             "(configs/acdc_phase.json) or phase_pair (40 bfloat16 epochs reading the other phase), "
+                             "trained by acdc_volumes.py")
     args = parser.parse_args()
     torch.set_num_threads(2)
     config_file, overrides = RECIPES[args.recipe]
@@ -119,6 +143,13 @@ def main() -> None:
         means = np.mean(dice, axis=0)
         print(f"| x{factor} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {means.mean():.3f} | "
               f"{np.mean(rv):+.1f} / {np.std(rv, ddof=1):.1f} | {np.mean(lv):+.2f} / {np.std(lv, ddof=1):.2f} |")
+    errors = rv_volume_errors(volumes, probs)
+    worst_volumes_table(errors)
+    if config.model_info.other_phase:
+        own = [error for error, _ in rv_volume_errors(*held_out_probabilities(config, Path(args.runs) / args.recipe, True))]
+        paired = [error for error, _ in errors]
+        print(f"predicted - true RV voxels per volume, mean / SD: {np.mean(paired):+.0f} / {np.std(paired, ddof=1):.0f} "
+              f"with the other phase, {np.mean(own):+.0f} / {np.std(own, ddof=1):.0f} with the volume itself in its place")
 
 
 if __name__ == "__main__":
