@@ -79,3 +79,27 @@ def test_masks_of_different_shapes_are_an_error() -> None:
         dice_score(np.zeros((4, 4), int), np.zeros((4, 5), int), 1)
     with pytest.raises(CmrsegError, match="shape"):
         hd95_score(np.zeros((4, 4), int), np.zeros((5, 4), int), 1)
+
+
+def test_volume_summary_splits_by_diagnosis_group_only_when_there_are_several() -> None:
+    from cmrseg.metrics import evaluate_volume, summarize_volumes
+
+    truth = np.zeros((8, 8, 2), np.uint8)
+    truth[1:5, 1:5] = 3  # LV: 16 pixels per slice
+    truth[5:7, 1:5] = 2
+    truth[1:5, 5:7] = 1
+    half = truth.copy()
+    half[1:3, 1:5] = 0  # half of the LV missed: Dice 2*16/(32+16) = 2/3
+    rows = []
+    for group, pred in (("DCM", truth), ("NOR", half), ("NOR", truth)):
+        row = evaluate_volume(pred, truth, None)
+        row.update(phase="ED", group=group)
+        rows.append(row)
+    summary = summarize_volumes(rows)["volumes"]
+    assert set(summary) == {"all", "ED", "group DCM", "group NOR"}
+    assert summary["group DCM"]["n_volumes"] == 1 and summary["group DCM"]["dice"]["LV"] == pytest.approx(1.0)
+    assert summary["group NOR"]["dice"]["LV"] == pytest.approx((2 / 3 + 1) / 2)
+    assert summary["all"]["dice"]["LV"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    for row in rows:
+        row["group"] = "NOR"
+    assert set(summarize_volumes(rows)["volumes"]) == {"all", "ED"}

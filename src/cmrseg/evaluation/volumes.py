@@ -34,8 +34,8 @@ def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -
         if volume.label is None:
             raise CmrsegError(f"{volume.path}: no label volume to evaluate against")
         row = evaluate_volume(mask, volume.label, volume.spacing)
-        row.update(case=volume.case, patient=volume.patient, phase=volume.phase, n_slices=volume.n_slices,
-                   spacing=list(volume.spacing) if volume.spacing else None)
+        row.update(case=volume.case, patient=volume.patient, phase=volume.phase, group=volume.group,
+                   n_slices=volume.n_slices, spacing=list(volume.spacing) if volume.spacing else None)
         rows.append(row)
         predicted.append(PhaseLabel.from_volume(volume, mask))
         true.append(PhaseLabel.from_volume(volume, volume.label))
@@ -88,13 +88,14 @@ def labeled_volumes(data_dir: str | Path) -> list[Volume]:
 
 def _metric_line(label: str, values: dict[str, float], digits: int) -> str:
     cells = "".join("     n/a" if math.isnan(values[k]) else f"{values[k]:>8.{digits}f}" for k in (*STRUCTURES, "mean"))
-    return f"{label:<18}{cells}"
+    return f"{label:<24}{cells}"
 
 
 def format_volume_report(result: dict[str, Any]) -> str:
-    """Plain-text tables: 3D Dice / HD95 for all volumes, ED and ES; slice Dice by position; index agreement."""
+    """Plain-text tables: 3D Dice / HD95 for all volumes, ED, ES and each diagnosis group; slice Dice by position;
+    index agreement."""
     unit = result["hd95_unit"]
-    lines = [f"{'per volume':<18}" + "".join(f"{c:>8}" for c in (*STRUCTURES, "mean"))]
+    lines = [f"{'per volume':<24}" + "".join(f"{c:>8}" for c in (*STRUCTURES, "mean"))]
     for name, group in result["volumes"].items():
         lines.append(_metric_line(f"Dice 3D {name} ({group['n_volumes']})", group["dice"], 3))
         lines.append(_metric_line(f"HD95 {name} {unit}", group["hd95"], 2))
@@ -104,7 +105,7 @@ def format_volume_report(result: dict[str, Any]) -> str:
         invented = ", ".join(f"{s} {all_volumes['false_detections'][s]}" for s in STRUCTURES)
         lines.append(f"missed structures: {missed}; false detections: {invented}")
     lines.append("")
-    lines.append(f"{'slice Dice by position':<18}")
+    lines.append(f"{'slice Dice by position':<24}")
     for position in POSITIONS:
         entry = result["positions"][position]
         lines.append(_metric_line(f"{position} ({entry['n_slices']} slices)", entry["dice"], 3))

@@ -47,12 +47,17 @@ def mean_rows(rows: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def summarize_volumes(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean 3D Dice / HD95 over all volumes and separately for ED and ES, with miss counts, and slice Dice by position.
+    """Mean 3D Dice / HD95 over all volumes and separately for ED and ES, with miss counts, and slice Dice by position;
+    where the rows come from two or more diagnosis groups (``group``, ACDC's ``Info.cfg``), also per group
+    (``group DCM`` ...), since a model's failures gather in some pathologies.
 
     ``results`` rows carry ``phase``, ``dice``, ``hd95``, ``misses``, ``false_detections`` and ``slice_dice``
-    with ``positions`` (as :func:`evaluate_volume` returns)."""
+    with ``positions`` (as :func:`evaluate_volume` returns), and optionally ``group``."""
     groups = {"all": list(results), "ED": [r for r in results if r.get("phase") == "ED"],
               "ES": [r for r in results if r.get("phase") == "ES"]}
+    diagnoses = sorted({r["group"] for r in results if r.get("group")})
+    if len(diagnoses) > 1:
+        groups.update({f"group {name}": [r for r in results if r.get("group") == name] for name in diagnoses})
     summary: dict[str, Any] = {}
     for name, rows in groups.items():
         if not rows:
