@@ -21,6 +21,12 @@ Precision = Literal["float32", "bfloat16"]
 """Arithmetic of the torch network: float32, or bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX, and GPUs)."""
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
+def stack_channels(context_slices: int, other_phase: bool = False) -> int:
+    """Image channels of one slice's input: the slice and its ``context_slices`` neighbours each side (``2k+1``), twice
+    with ``other_phase`` (then the same slices of the patient's other phase)."""
+    return (2 * context_slices + 1) * (2 if other_phase else 1)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -92,7 +98,7 @@ class ModelInfo(_Strict):
         or ``input_channels``."""
         if not (self.context_slices or self.other_phase):
             return self.input_channels
-        return (2 * self.context_slices + 1) * (2 if self.other_phase else 1)
+        return stack_channels(self.context_slices, self.other_phase)
 
     @property
     def network_channels(self) -> int:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cmrseg import runs
+from cmrseg.config import stack_channels
 from cmrseg.data.conditions import with_planes
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import Sample, channels_first
@@ -77,7 +78,7 @@ class ModelPredictor:
     @property
     def image_channels(self) -> int:
         """The slice and its neighbours (``context_slices``), twice with ``other_phase`` (then the other phase's)."""
-        return (2 * self.context_slices + 1) * (2 if self.other_phase else 1)
+        return stack_channels(self.context_slices, self.other_phase)
 
     @torch.inference_mode()
     def predict_flipped(self, raw: np.ndarray, values: np.ndarray | None = None) -> torch.Tensor:

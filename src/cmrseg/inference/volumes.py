@@ -190,10 +190,18 @@ def predict_volume_folder(
     target = training_spacing(run_dir)
     out_dir = Path(out_dir)
     volumes, phases = [], []
+    loaded: dict[str, Volume] = {}
+
+    def read(case: VolumeCase) -> Volume:
+        """Each volume once, though a model that reads the other phase needs it for its partner too."""
+        if case.case not in loaded:
+            loaded[case.case] = load_volume(case, with_label=False)
+        return loaded[case.case]
+
     with atomic_dir(out_dir, "predict") as tmp:
         for case in tqdm(cases, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True):
-            volume = load_volume(case, with_label=False)
-            partner = load_volume(partners[case.case], with_label=False) if case.case in partners else None
+            volume = read(case)
+            partner = read(partners[case.case]) if case.case in partners else None
             mask = volume_mask(volume_probabilities(predictor, volume, target, partner), bool(resolved.postprocess),
                                resolved.class_weights)
             write_label_volume(mask, volume, tmp / f"{volume.case}.nii.gz")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cmrseg import runs
-from cmrseg.config import ModelInfo
+from cmrseg.config import ModelInfo, stack_channels
 from cmrseg.data.normalization import MemberNormalization, Normalization
 from cmrseg.models.registry import build_model, model_options, register_model
 
@@ -68,7 +68,7 @@ def member_channels(ensemble: ModelInfo, member: ModelInfo) -> tuple[int, list[i
     centre = ensemble.context_slices
     image = list(range(centre - member.context_slices, centre + member.context_slices + 1))
     if member.other_phase:
-        image += [channel + 2 * ensemble.context_slices + 1 for channel in image]
+        image += [channel + stack_channels(ensemble.context_slices) for channel in image]
     planes = [ensemble.image_channels + ensemble.conditions.index(name) for name in member.conditions]
     return len(image), image + planes
 
