@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic dataset, a tiny training config, and the real data (when present)."""
+"""Shared fixtures: a small synthetic dataset, phantom volumes and tiny runs on them, a tiny training config, and
+the real data (when present)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from cmrseg.config import ExperimentConfig, config_from_dict
-from cmrseg.data.synth import write_synthetic_dataset
+from cmrseg.data.synth import write_synthetic_dataset, write_synthetic_volumes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +24,24 @@ def train_volume_run(volumes_dir: Path, out: Path, model_info: dict[str, Any]) -
     train(config_from_dict(tiny_config_dict(volumes_dir, epochs=1, model_info=model_info, normalization="per_image")),
           out, progress=False)
     return out
+
+
+def volume_run_fixture(name: str, model_info: dict[str, Any], doc: str) -> Any:
+    """A module-scoped fixture ``name``: a run folder of a tiny network of ``model_info`` trained for 1 epoch on
+    :func:`volumes_dir`; ``doc`` says what the network is."""
+
+    @pytest.fixture(scope="module", name=name)
+    def trained(volumes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return train_volume_run(volumes_dir, tmp_path_factory.mktemp("volume_run") / "run", model_info)
+
+    trained.__doc__ = f"{doc} Trained for 1 epoch on the phantom volumes."
+    return trained
+
+
+@pytest.fixture(scope="session")
+def volumes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four phantom patients (ED and ES, 48x48, 4-5 slices) in ACDC layout; tests only read it."""
+    return write_synthetic_volumes(tmp_path_factory.mktemp("phantoms") / "acdc", patients=4, seed=5, size=48, slices=(4, 5))
 
 
 def run_onnx_example(model: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:

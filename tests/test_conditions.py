@@ -15,27 +15,17 @@ from cmrseg.data.conditions import condition_values, with_planes
 from cmrseg.data.dataset import SegmentationDataset
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import load_folder
-from cmrseg.data.synth import write_synthetic_dataset, write_synthetic_volumes
+from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.data.volumes import list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.models import build_model
 from cmrseg.inference.volumes import volume_probabilities
 
-from conftest import run_onnx_example, tiny_config_dict, train_volume_run
+from conftest import run_onnx_example, tiny_config_dict, train_volume_run, volume_run_fixture
 
 PHASE_MODEL = {"name": "UNet", "depths": 2, "features": 8, "conditions": ["phase", "position"]}
-
-
-@pytest.fixture(scope="module")
-def volumes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_volumes(tmp_path_factory.mktemp("cond") / "acdc", patients=4, seed=6, size=48, slices=(4, 5))
-
-
-@pytest.fixture(scope="module")
-def phase_run(volumes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny phase- and position-conditioned U-Net trained for 1 epoch on the phantom volumes."""
-    return train_volume_run(volumes_dir, tmp_path_factory.mktemp("phase_run") / "run", PHASE_MODEL)
+phase_run = volume_run_fixture("phase_run", PHASE_MODEL, "A tiny phase- and position-conditioned U-Net.")
 
 
 def test_condition_values_encode_phase_and_position() -> None:

@@ -15,27 +15,17 @@ from cmrseg.config import config_from_dict
 from cmrseg.data.dataset import SegmentationDataset, pad_collate, prepare_data
 from cmrseg.data.normalization import MemberNormalization, Normalization
 from cmrseg.data.reader import load_folder
-from cmrseg.data.synth import write_synthetic_dataset, write_synthetic_volumes
+from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.data.volumes import context_stack, list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.models import build_model
 from cmrseg.inference.volumes import volume_probabilities
 
-from conftest import run_onnx_example, tiny_config_dict, train_volume_run
+from conftest import run_onnx_example, tiny_config_dict, train_volume_run, volume_run_fixture
 
 CONTEXT_MODEL = {"name": "UNet", "depths": 2, "features": 8, "context_slices": 1}
-
-
-@pytest.fixture(scope="module")
-def volumes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_volumes(tmp_path_factory.mktemp("ctx") / "acdc", patients=4, seed=5, size=48, slices=(4, 5))
-
-
-@pytest.fixture(scope="module")
-def context_run(volumes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny 2.5-D U-Net trained for 1 epoch on the phantom volumes."""
-    return train_volume_run(volumes_dir, tmp_path_factory.mktemp("context_run") / "run", CONTEXT_MODEL)
+context_run = volume_run_fixture("context_run", CONTEXT_MODEL, "A tiny 2.5-D U-Net.")
 
 
 def test_context_stack_holds_the_neighbours_and_zeros_beyond_the_ends() -> None:

@@ -12,27 +12,17 @@ import pytest
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.reader import load_folder
-from cmrseg.data.synth import write_synthetic_dataset, write_synthetic_volumes
+from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.data.volumes import list_cases, load_volume, load_volume_folder, phase_partners
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.inference.volumes import volume_probabilities
 from cmrseg.models import build_model
 
-from conftest import run_onnx_example, tiny_config_dict, train_volume_run
+from conftest import run_onnx_example, tiny_config_dict, train_volume_run, volume_run_fixture
 
 PAIRED_MODEL = {"name": "UNet", "depths": 2, "features": 8, "other_phase": True, "conditions": ["phase"]}
-
-
-@pytest.fixture(scope="module")
-def volumes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_volumes(tmp_path_factory.mktemp("pair") / "acdc", patients=4, seed=7, size=48, slices=(4, 5))
-
-
-@pytest.fixture(scope="module")
-def paired_run(volumes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny phase-conditioned U-Net reading both phases, trained for 1 epoch on the phantom volumes."""
-    return train_volume_run(volumes_dir, tmp_path_factory.mktemp("paired_run") / "run", PAIRED_MODEL)
+paired_run = volume_run_fixture("paired_run", PAIRED_MODEL, "A tiny phase-conditioned U-Net reading both phases.")
 
 
 def test_the_config_counts_both_phases_stacks(tmp_path: Path) -> None:
