@@ -110,7 +110,7 @@ def train_fold(config: ExperimentConfig, volumes: list[Volume], epochs: int, see
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         seconds.append(time.perf_counter() - started)
         print(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}, {seconds[-1]:.1f} s", flush=True)
     return model, seconds
