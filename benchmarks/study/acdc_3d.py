@@ -5,7 +5,7 @@ finest levels, 3x3x3 below, one through-plane down-sampling, as nnU-Net plans th
 the whole training volumes of a fold of the same patient-wise 5-fold split as ``benchmarks/acdc_volumes.py``, with
 the phase recipe's inputs and training (``configs/acdc_phase.json``: per-slice z-score, the phase plane as a second
 channel, its albumentations pipeline applied with one draw to every slice of a volume, DiceCE, Adam, poly with a
-warm-up epoch), float32 (bfloat16 3D convolutions are some 40x slower on this CPU), ``--epochs`` epochs.
+warm-up epoch), float32 (bfloat16 3D convolutions are far slower on this CPU), ``--epochs`` epochs.
 
 Per fold it reports the trainer's validation metric (per-slice Dice of the held-out slices, no TTA; phase_bf16's last
 epochs scored 0.833 / 0.829 / 0.824 / 0.825 / 0.820 on folds 0-4) and, with flip TTA and the largest 3D component,
