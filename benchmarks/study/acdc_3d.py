@@ -13,7 +13,7 @@ the per-volume Dice and EF agreement of ``cmrseg evaluate``. Fold models and res
 stopped screen resumes at the next fold.
 
     PYTHONPATH=src .venv/bin/python benchmarks/study/acdc_3d.py [--data ../shared/data/acdc96] [--runs runs/acdc_3d]
-        [--folds 0 1] [--epochs 14] [--threads 2]
+        [--folds 0 1] [--epochs 13] [--threads 2]
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from monai.networks.nets import DynUNet
 
 from cmrseg.commands.common import existing_folder
 from cmrseg.config import ExperimentConfig, apply_overrides, load_config
+from cmrseg.constants import STRUCTURES
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.transforms import build_pipeline
 from cmrseg.data.volumes import Volume, list_cases, load_volume
@@ -40,7 +42,7 @@ from cmrseg.inference.volumes import volume_mask
 from cmrseg.metrics import batch_dice
 from cmrseg.optim import lr_factor
 from cmrseg.training import clone_config
-from cmrseg.utils import run_metadata
+from cmrseg.utils import run_metadata, torch_save_atomic, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDS = 5
@@ -58,17 +60,18 @@ def build_network() -> DynUNet:
                    norm_name="instance", res_block=False)
 
 
-def network_input(image: np.ndarray, phase: str | None) -> np.ndarray:
-    """``2 x Z x H x W`` float32 of an ``H x W x Z`` uint8 stack: each slice z-scored, and the phase plane."""
+def network_input(image: np.ndarray, volume: Volume) -> np.ndarray:
+    """``2 x Z x H x W`` float32 of ``volume``'s ``H x W x Z`` uint8 stack ``image`` (itself or augmented): each slice
+    z-scored, and the phase plane of the library's phase condition (ED -1, ES +1)."""
     stack = Normalization.fit([], "per_image").apply_channels(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    plane = np.full_like(stack, -1.0 if phase == "ED" else 1.0)
+    plane = np.full_like(stack, volume.conditions(("phase",), 0)[0])
     return np.stack([stack, plane]).astype(np.float32)
 
 
 def augmented(volume: Volume, pipeline: Any) -> tuple[np.ndarray, np.ndarray]:
     """Network input and ``Z x H x W`` labels of ``volume`` after one draw of ``pipeline`` applied to all slices."""
     out = pipeline(image=volume.image, mask=volume.label)
-    return network_input(out["image"], volume.phase), out["mask"].transpose(2, 0, 1).astype(np.int64)
+    return network_input(out["image"], volume), out["mask"].transpose(2, 0, 1).astype(np.int64)
 
 
 def pad_z(arrays: list[np.ndarray], axis: int) -> np.ndarray:
@@ -120,10 +123,9 @@ def train_fold(config: ExperimentConfig, volumes: list[Volume], epochs: int, see
 def volume_probs(model: DynUNet, volume: Volume, tta: bool) -> np.ndarray:
     """``C x H x W x Z`` softmax of one volume (mean over the four in-plane flips with ``tta``)."""
     model.eval()
-    image = torch.from_numpy(pad_z([network_input(volume.image, volume.phase)], axis=1))
-    flips = [(), (3,), (4,), (3, 4)] if tta else [()]
-    total = sum(torch.softmax(model(image.flip(f) if f else image), 1).flip(f) if f
-                else torch.softmax(model(image), 1) for f in flips) / len(flips)
+    image = torch.from_numpy(pad_z([network_input(volume.image, volume)], axis=1))
+    flips = [[], [3], [4], [3, 4]] if tta else [[]]
+    total = sum(torch.softmax(model(image.flip(dims)), 1).flip(dims) for dims in flips) / len(flips)
     return total[0, :, :volume.n_slices].permute(0, 2, 3, 1).numpy()
 
 
@@ -140,7 +142,7 @@ def run_fold(config: ExperimentConfig, every: list[Volume], fold: int, epochs: i
     patients = {v.patient for v in held_out}
     training = [v for v in every if v.patient not in patients]
     model, seconds = train_fold(config, training, epochs, config.seed + fold)
-    torch.save(model.state_dict(), out / f"fold_{fold}.pt")
+    torch_save_atomic(model.state_dict(), out / f"fold_{fold}.pt")
     plain = [volume_probs(model, v, tta=False) for v in held_out]
     started = time.perf_counter()
     tta = [volume_probs(model, v, tta=True) for v in held_out]
@@ -159,7 +161,7 @@ def pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
     from cmrseg.clinical import agreement
 
     rows = [row for f in folds for row in f["per_volume"]]
-    dice = {k: float(np.mean([row["dice"][k] for row in rows])) for k in ("RV", "Myo", "LV", "mean")}
+    dice = {k: float(np.mean([row["dice"][k] for row in rows])) for k in (*STRUCTURES, "mean")}
     indices = [r for f in folds for r in f["indices"]]
     true = [r for f in folds for r in f["true_indices"]]
     agree = agreement(indices, true)
@@ -167,33 +169,60 @@ def pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
             **{k: {m: agree[k][m] for m in ("bias", "sd", "r")} for k in ("LV_EF_pct", "RV_EF_pct")}}
 
 
+FOLD_KEYS = {"fold", "train_minutes", "epochs", "val_slice_dice", "seconds_per_volume_tta", "per_volume", "indices",
+             "true_indices"}
+"""What :func:`run_fold` records and the report reads."""
+
+
+def fail(message: str) -> NoReturn:
+    """A user's mistake: one line on stderr, exit 2."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def read_fold(path: Path) -> dict[str, Any]:
+    """A finished fold's results, or a one-line exit naming a file this script did not write."""
+    try:
+        fold = json.loads(path.read_text())
+    except ValueError as err:
+        fail(f"{path}: not a fold result of this script ({err}); move it away to train that fold again")
+    if not isinstance(fold, dict) or not FOLD_KEYS <= fold.keys():
+        fail(f"{path}: not a fold result of this script (expected the keys {sorted(FOLD_KEYS)}); "
+             "move it away to train that fold again")
+    return fold
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=existing_folder, default=str(ROOT.parent / "shared" / "data" / "acdc96"))
     parser.add_argument("--runs", default=str(ROOT / "runs" / "acdc_3d"))
     parser.add_argument("--folds", type=int, nargs="+", default=list(range(FOLDS)))
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=13, help="13 fill the 15-minute fold budget on 2 cores")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = apply_overrides(load_config(ROOT / "configs" / "acdc_phase.json"),
                              {"dataset_info.train_data_path": str(args.data)})
     out = Path(args.runs)
+    if out.exists() and not out.is_dir():
+        fail(f"--runs {out}: is a file, expected a folder for the fold models and results")
     out.mkdir(parents=True, exist_ok=True)
     every = [load_volume(case) for case in list_cases(args.data)]
     folds = []
     for fold in args.folds:
         done = out / f"fold_{fold}.json"
         if not done.is_file():
-            done.write_text(json.dumps(run_fold(config, every, fold, args.epochs, out), default=float))
-        folds.append(json.loads(done.read_text()))
+            if (out / f"fold_{fold}.pt").exists():
+                fail(f"{out / f'fold_{fold}.pt'}: a fold model without its results ({done.name}); this script would "
+                     "overwrite it, so move it away first")
+            write_json_atomic(done, run_fold(config, every, fold, args.epochs, out))
+        folds.append(read_fold(done))
         print(f"fold {fold}: val slice Dice {folds[-1]['val_slice_dice']['mean']:.3f}, "
               f"{folds[-1]['train_minutes']} min", flush=True)
     report = {**run_metadata(ROOT), "folds": [{k: f[k] for k in ("fold", "train_minutes", "epochs", "val_slice_dice",
                                                                   "seconds_per_volume_tta")} for f in folds],
               "pooled": pooled(folds)}
-    results = ROOT / "benchmarks" / "study" / "results" / "acdc_3d.json"
-    results.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    write_json_atomic(ROOT / "benchmarks" / "study" / "results" / "acdc_3d.json", report)
     print(json.dumps(report["pooled"], indent=1, default=float))
 
 

@@ -21,6 +21,7 @@ Precision = Literal["float32", "bfloat16"]
 """Arithmetic of the torch network: float32, or bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX, and GPUs)."""
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
+
 def stack_channels(context_slices: int, other_phase: bool = False) -> int:
     """Image channels of one slice's input: the slice and its ``context_slices`` neighbours each side (``2k+1``), twice
     with ``other_phase`` (then the same slices of the patient's other phase)."""
