@@ -19,7 +19,7 @@ from cmrseg.data.reader import load_folder
 from cmrseg.data.synth import SYNTH_SPACING, write_synthetic_volumes
 from cmrseg.data.volumes import is_volume_dataset, list_cases, load_volume, load_volume_folder
 from cmrseg.errors import CmrsegError
-from cmrseg.inference.volumes import resample_factors
+from cmrseg.data.resample import zoom_factors
 
 from conftest import tiny_config_dict
 
@@ -200,9 +200,9 @@ def test_evaluate_without_data_scores_the_validation_volumes(volume_run: Path) -
 
 
 def test_other_spacing_is_resampled_and_mapped_back(volume_run: Path, acdc_dir: Path, tmp_path: Path) -> None:
-    assert resample_factors((1.6, 1.6, 8.0), (1.6, 1.6, 8.0)) is None
-    assert resample_factors((0.8, 1.6, 8.0), (1.6, 1.6, 8.0)) == (0.5, 1.0)
-    assert resample_factors(None, (1.6, 1.6, 8.0)) is None
+    assert zoom_factors((1.6, 1.6, 8.0), (1.6, 1.6, 8.0)) is None
+    assert zoom_factors((0.8, 1.6, 8.0), (1.6, 1.6, 8.0)) == (0.5, 1.0)
+    assert zoom_factors(None, (1.6, 1.6, 8.0)) is None
     volume = load_volume(list_cases(acdc_dir)[0])
     fine = np.repeat(volume.image, 2, axis=0)
     _save(tmp_path / "fine" / "case_ED.nii.gz", fine, affine=np.diag([0.8, 1.6, 8.0, 1.0]), zooms=(0.8, 1.6, 8.0))

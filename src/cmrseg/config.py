@@ -198,6 +198,18 @@ class PostprocessInfo(_Strict):
         return _check_class_weights(weights)
 
 
+class PlanInfo(_Strict):
+    """Choices of the plan that training makes from its data (:mod:`cmrseg.planning`); unset keys are planned."""
+
+    target_spacing: float | None = Field(None, ge=0.2, le=5.0,
+                                         description="in-plane mm slices are resampled to (default: the data's median)")
+    patch_size: int | None = Field(None, ge=32, le=1024, multiple_of=16,
+                                   description="side of the square training patches (default: from the heart's extent)")
+    whole_slices: bool = Field(False, description="train on whole slices, never patches")
+    foreground_fraction: float = Field(1 / 3, ge=0.0, le=1.0,
+                                       description="share of training patches centred on a labeled pixel")
+
+
 RECIPE_AUGMENTATION: list[dict[str, Any]] = [
     {"name": "HorizontalFlip", "p": 0.5},
     {"name": "VerticalFlip", "p": 0.5},
@@ -275,7 +287,10 @@ class ExperimentConfig(_Strict):
                     "its softmax zoomed back, and all are averaged",
     )
     postprocess: PostprocessInfo = Field(default_factory=PostprocessInfo)
+    plan: PlanInfo = Field(default_factory=PlanInfo, description="overrides of the data-driven plan (cmrseg plan)")
     checkpoint_every: int = Field(10, ge=1)
+    val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last): validation of whole "
+                                                "native slices costs about a third of a patch epoch")
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     channels_last: bool = False
@@ -295,6 +310,8 @@ class ExperimentConfig(_Strict):
     def _one_weight_average(self) -> ExperimentConfig:
         if self.ema is not None and self.swa is not None:
             raise ValueError("ema and swa both average the weights; keep one of them")
+        if self.val_every > 1 and self.scheduler.name == "plateau":
+            raise ValueError("val_every above 1 leaves the plateau scheduler epochs without a validation loss")
         return self
 
     @field_validator("tta_scales")

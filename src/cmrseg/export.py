@@ -6,6 +6,7 @@ The zip holds what prediction needs and nothing else::
     config.json          the run's resolved config (model, TTA, post-processing, data, seed)
     normalization.json   intensity normalisation fitted on the training split
     data.json            what it was trained on (counts, voxel spacing), when the run has one
+    plan.json            the spacing, patch and batch it trained and predicts at, when the run has one
     best.pt              the weights only (no optimiser state)
     history.csv          the run's per-epoch metrics, when it has them
     model_card.json      architecture, parameters, data, date, commit, metrics, intended use
@@ -20,7 +21,7 @@ The ONNX graph (opset :data:`ONNX_OPSET`) maps a normalised ``N x 1 x H x W`` fl
 dynamic from :func:`minimum_size` up. An ensemble is one graph: every member with its own
 normalisation and the weighted soft vote (its scores are log-probabilities). The model metadata
 (``metadata_props``) holds the normalisation, labels, prediction defaults, the training data's
-``data.json`` (so volumes are resampled to the training spacing) and the model card.
+``data.json``, its ``plan.json`` (``plan``: volumes are resampled to its spacing) and the model card.
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
     card = model_card(source, predictor.model, checkpoint)
     with atomic_path(out) as tmp:
         if fmt == "onnx":
+            plan = runs.read_plan(source)
             metadata = onnx_metadata(predictor.normalization.to_dict(), prediction_defaults(config), card,
-                                     runs.read_training_data(source))
+                                     runs.read_training_data(source), None if plan is None else plan.model_dump(mode="json"))
             tmp.write_bytes(onnx_bytes(predictor.model, metadata, predictor.network_channels))
         else:
             _write_zip(tmp, source, checkpoint, prediction_defaults(config), card)
@@ -127,7 +129,7 @@ def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, A
         CARD_JSON: (json.dumps(card, indent=2) + "\n").encode(),
         CARD_MARKDOWN: card_markdown(card).encode(),
     }
-    for optional in (runs.DATA_FILE, runs.HISTORY_FILE):
+    for optional in (runs.DATA_FILE, runs.PLAN_FILE, runs.HISTORY_FILE):
         if (run_dir / optional).is_file():
             files[optional] = (run_dir / optional).read_bytes()
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "cmrseg_version": __version__,
@@ -312,9 +314,9 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 
 def onnx_metadata(normalization: dict[str, Any], settings: dict[str, Any], card: dict[str, Any] | None = None,
-                  training_data: dict[str, Any] | None = None) -> dict[str, str]:
+                  training_data: dict[str, Any] | None = None, plan: dict[str, Any] | None = None) -> dict[str, str]:
     """The ``metadata_props`` of an exported graph: all values are strings (JSON where structured);
-    ``training_data`` is the run's ``data.json``."""
+    ``training_data`` is the run's ``data.json``, ``plan`` its ``plan.json`` (the spacing slices are resampled to)."""
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "normalization": json.dumps(normalization),
                 "labels": json.dumps(list(CLASS_NAMES)), "prediction": json.dumps(settings),
                 "input": "image: N x 1 x H x W float32, the normalised grayscale slice",
@@ -323,6 +325,8 @@ def onnx_metadata(normalization: dict[str, Any], settings: dict[str, Any], card:
         metadata["model_card"] = json.dumps(card)
     if training_data is not None:
         metadata["training_data"] = json.dumps(training_data)
+    if plan is not None:
+        metadata["plan"] = json.dumps(plan)
     return {META_PREFIX + key: value for key, value in metadata.items()}
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from cmrseg.data.conditions import CONDITIONS
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
+from cmrseg.planning import Plan
 from cmrseg.export import META_PREFIX, check_format_version, minimum_size, onnx_bytes, onnx_metadata, require
 from cmrseg.inference.predictor import ModelPredictor
 from cmrseg.inference.settings import PredictSettings
@@ -129,3 +130,16 @@ def training_data(path: str | Path) -> dict[str, Any]:
     """The run's ``data.json`` (training spacing and counts) as recorded in an ``.onnx`` export; empty when absent."""
     data = json.loads(read_metadata(path).get("training_data") or "{}")
     return data if isinstance(data, dict) else {}
+
+
+def read_plan(path: str | Path) -> Plan | None:
+    """The run's plan as recorded in an ``.onnx`` export (None for an export of a run trained before plans)."""
+    from pydantic import ValidationError
+
+    raw = read_metadata(path).get("plan")
+    if not raw:
+        return None
+    try:
+        return Plan.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as err:
+        raise _broken(path, err) from None

@@ -4,6 +4,7 @@ ensemble, cv, sweep and report read it back through them.
     RUN_DIR/config.json          resolved config (all defaults filled in)
     RUN_DIR/normalization.json   intensity normalisation fitted on the training split
     RUN_DIR/data.json            what it was trained on: slices, patients, volumes, median voxel spacing (mm or null)
+    RUN_DIR/plan.json            the plan it trained at and predicts at: spacing, patch, batch (:mod:`cmrseg.planning`)
     RUN_DIR/best.pt, last.pt     checkpoints (best by validation Dice; last for --resume)
     RUN_DIR/checkpoints/         periodic checkpoints every ``checkpoint_every`` epochs
     RUN_DIR/history.csv          one row per epoch, rewritten as the run goes
@@ -31,17 +32,19 @@ from cmrseg.config import ExperimentConfig, ModelInfo, config_from_dict
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
-from cmrseg.utils import torch_save_atomic, write_csv_atomic
+from cmrseg.planning import Plan
+from cmrseg.utils import torch_save_atomic, write_csv_atomic, write_json_atomic
 
 CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
 DATA_FILE = "data.json"
+PLAN_FILE = "plan.json"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.csv"
 CURVE_FILE = "loss_curve.png"
-RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, DATA_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, CURVE_FILE)
+RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, DATA_FILE, PLAN_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, CURVE_FILE)
 """What a training writes into a run folder (outputs of other commands must not land on them)."""
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
@@ -198,6 +201,24 @@ def read_training_data(run_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CmrsegError(f"{path}: not valid JSON ({err.msg})") from None
+
+
+def write_plan(run_dir: Path, plan: Plan) -> None:
+    """Write the run's ``plan.json`` atomically."""
+    write_json_atomic(run_dir / PLAN_FILE, plan.model_dump(mode="json"))
+
+
+def read_plan(run_dir: Path) -> Plan | None:
+    """The run's plan, or None for a run trained before plans (it predicts as it trained)."""
+    from pydantic import ValidationError
+
+    path = run_dir / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Plan.model_validate(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as err:
+        raise CmrsegError(f"{path}: not a valid plan ({type(err).__name__})") from None
 
 
 def describe_training_data(samples: list[Any]) -> dict[str, Any]:

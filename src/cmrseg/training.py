@@ -19,13 +19,15 @@ from tqdm.auto import tqdm
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.dataset import SegmentationDataset, pad_collate, position_weights, prepare_data
+from cmrseg.data.dataset import DataBundle, SegmentationDataset, pad_collate, position_weights, prepare_data
+from cmrseg.data.resample import resample_sample
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.losses import build_loss
 from cmrseg.metrics import batch_dice
 from cmrseg.models import build_model
 from cmrseg.optim import build_optimizer, build_scheduler
+from cmrseg.planning import Plan, fingerprint_samples, make_plan
 from cmrseg.plots import plot_history
 from cmrseg.locks import run_lock
 from cmrseg.outputs import check_output_dir, check_output_file, write_marker
@@ -60,11 +62,15 @@ class Trainer:
             torch.set_num_threads(config.threads)
         data = prepare_data(config)
         self.data_description = runs.describe_training_data(data.train)
+        self.plan = make_plan(fingerprint_samples(data.train), config)
+        for line in self.plan.describe() if progress else ():
+            tqdm.write(f"plan: {line}")
+        data = resample_bundle(data, self.plan)
         self.has_val = bool(data.val)
         self.normalization = Normalization.fit([s.slice_image for s in data.train], config.normalization)
         conditions = config.model_info.conditions
         self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed,
-                                             conditions)
+                                             conditions, self.plan.patch_size, self.plan.foreground_fraction)
         self.val_set = SegmentationDataset(data.val, self.normalization, conditions=conditions) if data.val else None
         self.sample_weights = (position_weights(data.train, config.slice_sampling) * (config.n_aug + 1)
                                if config.slice_sampling else None)
@@ -154,11 +160,15 @@ class Trainer:
             count += len(images)
         return total / count
 
+    def validates(self, epoch: int) -> bool:
+        """Whether ``epoch`` is validated: every ``val_every`` epochs and the last."""
+        return epoch % self.config.val_every == 0 or epoch == self.config.epochs
+
     @torch.no_grad()
     def validate(self) -> tuple[float, dict[str, float]]:
-        """Validation loss and per-image Dice of the evaluated weights."""
+        """Validation loss and per-image Dice of the evaluated weights (NaN without a validation split)."""
         if self.val_set is None:
-            return float("nan"), {k: float("nan") for k in (*STRUCTURES, "mean")}
+            return self.validate_nothing()
         model = self.eval_model.eval()
         losses, preds, truths = [], [], []
         for images, masks in self._loader(self.val_set, False, 0):
@@ -168,6 +178,11 @@ class Trainer:
             preds.append(logits.argmax(1).cpu().numpy())
             truths.append(masks.cpu().numpy())
         return sum(losses) / len(self.val_set), batch_dice(np.concatenate(preds), np.concatenate(truths))
+
+    @staticmethod
+    def validate_nothing() -> tuple[float, dict[str, float]]:
+        """The NaN loss and Dice of an epoch that is not validated (see ``val_every``)."""
+        return float("nan"), {k: float("nan") for k in (*STRUCTURES, "mean")}
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -226,7 +241,7 @@ class Trainer:
                 started = time.perf_counter()
                 train_loss = self.train_epoch(epoch)
                 self._average_weights(epoch)
-                val_loss, dice = self.validate()
+                val_loss, dice = self.validate() if self.validates(epoch) else self.validate_nothing()
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(val_loss if self.has_val else train_loss)
                 self._record(epoch, train_loss, val_loss, dice, time.perf_counter() - started)
@@ -250,6 +265,14 @@ class Trainer:
         if target:
             with atomic_path(target) as tmp:
                 shutil.copyfile(self.run_dir / runs.BEST_CHECKPOINT, tmp)
+
+
+def resample_bundle(data: DataBundle, plan: Plan) -> DataBundle:
+    """Training and validation slices resampled in-plane to the plan's spacing (as they are without one)."""
+    target = plan.target_spacing
+    if target is None:
+        return data
+    return DataBundle([resample_sample(s, target) for s in data.train], [resample_sample(s, target) for s in data.val])
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
@@ -304,6 +327,7 @@ def train(
         write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
         write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
         write_json_atomic(run_dir / runs.DATA_FILE, trainer.data_description)
+        runs.write_plan(run_dir, trainer.plan)
         return trainer.fit()
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from cmrseg.config import ExperimentConfig, SliceSampling
 from cmrseg.data.conditions import with_planes
 from cmrseg.data.normalization import Normalization
+from cmrseg.data.patches import crop, patch_origin
 from cmrseg.data.reader import Sample, channels_first, load_folder
 from cmrseg.data.transforms import build_pipeline
 from cmrseg.errors import CmrsegError
@@ -154,6 +155,10 @@ class SegmentationDataset(Dataset):
 
     ``n_aug`` adds that many offline augmented copies of every sample (drawn once, with fixed seeds),
     as the origin study did; on-line augmentation applies on top of them.
+
+    With ``patch_size`` (a plan's, :mod:`cmrseg.planning`) each item is a patch of its augmented, normalised slice,
+    ``foreground_fraction`` of them centred on a labeled pixel (:mod:`cmrseg.data.patches`), drawn from the epoch's
+    seed so a resumed run draws the same patches.
     """
 
     def __init__(
@@ -164,11 +169,16 @@ class SegmentationDataset(Dataset):
         n_aug: int = 0,
         seed: int = 0,
         conditions: Sequence[str] = (),
+        patch_size: Sequence[int] | None = None,
+        foreground_fraction: float = 1 / 3,
     ) -> None:
         if any(sample.mask is None for sample in samples):
             raise CmrsegError("training samples must all have masks")
         self.normalization = normalization
         self.seed = seed
+        self.epoch = 0
+        self.patch_size = tuple(patch_size) if patch_size else None
+        self.foreground_fraction = foreground_fraction
         self.pipeline = build_pipeline(augmentation, seed=seed)
         values = [sample.conditions(conditions) for sample in samples]
         self.items: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
@@ -182,6 +192,7 @@ class SegmentationDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Re-seed on-line augmentation so epoch ``e`` draws the same transforms in a resumed run."""
         self.pipeline.set_random_seed(self.seed * 100_003 + epoch)
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
@@ -189,10 +200,20 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask, values = self.items[index]
         result = self.pipeline(image=image, mask=mask)
-        normalized = self.normalization.apply_channels(channels_first(result["image"]))
+        normalized, mask = self.normalization.apply_channels(channels_first(result["image"])), result["mask"]
+        if self.patch_size:
+            normalized, mask = self._patch(normalized, mask, index)
         if len(values):
             normalized = with_planes(normalized[None], values[None])[0]
-        return torch.from_numpy(np.ascontiguousarray(normalized)), torch.from_numpy(np.ascontiguousarray(result["mask"])).long()
+        return torch.from_numpy(np.ascontiguousarray(normalized)), torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+    def _patch(self, image: np.ndarray, mask: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training patch of item ``index`` this epoch; beyond the slice each channel reads its darkest value."""
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        origin = patch_origin(mask, self.patch_size, rng, rng.random() < self.foreground_fraction)  # type: ignore[arg-type]
+        darkest = image.min(axis=(1, 2), keepdims=True)
+        window = crop(image - darkest, origin, self.patch_size) + darkest  # type: ignore[arg-type]
+        return window, crop(mask, origin, self.patch_size)  # type: ignore[arg-type]
 
 
 def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

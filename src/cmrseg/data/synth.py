@@ -7,6 +7,7 @@ random, and everything is drawn from one generator seeded by ``seed``, so a seed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -68,10 +69,12 @@ def random_shape(rng: np.random.Generator, size: int = 96) -> HeartShape:
     return HeartShape(cy, cx, angle, lv_ry, lv_rx, wall, side, offset, rv_ry, rv_rx)
 
 
-def render_phantom(shape: HeartShape, rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """Draw (image uint8, mask uint8) of ``shape`` on a random textured, noisy background."""
+def render_phantom(shape: HeartShape, rng: np.random.Generator, size: int = 96,
+                   gap: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw (image uint8, mask uint8) of ``shape`` on a random textured, noisy background; the RV keeps ``gap``
+    pixels from the myocardium (default 1.5 pixels of the 96-pixel grid)."""
     grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float64)
-    scale = size / 96.0
+    scale = size / 96.0 if gap is None else gap / 1.5
     lv = _ellipse(grid_y, grid_x, shape.cy, shape.cx, shape.lv_ry, shape.lv_rx, shape.angle)
     epi = _ellipse(grid_y, grid_x, shape.cy, shape.cx, shape.lv_ry + shape.wall, shape.lv_rx + shape.wall, shape.angle)
     rv_outer = _ellipse(grid_y, grid_x, shape.cy + shape.offset * np.sin(shape.side),
@@ -143,18 +146,35 @@ ES_CAVITY, ES_WALL, ES_RV = 0.72, 1.25, 0.8
 VOLUME_LAYOUTS = ("acdc", "flat", "nnunet")
 
 
-def phantom_volume(shape: HeartShape, rng: np.random.Generator, n_slices: int, size: int, es: bool
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(image, labels), each ``size x size x n_slices``: the heart tapering from base (slice 0) to apex."""
+def phantom_volume(shape: HeartShape, rng: np.random.Generator, n_slices: int, size: int, es: bool,
+                   gap: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(image, labels), each ``size x size x n_slices``: the heart tapering from base (slice 0) to apex (``gap``:
+    :func:`render_phantom`'s)."""
     images, masks = [], []
     for z in range(n_slices):
         taper = 1.0 - 0.55 * (z / max(n_slices - 1, 1)) ** 1.5
         slice_shape = shape.scaled(taper * (ES_CAVITY if es else 1.0), ES_WALL if es else 1.0,
                                    taper * (ES_RV if es else 1.0))
-        image, mask = render_phantom(slice_shape, rng, size)
+        image, mask = render_phantom(slice_shape, rng, size, gap)
         images.append(image)
         masks.append(mask)
     return np.stack(images, axis=-1), np.stack(masks, axis=-1)
+
+
+NATIVE_HEART_MM = HeartShape(cy=0.0, cx=0.0, angle=0.6, lv_ry=26.0, lv_rx=24.0, wall=8.0, side=0.9, offset=24.0,
+                             rv_ry=46.0, rv_rx=32.0)
+"""An analytic heart in mm about the field of view's centre (LV cavity about 50 mm across, 8 mm wall), as a native
+short-axis scan holds it: a small part of a large field of view."""
+
+
+def native_phantom_volume(spacing: float, size: int, n_slices: int, seed: int, es: bool = False
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(image, labels) of :data:`NATIVE_HEART_MM` drawn on a ``size`` x ``size`` grid of ``spacing`` mm pixels, so
+    grids of different spacing and size hold the same heart (same mL up to the discretisation)."""
+    shape = replace(NATIVE_HEART_MM, cy=size / 2 - 0.5, cx=size / 2 - 0.5,
+                    **{key: getattr(NATIVE_HEART_MM, key) / spacing
+                       for key in ("lv_ry", "lv_rx", "wall", "offset", "rv_ry", "rv_rx")})
+    return phantom_volume(shape, np.random.default_rng(seed), n_slices, size, es, gap=2.0 / spacing)
 
 
 def _nifti_bytes(data: np.ndarray, spacing: tuple[float, float, float] | None) -> bytes:
@@ -188,16 +208,20 @@ def write_synthetic_volumes(
     with_labels: bool = True,
     slices: tuple[int, int] = (6, 10),
     overwrite: bool = False,
+    grids: Sequence[tuple[float, int]] | None = None,
 ) -> Path:
     """Write ED and ES phantom volumes of ``patients`` patients in an ACDC, flat or nnU-Net layout.
 
     ACDC: ``patientNNN/patientNNN_frame01.nii.gz`` (ED) and ``_frame10`` (ES), ``_gt`` labels and ``Info.cfg``;
     flat: ``patientNNN_ED.nii.gz`` / ``_ES`` with ``_gt``; nnU-Net: ``imagesTr/..._0000.nii.gz`` + ``labelsTr/``.
-    ``spacing`` None writes headers without a spatial unit (spacing unknown, as in acdc96). ``out`` follows
+    ``spacing`` None writes headers without a spatial unit (spacing unknown, as in acdc96). With ``grids`` (one
+    ``(in-plane mm, size)`` per patient, ``patients`` ignored) each patient is :data:`NATIVE_HEART_MM` in a full field
+    of view of that grid, ``spacing``'s slice thickness (8 mm without one), as a scanner writes it. ``out`` follows
     the rules of :func:`write_synthetic_dataset`."""
     from cmrseg.errors import CmrsegError
     from cmrseg.outputs import check_output_dir
 
+    patients = len(grids) if grids is not None else patients
     check_synth_arguments(patients, seed, size)
     if layout not in VOLUME_LAYOUTS:
         raise CmrsegError(f"--layout must be one of {', '.join(VOLUME_LAYOUTS)}, got '{layout}'")
@@ -212,14 +236,18 @@ def write_synthetic_volumes(
         for index in range(1, patients + 1):
             patient, shape = f"patient{index:03d}", random_shape(rng, size)
             n_slices = int(rng.integers(slices[0], slices[1] + 1))
+            grid = None if grids is None else grids[index - 1]
+            voxel = spacing if grid is None else (grid[0], grid[0], spacing[2] if spacing else 8.0)
             for frame, phase in ((1, "ED"), (10, "ES")):
-                image, labels = phantom_volume(shape, rng, n_slices, size, es=phase == "ES")
+                es = phase == "ES"
+                image, labels = (phantom_volume(shape, rng, n_slices, size, es) if grid is None
+                                 else native_phantom_volume(grid[0], grid[1], n_slices, seed + index, es))
                 image_path, label_path = _volume_paths(tmp, layout, patient, frame, phase)
                 image_path.parent.mkdir(parents=True, exist_ok=True)
-                image_path.write_bytes(_nifti_bytes(image, spacing))
+                image_path.write_bytes(_nifti_bytes(image, voxel))
                 if with_labels:
                     label_path.parent.mkdir(parents=True, exist_ok=True)
-                    label_path.write_bytes(_nifti_bytes(labels, spacing))
+                    label_path.write_bytes(_nifti_bytes(labels, voxel))
             if layout == "acdc":
                 (tmp / patient / "Info.cfg").write_text(f"ED: 1\nES: 10\nGroup: SYN\nNbFrame: 10\nNbSlices: {n_slices}\n")
     return out

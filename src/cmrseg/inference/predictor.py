@@ -32,11 +32,28 @@ class Predictor(Protocol):
                       conditions: Sequence[np.ndarray] | None = None) -> list[np.ndarray]: ...
 
 
+BATCH_PIXELS = 2**21
+"""At most this many input pixels (images x height x width) are predicted in one batch, so memory stays bounded on
+large slices (a 512 x 512 slice goes 8 at a time); slices of up to 512 x 512 px keep the batch size."""
+VIEW_PIXELS = 2**19
+"""At most this many input pixels of TTA views go through the network in one call (32 views of a 96 x 96 slice,
+2 of a 512 x 512 one)."""
+
+
+def pixel_bounded(count: int, shape: Sequence[int], pixels: int) -> int:
+    """``count``, lowered so that that many images of ``shape`` (``... x H x W``) hold at most ``pixels`` (at least 1)."""
+    return max(1, min(count, pixels // max(1, int(shape[-1]) * int(shape[-2]))))
+
+
 def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for index, image in enumerate(images):
         by_shape.setdefault(image.shape, []).append(index)
-    return [group[i : i + batch_size] for group in by_shape.values() for i in range(0, len(group), batch_size)]
+    batches = []
+    for shape, group in by_shape.items():
+        size = pixel_bounded(batch_size, shape, BATCH_PIXELS)
+        batches += [group[i : i + size] for i in range(0, len(group), size)]
+    return batches
 
 
 @dataclass
@@ -91,7 +108,8 @@ class ModelPredictor:
             normalized = with_planes(normalized, values)  # type: ignore[arg-type]
         batch = torch.from_numpy(normalized).to(self.device)
         with precision_autocast(self.device, self.precision):
-            return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1], self.view_batch)
+            return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1],
+                                pixel_bounded(self.view_batch, batch.shape, VIEW_PIXELS))
 
     @torch.inference_mode()
     def _predict_batch(self, raw: np.ndarray, values: np.ndarray | None) -> torch.Tensor:

@@ -5,9 +5,10 @@ probabilities are stacked into a volume, the run's class weights are applied bef
 clean-up keeps the largest 3D-connected component of each structure (so a structure is one connected
 object through the slices, not one blob per slice).
 
-Where both the run's training data and the input volume know their voxel spacing and the in-plane
-spacings differ by more than 1 %, each slice is resampled (bilinear) to the training spacing, predicted,
-and its probabilities resampled back to the input grid before the argmax (nnU-Net's rule). Output label
+Where both the run's plan (:mod:`cmrseg.planning`) and the input volume know their voxel spacing and the in-plane
+spacings differ by more than 1 %, each slice is resampled (bilinear) to the plan's spacing, predicted whole,
+and its probabilities resampled back to the input grid before the argmax (nnU-Net's rule,
+:mod:`cmrseg.data.resample`). Output label
 volumes keep the input's shape, affine and header.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,39 +28,28 @@ from cmrseg import runs
 from cmrseg.data.conditions import condition_values
 from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, check_partner, list_cases, load_volume,
                                  phase_partners, slice_input, spacing_text, write_label_volume)
+from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
 from cmrseg.utils import atomic_dir, write_text_atomic
 
-SPACING_TOLERANCE = 0.01
 MONTAGE_TILE = 160
 
 
-def training_spacing(run_dir: str | Path) -> tuple[float, float, float] | None:
-    """Median voxel spacing (mm) of the run's training volumes, or None (PNG data, unknown spacing).
+def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:
+    """The in-plane spacing (mm) the run predicts at: its plan's target spacing, or for a run trained before plans the
+    median voxel spacing of its training volumes; None when unknown (PNG data, acdc96), so slices keep their grid.
 
-    ``run_dir`` may be an export zip (its ``data.json``) or an ``.onnx`` export (its ``training_data`` metadata)."""
+    ``run_dir`` may be an export zip (its ``plan.json``/``data.json``) or an ``.onnx`` export (its metadata)."""
     if Path(run_dir).suffix.lower() == ".onnx":
-        from cmrseg.onnx_engine import training_data
+        from cmrseg.onnx_engine import read_plan, training_data
 
-        spacing = training_data(run_dir).get("spacing")
+        plan, data = read_plan(run_dir), training_data(run_dir)
     else:
-        spacing = (runs.read_training_data(runs.require_run_dir(run_dir)) or {}).get("spacing")
-    return tuple(float(s) for s in spacing) if spacing else None  # type: ignore[return-value]
-
-
-def resample_factors(volume_spacing: Sequence[float] | None, target: Sequence[float] | None) -> tuple[float, float] | None:
-    """In-plane zoom (rows, columns) from the volume's grid to the training grid, or None when not needed."""
-    if volume_spacing is None or target is None:
-        return None
-    factors = (volume_spacing[0] / target[0], volume_spacing[1] / target[1])
-    return None if all(abs(f - 1.0) <= SPACING_TOLERANCE for f in factors) else factors
-
-
-def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        run_dir = runs.require_run_dir(run_dir)
+        plan, data = runs.read_plan(run_dir), runs.read_training_data(run_dir) or {}
+    spacing = plan.target_spacing if plan is not None else data.get("spacing")
+    return tuple(float(s) for s in spacing) if spacing else None
 
 
 def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None,
@@ -78,14 +69,17 @@ def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: S
         partner = None
     values = [volume.conditions(names, z) for z in range(volume.n_slices)] if names else None
     slices = [slice_input(volume, z, context, partner) for z in range(volume.n_slices)]
-    factors = resample_factors(volume.spacing, target_spacing)
+    if target_spacing is not None and volume.spacing is None:
+        warnings.warn(f"{volume.path}: the header gives no voxel spacing; predicted on its own grid, as if its pixels "
+                      f"were the model's {spacing_text(target_spacing)} mm (volumes in voxels)", stacklevel=2)
+    factors = zoom_factors(volume.spacing, target_spacing)
     height, width = slices[0].shape[:2]
     if factors is not None:
-        size = (max(1, round(height * factors[0])), max(1, round(width * factors[1])))
-        slices = [_resize(image, size) for image in slices]
+        size = zoomed_shape((height, width), factors)
+        slices = [resize_image(image, size) for image in slices]
     probs = predictor.predict_proba(slices, values)
     if factors is not None:
-        probs = [_resize(np.ascontiguousarray(p.transpose(1, 2, 0)), (height, width)).transpose(2, 0, 1) for p in probs]
+        probs = [resize_channels_first(p, (height, width)) for p in probs]
     return np.stack(probs, axis=-1)
 
 

@@ -1,0 +1,205 @@
+"""Native-resolution volumes (issue #25): the plan from the data, resampling there and back, patch training with
+foreground oversampling, prediction on the input's own grid, and real units."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cmrseg.clinical import PhaseLabel, patient_row
+from cmrseg.config import config_from_dict
+from cmrseg.data.patches import crop, patch_origin
+from cmrseg.data.resample import resize_channels_first, resize_label, zoom_factors, zoomed_shape
+from cmrseg.data.synth import native_phantom_volume, write_synthetic_volumes
+from cmrseg.errors import CmrsegError
+from cmrseg.planning import fingerprint_samples, make_plan, plan_dataset
+from cmrseg.planning.plan import PATCH_MARGIN, PATCH_MULTIPLE
+
+from conftest import tiny_config_dict
+
+GRIDS = [(1.25, 160), (1.25, 144), (1.5, 128)]
+"""Three phantom patients as a scanner writes them: full field of view, known spacing, sizes that differ."""
+
+
+@pytest.fixture(scope="module")
+def native_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_volumes(tmp_path_factory.mktemp("native") / "acdc", 0, seed=3, grids=GRIDS, slices=(4, 4))
+
+
+@pytest.fixture(scope="module")
+def native_run(native_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cmrseg.training import train
+
+    out = tmp_path_factory.mktemp("native_run") / "run"
+    config = config_from_dict(tiny_config_dict(native_dir, epochs=1, normalization="per_image", split_mode="full",
+                                               model_info={"name": "UNet", "depths": 2, "features": 8}))
+    train(config, out, progress=False)
+    return out
+
+
+def _indices(spacing: float, size: int) -> dict[str, float]:
+    ed = native_phantom_volume(spacing, size, 6, seed=1)[1]
+    es = native_phantom_volume(spacing, size, 6, seed=1, es=True)[1]
+    voxel = (spacing, spacing, 8.0)
+    return patient_row("p", [PhaseLabel.from_label("p", "ED", "ed", ed, voxel),
+                             PhaseLabel.from_label("p", "ES", "es", es, voxel)])
+
+
+def test_the_same_heart_at_two_resolutions_has_the_same_volumes() -> None:
+    """0.8 mm on 400 x 400 and 1.9 mm on 150 x 150 pixels hold one analytic heart: its mL and grams agree within 3 %."""
+    fine, coarse = _indices(0.8, 400), _indices(1.9, 150)
+    for column in ("LV_EDV_ml", "LV_ESV_ml", "RV_EDV_ml", "RV_ESV_ml", "LV_mass_g"):
+        assert fine[column] > 10
+        assert coarse[column] == pytest.approx(fine[column], rel=0.03), column
+    assert coarse["LV_EF_pct"] == pytest.approx(fine["LV_EF_pct"], abs=1.5)
+
+
+def test_plan_of_a_native_dataset_follows_its_rules(native_dir: Path) -> None:
+    plan = plan_dataset(native_dir)
+    assert plan.target_spacing == [1.25, 1.25]  # median of 1.25, 1.25, 1.5
+    extents = []
+    for spacing, size in GRIDS:
+        for es in (False, True):
+            labels = native_phantom_volume(spacing, size, 4, seed=0, es=es)[1]
+            rows, cols = np.nonzero(labels.any(axis=2))
+            extents.append(((np.ptp(rows) + 1) * spacing, (np.ptp(cols) + 1) * spacing))
+    heart_px = np.percentile(np.array(extents), 95, axis=0).max() / 1.25
+    expected = int(np.ceil(heart_px * PATCH_MARGIN / PATCH_MULTIPLE) * PATCH_MULTIPLE)
+    assert plan.patch_size == [expected, expected]
+    assert expected < 160
+    assert plan.fingerprint is not None and plan.fingerprint.n_patients == 3
+    assert any("median in-plane spacing" in line for line in plan.describe())
+
+
+def test_plan_keeps_crops_of_unknown_spacing_as_they_were(tmp_path: Path) -> None:
+    """acdc96-like volumes (no spatial unit) and PNG slices: no resampling, whole slices."""
+    crops = write_synthetic_volumes(tmp_path / "crops", 2, size=48, spacing=None, slices=(3, 3))
+    plan = plan_dataset(crops)
+    assert plan.target_spacing is None and plan.patch_size is None
+    assert "unknown" in plan.reasons["target_spacing"]
+
+
+def test_config_overrides_the_plan(native_dir: Path) -> None:
+    config = config_from_dict(tiny_config_dict(native_dir, plan={"target_spacing": 2.0, "patch_size": 64}))
+    plan = plan_dataset(native_dir, config)
+    assert plan.target_spacing == [2.0, 2.0] and plan.patch_size == [64, 64]
+    whole = plan_dataset(native_dir, config_from_dict(tiny_config_dict(native_dir, plan={"whole_slices": True})))
+    assert whole.patch_size is None
+
+
+@pytest.mark.parametrize("plan", [{"target_spacing": 0.01}, {"patch_size": 100}, {"foreground_fraction": 2}])
+def test_bad_plan_keys_are_one_line_errors(native_dir: Path, plan: dict) -> None:
+    with pytest.raises(CmrsegError, match="plan"):
+        config_from_dict(tiny_config_dict(native_dir, plan=plan))
+
+
+def test_label_resampled_there_and_back_moves_no_boundary_more_than_half_a_voxel() -> None:
+    label = native_phantom_volume(1.9, 150, 1, seed=2)[1][:, :, 0]
+    factors = zoom_factors((1.9, 1.9), (1.25, 1.25))
+    assert factors is not None
+    there = resize_label(label, zoomed_shape(label.shape, factors))
+    back = resize_label(there, label.shape)
+    assert back.shape == label.shape
+    changed = back != label
+    # a pixel may only change where the truth has a boundary within half a voxel: next to a pixel of another class
+    boundary = np.zeros_like(changed)
+    for value in range(4):
+        region = label == value
+        boundary |= region & ndimage.binary_dilation(~region)
+    assert not (changed & ~boundary).any()
+    assert changed.mean() < 0.02
+    for value in (1, 2, 3):
+        assert abs(int((back == value).sum()) - int((label == value).sum())) <= 0.05 * (label == value).sum()
+
+
+def test_probabilities_resampled_there_and_back_stay_probabilities() -> None:
+    probs = np.random.default_rng(0).dirichlet(np.ones(4), size=(30, 40)).transpose(2, 0, 1).astype(np.float32)
+    back = resize_channels_first(resize_channels_first(probs, (45, 60)), (30, 40))
+    assert back.shape == probs.shape
+    np.testing.assert_allclose(back.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_patches_are_centred_on_labels_as_often_as_asked() -> None:
+    mask = np.zeros((200, 200), np.uint8)
+    mask[150:160, 20:30] = 3
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(200):
+        origin = patch_origin(mask, (64, 64), rng, foreground=True)
+        hits += crop(mask, origin, (64, 64))[32, 32] == 3
+    assert hits == 200
+    background = [crop(mask, patch_origin(mask, (64, 64), rng, foreground=False), (64, 64)) for _ in range(200)]
+    assert all(p.shape == (64, 64) for p in background)
+    assert sum(bool((p == 3).any()) for p in background) < 60
+    small = crop(np.ones((2, 10, 10)), patch_origin(np.zeros((10, 10), np.uint8), (16, 16), rng, False), (16, 16))
+    assert small.shape == (2, 16, 16) and small.sum() == 200
+
+
+def test_training_on_native_volumes_uses_the_plan(native_run: Path) -> None:
+    plan = json.loads((native_run / "plan.json").read_text())
+    assert plan["target_spacing"] == [1.25, 1.25]
+    assert plan["patch_size"] is not None and plan["patch_size"][0] < 160
+    from cmrseg.data.dataset import SegmentationDataset, prepare_data
+    from cmrseg.data.normalization import Normalization
+    from cmrseg.runs import read_run_config
+    from cmrseg.training import resample_bundle, Plan
+
+    config = read_run_config(native_run)
+    data = resample_bundle(prepare_data(config), Plan.model_validate(plan))
+    assert {s.spacing[:2] for s in data.train} == {(1.25, 1.25)}
+    dataset = SegmentationDataset(data.train, Normalization("per_image"), patch_size=plan["patch_size"],
+                                  foreground_fraction=1.0)
+    image, mask = dataset[0]
+    assert tuple(image.shape[1:]) == tuple(plan["patch_size"]) == tuple(mask.shape)
+    assert mask[plan["patch_size"][0] // 2, plan["patch_size"][1] // 2] > 0
+
+
+def test_prediction_on_another_grid_keeps_the_input_geometry(native_run: Path, tmp_path: Path) -> None:
+    from cmrseg.inference import predict_folder
+
+    scans = write_synthetic_volumes(tmp_path / "scans", 0, seed=9, grids=[(1.9, 100)], slices=(3, 3), with_labels=False)
+    out = predict_folder(native_run, scans, tmp_path / "pred")
+    source = nib.load(str(scans / "patient001" / "patient001_frame01.nii.gz"))
+    predicted = nib.load(str(out[0]))
+    assert predicted.shape == source.shape
+    np.testing.assert_allclose(predicted.affine, source.affine)
+    assert predicted.header.get_zooms() == source.header.get_zooms()
+
+
+def test_plan_travels_with_the_zip_and_onnx_exports(native_run: Path, tmp_path: Path) -> None:
+    from cmrseg.export import export_run
+    from cmrseg.inference.volumes import training_spacing
+
+    pytest.importorskip("onnx")
+    zipped = export_run(native_run, tmp_path / "model.zip")
+    graph = export_run(native_run, tmp_path / "model.onnx", fmt="onnx")
+    assert training_spacing(native_run) == training_spacing(zipped) == training_spacing(graph) == (1.25, 1.25)
+
+
+def test_volume_without_spacing_for_a_planned_model_warns(native_run: Path, tmp_path: Path) -> None:
+    scans = write_synthetic_volumes(tmp_path / "scans", 1, size=64, spacing=None, slices=(3, 3), with_labels=False)
+    result = subprocess.run([sys.executable, "-m", "cmrseg", "predict", "--run", str(native_run), "--images", str(scans),
+                             "--out", str(tmp_path / "pred")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "spacing" in result.stderr and "1.25" in result.stderr
+
+
+def test_plan_command_prints_each_choice_and_writes_json(native_dir: Path, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "cmrseg", "plan", "--data", str(native_dir), "--out",
+                             str(tmp_path / "plan.json")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    for key in ("target_spacing: 1.25x1.25 mm", "patch_size:", "batch_size:", "intensity:"):
+        assert key in result.stdout
+    assert json.loads((tmp_path / "plan.json").read_text())["target_spacing"] == [1.25, 1.25]
+    (tmp_path / "mine.json").write_text("{}")
+    refused = subprocess.run([sys.executable, "-m", "cmrseg", "plan", "--data", str(native_dir), "--out",
+                              str(tmp_path / "mine.json")], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "not written by cmrseg" in refused.stderr
+    assert (tmp_path / "mine.json").read_text() == "{}"
