@@ -203,3 +203,33 @@ def test_plan_command_prints_each_choice_and_writes_json(native_dir: Path, tmp_p
                               str(tmp_path / "mine.json")], capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "not written by cmrseg" in refused.stderr
     assert (tmp_path / "mine.json").read_text() == "{}"
+
+
+def test_onnx_example_reproduces_the_preprocessing_on_a_native_slice(native_run: Path, tmp_path: Path) -> None:
+    """examples/onnx_predict.py on one slice of a volume of another spacing gives cmrseg's mask of that slice, and
+    onnxruntime's probabilities equal torch's."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from cmrseg.data.volumes import list_cases, load_volume
+    from cmrseg.export import export_run
+    from cmrseg.inference import PredictSettings, load_run
+    from cmrseg.inference.volumes import training_spacing, volume_mask, volume_probabilities
+
+    graph = export_run(native_run, tmp_path / "model.onnx", fmt="onnx")
+    scans = write_synthetic_volumes(tmp_path / "scans", 0, seed=4, grids=[(1.7, 112)], slices=(3, 3), with_labels=False)
+    volume = load_volume(list_cases(scans, require_labels=False)[0], with_label=False)
+    plain = PredictSettings(tta=False, postprocess=False)
+    torch_predictor, _ = load_run(native_run, plain)
+    onnx_predictor, _ = load_run(graph, PredictSettings(tta=False, postprocess=False, engine="onnxruntime"))
+    target = training_spacing(native_run)
+    torch_probs = volume_probabilities(torch_predictor, volume, target)
+    np.testing.assert_allclose(volume_probabilities(onnx_predictor, volume, target), torch_probs, atol=1e-4)
+    mask = volume_mask(torch_probs, postprocess=False)
+    example = subprocess.run([sys.executable, str(Path(__file__).parent.parent / "examples" / "onnx_predict.py"),
+                              str(graph), str(volume.path), str(tmp_path / "mask.png"), "--slice", "1"],
+                             capture_output=True, text=True, check=False)
+    assert example.returncode == 0, example.stderr
+    example_mask = np.asarray(Image.open(tmp_path / "mask.png"))
+    assert example_mask.shape == mask.shape[:2]
+    assert (example_mask == mask[:, :, 1]).mean() > 0.995
