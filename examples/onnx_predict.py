@@ -11,7 +11,7 @@ model's metadata (``cmrseg_*`` keys): the normalisation, the label names, the cl
 model trained on volumes of known spacing, its plan (``cmrseg_plan``), whose in-plane spacing each NIfTI slice is
 resampled to (bilinear, pixel centres aligned, as cmrseg does) before the network and whose probabilities are resampled
 back to the slice's own grid before the argmax. A NIfTI volume's intensities are first mapped from their 0.5-99.5th
-percentile to 0-255, as cmrseg reads volumes. This example predicts without test-time augmentation and without the
+percentile to 0-255 (8-bit volumes are taken as they are), as cmrseg reads volumes. This example predicts without test-time augmentation and without the
 largest-component clean-up; the mask holds 0 background, 1 RV, 2 Myo, 3 LV.
 """
 
@@ -42,18 +42,21 @@ def read_nifti_slice(path: str, index: int | None) -> tuple[np.ndarray, tuple[fl
     import nibabel as nib
 
     volume = nib.load(path)
-    data = np.asarray(volume.dataobj, dtype=np.float64)
+    data = np.asanyarray(volume.dataobj)
     if data.ndim != 3:
         sys.exit(f"{path}: expected a 3-D volume, got shape {data.shape}")
     index = data.shape[2] // 2 if index is None else index
     if not 0 <= index < data.shape[2]:
         sys.exit(f"{path}: --slice must be 0..{data.shape[2] - 1}, got {index}")
-    low, high = np.percentile(data, [0.5, 99.5])
-    scaled = ((data[:, :, index] - low) / (high - low if high > low else 1.0)).clip(0.0, 1.0)
     unit = volume.header.get_xyzt_units()[0]
     zooms = volume.header.get_zooms()[:2]
     spacing = tuple(float(z) * {"mm": 1.0, "meter": 1000.0, "micron": 0.001}[unit] for z in zooms) \
         if unit in ("mm", "meter", "micron") else None
+    if data.dtype == np.uint8:  # 8-bit volumes are taken as they are
+        return np.ascontiguousarray(data[:, :, index]), spacing  # type: ignore[return-value]
+    data = data.astype(np.float64)
+    low, high = np.percentile(data, [0.5, 99.5])
+    scaled = ((data[:, :, index] - low) / (high - low if high > low else 1.0)).clip(0.0, 1.0)
     return (scaled * 255).round().astype(np.uint8), spacing  # type: ignore[return-value]
 
 

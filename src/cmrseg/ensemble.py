@@ -12,6 +12,7 @@ from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
 from cmrseg.outputs import check_output_dir
+from cmrseg.planning import Plan
 from cmrseg.utils import atomic_dir, write_json_atomic
 
 IDENTITY = Normalization("dataset", 0.0, 1.0)
@@ -96,6 +97,7 @@ def make_ensemble(
     if tta_scales is not None:
         checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
+    plan = shared_plan(paths)
     inputs = member_inputs(paths)
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
     stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
@@ -111,5 +113,19 @@ def make_ensemble(
         write_json_atomic(tmp / runs.CONFIG_FILE, config.model_dump(mode="json"))
         write_json_atomic(tmp / runs.NORMALIZATION_FILE, IDENTITY.to_dict())
         runs.save_weights(tmp / runs.BEST_CHECKPOINT, model.state_dict(), config.model_info, IDENTITY, epoch=0)
+        if plan is not None:
+            runs.write_plan(tmp, plan)
     return out_dir
+
+
+def shared_plan(paths: list[Path]) -> Plan | None:
+    """The plan the members share (the first's), which the ensemble predicts at; members planned at different
+    in-plane spacings cannot vote on one grid and are refused."""
+    plans = [runs.read_plan(runs.require_run_dir(path)) for path in paths]
+    spacings = [None if plan is None else plan.target_spacing for plan in plans]
+    for path, spacing in zip(paths[1:], spacings[1:], strict=True):
+        if spacing != spacings[0]:
+            raise CmrsegError(f"{path}: predicts at {spacing} mm (plan.json), {paths[0]} at {spacings[0]} mm; ensemble "
+                              "members must share one plan spacing")
+    return plans[0]
 
