@@ -24,7 +24,7 @@ def add_parser(subparsers: Subparsers) -> None:
                       "cmrseg cv --config configs/best.json --data ../shared/data/cmr96/train --folds 5 --out runs/cv")
     parser.add_argument("--config", required=True, help="JSON config of the recipe")
     add_data_option(parser)
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="k, the number of folds (default 5)")
     parser.add_argument("--out", help="CV folder (default runs/cv-<model>-<time>); rerun with it to resume")
     parser.add_argument("--ensemble", action="store_true", help="also write OUT/ensemble, the fold models' soft vote")
     parser.add_argument("--only", type=int, action="append", metavar="K", help="run just fold K (repeatable)")

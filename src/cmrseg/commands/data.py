@@ -16,8 +16,8 @@ def add_parser(subparsers: Subparsers) -> None:
                      "cmrseg data synth --out data/synth --count 100 --seed 0",
                      "cmrseg data synth --volumes --out data/synth_volumes --count 20 --layout flat")
     synth.add_argument("--out", required=True, help="folder to create (image/ and mask/ inside)")
-    synth.add_argument("--count", type=int, default=100)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--count", type=int, default=100, help="phantoms (with --volumes: patients) to write")
+    synth.add_argument("--seed", type=int, default=0, help="random seed: one seed always gives the same set")
     synth.add_argument("--size", type=int, default=96, help="image height and width in pixels")
     synth.add_argument("--no-masks", action="store_true", help="write images only (an unlabeled set)")
     synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")

@@ -10,7 +10,7 @@ from cmrseg.commands.common import Subparsers, add_verb
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``models``."""
     parser = add_verb(subparsers, "models", "list registered models with size and CPU forward time", "cmrseg models")
-    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--size", type=int, default=96, help="image side in pixels for the forward-time measurement")
     parser.set_defaults(handler=run)
 
 

@@ -11,7 +11,7 @@ def add_parser(subparsers: Subparsers) -> None:
     """Add ``score``."""
     parser = add_verb(subparsers, "score", "decode a submission CSV and score it against true masks",
                       "cmrseg score --submission submission.csv --masks demo_out/predictions")
-    parser.add_argument("--submission", required=True)
+    parser.add_argument("--submission", required=True, help="submission CSV to decode (header id,encoding)")
     parser.add_argument("--masks", required=True, help="folder of true <id>_mask.png (or a folder with mask/)")
     parser.add_argument("--allow-partial", action="store_true", help="score only the masks with all their rows; say what is missing")
     parser.set_defaults(handler=run)
