@@ -60,7 +60,7 @@ def add_engine_option(parser: argparse.ArgumentParser) -> None:
                              "(pip install 'cmrseg[onnx]')")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="torch arithmetic: bfloat16 autocast is faster where the CPU has AVX512-BF16/AMX "
-                             "(or on a GPU), with masks that differ on a few border pixels (BENCHMARKS.md #14)")
+                             "(or on a GPU), with masks that differ on a few border pixels (BENCHMARKS.md, ONNX speed)")
 
 
 def predict_settings(args: argparse.Namespace) -> PredictSettings:
