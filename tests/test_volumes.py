@@ -275,3 +275,20 @@ def test_report_on_volumes_shows_3d_metrics_indices_and_plots(volume_run: Path, 
     for words in ("<h2>Volumes</h2>", "<h2>Clinical indices</h2>", "LV_EF_pct", "Worst volumes", "HD95 mean (mm)"):
         assert words in page
     assert page.count("data:image/png;base64") >= 2 + 2 * 4
+
+
+def test_predict_takes_one_nifti_file_as_a_one_volume_dataset(volume_run: Path, acdc_dir: Path, tmp_path: Path) -> None:
+    image = acdc_dir / "patient002" / "patient002_frame10.nii.gz"
+    assert is_volume_dataset(image) and not is_volume_dataset(acdc_dir / "patient002" / "Info.cfg")
+    [case] = list_cases(image)
+    assert (case.case, case.patient, case.phase, case.label_path.name) == (
+        "patient002_frame10", "patient002", "ES", "patient002_frame10_gt.nii.gz")
+    assert main(["predict", "--run", str(volume_run), "--images", str(image), "--out", str(tmp_path / "one")]) == 0
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [".cmrseg-output.json", "cases.csv",
+                                                                    "patient002_frame10.nii.gz"]
+    assert "patient002_frame10,patient002,ES" in (tmp_path / "one" / "cases.csv").read_text()
+    assert main(["predict", "--run", str(volume_run), "--images", str(acdc_dir), "--out", str(tmp_path / "all")]) == 0
+    np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "one" / "patient002_frame10.nii.gz")).dataobj),
+                                  np.asarray(nib.load(str(tmp_path / "all" / "patient002_frame10.nii.gz")).dataobj))
+    with pytest.raises(CmrsegError, match="a label volume"):
+        list_cases(acdc_dir / "patient002" / "patient002_frame10_gt.nii.gz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,15 @@ class TrainResult:
     best_dice: float
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def validated(self) -> bool:
+        """Whether the run had a validation split (``split_mode`` full has none, and ``best_dice`` is then nan)."""
+        return not math.isnan(self.best_dice)
+
+
+NO_VALIDATION = "no validation split"
+"""What the progress bar and the final line say instead of a Dice when ``split_mode`` is full."""
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -247,8 +257,7 @@ class Trainer:
                 self._record(epoch, train_loss, val_loss, dice, time.perf_counter() - started)
                 self._save(epoch, dice["mean"])
                 runs.write_history(self.run_dir, self.history)
-                bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", dice=f"{dice['mean']:.4f}",
-                                best=f"{self.best_dice:.4f}")
+                bar.set_postfix(self._progress(train_loss, val_loss, dice["mean"]))
         except KeyboardInterrupt:
             bar.close()
             raise TrainingInterrupted(
@@ -259,6 +268,13 @@ class Trainer:
         plot_history(self.history, self.run_dir / runs.CURVE_FILE)
         self._export_model_path()
         return TrainResult(self.run_dir, self.best_dice, self.best_epoch, self.history)
+
+    def _progress(self, train_loss: float, val_loss: float, dice: float) -> dict[str, str]:
+        """The progress bar's numbers; a run without a validation split (``split_mode`` full) says so instead of nan."""
+        if not self.has_val:
+            return {"loss": f"{train_loss:.4f}", "val": NO_VALIDATION}
+        return {"loss": f"{train_loss:.4f}", "val_loss": f"{val_loss:.4f}", "dice": f"{dice:.4f}",
+                "best": f"{self.best_dice:.4f}"}
 
     def _export_model_path(self) -> None:
         target = self.config.model_info.model_path

@@ -7,10 +7,22 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from cmrseg.config import ExperimentConfig, load_config_with_overrides
+from cmrseg.config import ExperimentConfig, apply_overrides, load_config_with_overrides
+from cmrseg.errors import CmrsegError
 from cmrseg.inference.settings import ENGINES, PRECISIONS, PredictSettings
 
 Subparsers = argparse._SubParsersAction
+
+RUN_HELP = "run folder, export zip (cmrseg export) or, with --engine onnxruntime, an exported .onnx file"
+"""What ``--run`` takes wherever a verb predicts with a trained model."""
+
+
+def add_verb(subparsers: Subparsers, name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
+    """Add the verb ``name``: ``summary`` is its line in ``cmrseg --help`` and the description of its own ``--help``,
+    which ends with the ``examples`` (command lines)."""
+    epilog = "example" + ("s" if len(examples) > 1 else "") + ":\n" + "\n".join(f"  {line}" for line in examples)
+    return subparsers.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                 epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def existing_folder(text: str) -> Path:
@@ -48,7 +60,7 @@ def add_engine_option(parser: argparse.ArgumentParser) -> None:
                              "(pip install 'cmrseg[onnx]')")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="torch arithmetic: bfloat16 autocast is faster where the CPU has AVX512-BF16/AMX "
-                             "(or on a GPU), with masks that differ on a few border pixels (BENCHMARKS.md #14)")
+                             "(or on a GPU), with masks that differ on a few border pixels (BENCHMARKS.md, ONNX speed)")
 
 
 def predict_settings(args: argparse.Namespace) -> PredictSettings:
@@ -65,6 +77,32 @@ def add_set_option(parser: argparse.ArgumentParser, metavar: str = "KEY=VALUE",
 def config_from_args(path: str | None, overrides: Sequence[str]) -> ExperimentConfig | None:
     """The ``--config`` file with the ``--set`` overrides applied, or None without ``--config``."""
     return None if path is None else load_config_with_overrides(path, overrides)
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    """``--data DIR``: the labeled training folder, instead of the config's ``dataset_info.train_data_path``."""
+    parser.add_argument("--data", metavar="DIR",
+                        help="labeled training folder (PNG image/ + mask/, or NIfTI volumes); overrides the config's "
+                             "dataset_info.train_data_path")
+
+
+def training_config(path: str | None, overrides: Sequence[str], data: str | None) -> ExperimentConfig | None:
+    """:func:`config_from_args` with ``--data`` as its training folder, which must exist: a config written on another
+    machine names a folder that is not here, and the error says how to give one."""
+    config = config_from_args(path, overrides)
+    if config is None:
+        if data is not None:
+            raise CmrsegError("--data needs --config (a resumed run trains on the data of its config.json)")
+        return None
+    if data is not None:
+        config = apply_overrides(config, {"dataset_info.train_data_path": str(Path(data).expanduser().resolve())})
+    folder = config.dataset_info.train_data_path
+    if not folder:
+        raise CmrsegError(f"{path}: missing key 'dataset_info.train_data_path'; give --data DIR or set it")
+    if not Path(folder).is_dir():
+        raise CmrsegError(f"{folder}: training data folder not found; give --data DIR or set "
+                          "dataset_info.train_data_path")
+    return config
 
 
 def add_worker_options(parser: argparse.ArgumentParser, what: str) -> None:

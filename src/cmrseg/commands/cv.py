@@ -6,20 +6,25 @@ import argparse
 
 from cmrseg.commands.common import (
     Subparsers,
+    add_data_option,
     add_engine_option,
     add_postprocess_option,
     add_set_option,
     add_tta_option,
+    add_verb,
     add_worker_options,
     predict_settings,
+    training_config,
 )
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``cv``."""
-    parser = subparsers.add_parser("cv", help="k-fold cross-validation by patient: per-fold and mean Dice/HD95")
+    parser = add_verb(subparsers, "cv", "k-fold cross-validation by patient: per-fold and mean Dice/HD95",
+                      "cmrseg cv --config configs/best.json --data ../shared/data/cmr96/train --folds 5 --out runs/cv")
     parser.add_argument("--config", required=True, help="JSON config of the recipe")
-    parser.add_argument("--folds", type=int, default=5)
+    add_data_option(parser)
+    parser.add_argument("--folds", type=int, default=5, help="k, the number of folds (default 5)")
     parser.add_argument("--out", help="CV folder (default runs/cv-<model>-<time>); rerun with it to resume")
     parser.add_argument("--ensemble", action="store_true", help="also write OUT/ensemble, the fold models' soft vote")
     parser.add_argument("--only", type=int, action="append", metavar="K", help="run just fold K (repeatable)")
@@ -36,10 +41,9 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Cross-validate and print the per-fold table."""
-    from cmrseg.config import load_config_with_overrides
     from cmrseg.crossval import cross_validate, format_cv_table
 
-    config = load_config_with_overrides(args.config, args.set)
+    config = training_config(args.config, args.set, args.data)
     result = cross_validate(config, args.folds, args.out, ensemble=args.ensemble, only=args.only,
                             settings=predict_settings(args), progress=not args.quiet, workers=args.workers,
                             ray_address=args.ray_address)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers
+from cmrseg.commands.common import Subparsers, add_verb
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``data`` and its actions."""
-    data = subparsers.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True,
-                                                                                   metavar="ACTION")
-    synth = data.add_parser("synth", help="write a synthetic phantom dataset in the cmr96 layout")
+    data = add_verb(subparsers, "data", "dataset utilities (synth: synthetic phantoms)",
+                    "cmrseg data synth --out data/synth --count 100").add_subparsers(dest="data_command", required=True,
+                                                                                       metavar="ACTION")
+    synth = add_verb(data, "synth", "write a synthetic phantom dataset in the cmr96 layout (or ED/ES NIfTI volumes)",
+                     "cmrseg data synth --out data/synth --count 100 --seed 0",
+                     "cmrseg data synth --volumes --out data/synth_volumes --count 20 --layout flat")
     synth.add_argument("--out", required=True, help="folder to create (image/ and mask/ inside)")
-    synth.add_argument("--count", type=int, default=100)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--count", type=int, default=100, help="phantoms (with --volumes: patients) to write")
+    synth.add_argument("--seed", type=int, default=0, help="random seed: one seed always gives the same set")
     synth.add_argument("--size", type=int, default=96, help="image height and width in pixels")
     synth.add_argument("--no-masks", action="store_true", help="write images only (an unlabeled set)")
     synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers
+from cmrseg.commands.common import Subparsers, add_verb
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``ensemble``."""
-    parser = subparsers.add_parser("ensemble", help="soft-voting ensemble of trained runs, written as a run folder")
-    parser.add_argument("runs", nargs="+", help="two or more run folders")
+    parser = add_verb(subparsers, "ensemble", "soft-voting ensemble of trained runs, written as a run folder",
+                      "cmrseg ensemble runs/unet runs/deeplab --out runs/ens --weights 2 1")
+    parser.add_argument("runs", nargs="+", help="two or more run folders (or export zips)")
     parser.add_argument("--out", required=True, help="ensemble run folder to write")
     parser.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: equal)")
     parser.add_argument("--tta", action="store_true", help="predict with flip TTA by default (at the first run's zooms)")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_inference_options, predict_settings
+from cmrseg.commands.common import RUN_HELP, Subparsers, add_inference_options, add_verb, predict_settings
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``evaluate``."""
-    parser = subparsers.add_parser("evaluate", help="per-structure Dice and HD95 of a run on labeled data")
-    parser.add_argument("--run", required=True, help="run folder")
+    parser = add_verb(subparsers, "evaluate", "per-structure Dice and HD95 of a run on labeled data",
+                      "cmrseg evaluate --run runs/demo --data demo_out/synth/val --json metrics.json")
+    parser.add_argument("--run", required=True, help=RUN_HELP)
     parser.add_argument("--data", help="labeled folder with image/ and mask/, or of NIfTI volumes (default: the run's "
                                        "validation split)")
     parser.add_argument("--json", help="also write the metrics as JSON here")

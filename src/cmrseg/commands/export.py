@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from cmrseg.commands.common import Subparsers, add_verb
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+
+def add_parser(subparsers: Subparsers) -> None:
     """Add ``export``."""
-    parser = subparsers.add_parser("export", help="write a trained run as one file: a zip with a model card, or ONNX")
+    parser = add_verb(subparsers, "export", "write a trained run as one file: a zip with a model card, or ONNX",
+                      "cmrseg export --run runs/demo --out demo.zip", "cmrseg export --run demo.zip --out demo.onnx")
     parser.add_argument("--run", required=True, help="run folder (or an export zip)")
     parser.add_argument("--out", required=True, help="file to write, e.g. model.zip or model.onnx")
     parser.add_argument("--format", choices=("zip", "onnx"),

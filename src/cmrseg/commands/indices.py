@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers
+from cmrseg.commands.common import Subparsers, add_verb
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``indices``."""
-    parser = subparsers.add_parser("indices", help="per-patient ventricular volumes, ejection fractions and LV mass")
+    parser = add_verb(subparsers, "indices", "per-patient ventricular volumes, ejection fractions and LV mass",
+                      "cmrseg indices --masks preds --truth VOLUMES --out indices/indices.csv")
     parser.add_argument("--masks", required=True,
                         help="folder of label volumes: predicted CASE.nii.gz, or a labeled dataset (its _gt files)")
     parser.add_argument("--out", required=True, help="CSV file to write (one row per patient)")

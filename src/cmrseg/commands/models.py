@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers
+from cmrseg.commands.common import Subparsers, add_verb
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``models``."""
-    parser = subparsers.add_parser("models", help="list registered models with size and CPU forward time")
-    parser.add_argument("--size", type=int, default=96)
+    parser = add_verb(subparsers, "models", "list registered models with size and CPU forward time", "cmrseg models")
+    parser.add_argument("--size", type=int, default=96, help="image side in pixels for the forward-time measurement")
     parser.set_defaults(handler=run)
 
 

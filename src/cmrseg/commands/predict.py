@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_inference_options, predict_settings
+from cmrseg.commands.common import RUN_HELP, Subparsers, add_inference_options, add_verb, predict_settings
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``predict``."""
-    parser = subparsers.add_parser("predict", help="write predicted masks for a folder of images")
-    parser.add_argument("--run", required=True, help="run folder")
+    parser = add_verb(subparsers, "predict", "write predicted masks for a folder of images (or one image or volume)",
+                      "cmrseg predict --run runs/demo --images scans/ --out preds --overlays",
+                      "cmrseg predict --run model.zip --images patient001_ED.nii.gz --out preds")
+    parser.add_argument("--run", required=True, help=RUN_HELP)
     parser.add_argument("--images", required=True,
-                        help="folder of PNG images (or a folder with image/), or of NIfTI volumes (ACDC, flat, nnU-Net)")
+                        help="folder of PNG images (or a folder with image/), or of NIfTI volumes (ACDC, flat, nnU-Net); or one "
+                             ".png, .nii.gz or .nii file")
     parser.add_argument("--out", required=True, help="output folder for <id>_mask.png (volumes: CASE.nii.gz)")
     parser.add_argument("--overlays", action="store_true",
                         help="also write coloured <id>_overlay.png (volumes: every slice side by side)")

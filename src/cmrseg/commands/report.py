@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_engine_option, predict_settings
+from cmrseg.commands.common import Subparsers, add_engine_option, add_verb, predict_settings
 from cmrseg.errors import CmrsegError
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``report``."""
-    parser = subparsers.add_parser("report", help="write a self-contained HTML report of a run or a sweep")
+    parser = add_verb(subparsers, "report", "write a self-contained HTML report of a run or a sweep",
+                      "cmrseg report runs/demo --out report.html")
     parser.add_argument("folder", metavar="RUN_DIR|SWEEP_DIR", help="run folder (or an export zip) or sweep folder")
     parser.add_argument("--out", required=True, help="HTML file to write")
     parser.add_argument("--data", help="labeled folder to evaluate a run on (default: its validation split)")

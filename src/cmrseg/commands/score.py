@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers
+from cmrseg.commands.common import Subparsers, add_verb
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``score``."""
-    parser = subparsers.add_parser("score", help="decode a submission CSV and score it against true masks")
-    parser.add_argument("--submission", required=True)
+    parser = add_verb(subparsers, "score", "decode a submission CSV and score it against true masks",
+                      "cmrseg score --submission submission.csv --masks demo_out/predictions")
+    parser.add_argument("--submission", required=True, help="submission CSV to decode (header id,encoding)")
     parser.add_argument("--masks", required=True, help="folder of true <id>_mask.png (or a folder with mask/)")
     parser.add_argument("--allow-partial", action="store_true", help="score only the masks with all their rows; say what is missing")
     parser.set_defaults(handler=run)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers
+from cmrseg.commands.common import Subparsers, add_verb
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``submit``."""
-    parser = subparsers.add_parser("submit", help="run-length encode predicted masks as a Kaggle CSV")
+    parser = add_verb(subparsers, "submit", "run-length encode predicted masks as a Kaggle CSV",
+                      "cmrseg submit --masks preds --out submission.csv")
     parser.add_argument("--masks", required=True, help="folder of <id>_mask.png")
     parser.add_argument("--out", required=True, help="CSV file to write")
     parser.set_defaults(handler=run)

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from cmrseg.commands.common import Subparsers, add_set_option, add_worker_options
+from cmrseg.commands.common import Subparsers, add_set_option, add_verb, add_worker_options
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``sweep``."""
-    parser = subparsers.add_parser("sweep", help="train one run per value of config keys and compare them")
+    parser = add_verb(subparsers, "sweep", "train one run per value of config keys and compare them",
+                      "cmrseg sweep --config experiments/optimizers.json --set optimizer_info.name=Adam,RMSprop,SGD")
     parser.add_argument("--config", required=True, help="base JSON config")
     add_set_option(parser, "KEY=V1,V2,...", "values to try for a dotted config key; several --set make a grid")
     parser.add_argument("--out", help="sweep folder (default sweeps/<config name>); rerun to resume")

@@ -121,15 +121,17 @@ def find_image_dir(directory: str | Path) -> Path:
     """Return ``DIR/image`` if present, else ``DIR`` itself when it holds PNGs directly."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise CmrsegError(f"{directory}: folder not found")
+        raise CmrsegError(f"{directory}: {'file' if directory.suffix else 'folder'} not found")
     if (directory / "image").is_dir():
         return directory / "image"
     return directory
 
 
 def list_images(directory: str | Path) -> list[Path]:
-    """Image files of a folder in natural order; hidden files are skipped, an empty folder or two files
-    with one id (``a.png`` and ``a.PNG``) are errors."""
+    """Image files of a folder in natural order (a file alone: a one-image folder); hidden files are skipped, an empty
+    folder or two files with one id (``a.png`` and ``a.PNG``) are errors."""
+    if Path(directory).is_file():
+        return [Path(directory)]
     image_dir = find_image_dir(directory)
     files = sorted((p for p in image_dir.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
     if not files:

@@ -134,8 +134,11 @@ def _acdc_patient_dirs(directory: Path) -> list[Path]:
 
 
 def is_volume_dataset(directory: str | Path) -> bool:
-    """Whether ``directory`` holds NIfTI volumes in one of the three layouts (PNG folders answer False)."""
+    """Whether ``directory`` holds NIfTI volumes in one of the three layouts, or is one NIfTI file (a one-volume
+    dataset); PNG folders and files answer False."""
     directory = Path(directory)
+    if directory.is_file():
+        return nifti_stem(directory) is not None
     if not directory.is_dir() or (directory / "image").is_dir():
         return False
     if _nnunet_dirs(directory) is not None or _nifti_files(directory):
@@ -179,14 +182,15 @@ def _missing_label(image: Path, expected: Path) -> CmrsegError:
     return CmrsegError(f"{image}: no label volume found (expected {expected}.nii.gz)")
 
 
-def _cases_paired(directory: Path, require_labels: bool, frames_only: bool) -> list[VolumeCase]:
+def _cases_paired(directory: Path, require_labels: bool, frames_only: bool, only: str | None = None
+                  ) -> list[VolumeCase]:
     """``CASE.nii.gz`` + ``CASE_gt.nii.gz`` of one folder, phases from an ``Info.cfg`` beside them; with
-    ``frames_only`` (an ACDC patient folder) only the ``patientXXX_frameNN`` files count."""
+    ``frames_only`` (an ACDC patient folder) only the ``patientXXX_frameNN`` files count, with ``only`` only that case."""
     info = read_info(directory / INFO_FILE) if (directory / INFO_FILE).is_file() else {}
     files = _nifti_files(directory)
     cases = []
     for stem, path in files.items():
-        if stem.endswith(LABEL_SUFFIX) or (frames_only and _FRAME_RE.fullmatch(stem) is None):
+        if stem.endswith(LABEL_SUFFIX) or (frames_only and _FRAME_RE.fullmatch(stem) is None) or only not in (None, stem):
             continue
         label = files.get(stem + LABEL_SUFFIX)
         if label is None and require_labels:
@@ -213,10 +217,16 @@ def _cases_nnunet(images: Path, labels: Path | None, require_labels: bool) -> li
 
 
 def list_cases(directory: str | Path, require_labels: bool = True) -> list[VolumeCase]:
-    """Every image volume of a dataset folder in natural order, paired with its label file."""
+    """Every image volume of a dataset folder in natural order, paired with its label file; a NIfTI file is a
+    one-volume dataset (its label ``CASE_gt`` and an ``Info.cfg`` beside it count as in a flat folder)."""
     from cmrseg.data.reader import natural_key
 
     directory = Path(directory)
+    if directory.is_file() and nifti_stem(directory) is not None:
+        stem = nifti_stem(directory)
+        if stem.endswith(LABEL_SUFFIX):  # type: ignore[union-attr]
+            raise CmrsegError(f"{directory}: a label volume ({LABEL_SUFFIX}); give the image volume it labels")
+        return _cases_paired(directory.parent, require_labels, frames_only=False, only=stem)
     if not directory.is_dir():
         raise CmrsegError(f"{directory}: folder not found")
     nnunet = _nnunet_dirs(directory)

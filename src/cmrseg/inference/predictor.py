@@ -224,7 +224,8 @@ def predict_folder(
     ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
-    the clinical indices (:func:`cmrseg.inference.volumes.predict_volume_folder`).
+    the clinical indices (:func:`cmrseg.inference.volumes.predict_volume_folder`). ``images_dir`` may also be
+    one PNG or NIfTI file, predicted as a one-item dataset.
     """
     from PIL import Image
 
