@@ -14,8 +14,8 @@ from cmrseg.config import ExperimentConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PENDING = {"docs/safety.md", "docs/qc.md", "docs/native.md"}
-"""Pages the README and docs link to that the helpers of issues #24, #27 and #25 write on their branches."""
+PENDING = {"docs/safety.md", "docs/qc.md"}
+"""Pages the README and docs link to that the helpers of issues #24 and #27 write on their branches."""
 
 
 def _verbs(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:

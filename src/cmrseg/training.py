@@ -273,6 +273,9 @@ class Trainer:
         """The progress bar's numbers; a run without a validation split (``split_mode`` full) says so instead of nan."""
         if not self.has_val:
             return {"loss": f"{train_loss:.4f}", "val": NO_VALIDATION}
+        if math.isnan(dice):
+            return {"loss": f"{train_loss:.4f}", "val": f"every {self.config.val_every} epochs",
+                    "best": f"{self.best_dice:.4f}"}
         return {"loss": f"{train_loss:.4f}", "val_loss": f"{val_loss:.4f}", "dice": f"{dice:.4f}",
                 "best": f"{self.best_dice:.4f}"}
 

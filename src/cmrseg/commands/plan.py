@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_set_option, config_from_args, existing_folder
+from cmrseg.commands.common import Subparsers, add_set_option, add_verb, config_from_args, existing_folder
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``plan``."""
-    parser = subparsers.add_parser(
-        "plan", help="fingerprint a labeled dataset and print the plan training would use (spacing, patch, batch)",
-        description="Read a labeled dataset (NIfTI volumes or PNG slices), print its fingerprint and the plan that "
-                    "train and cv make from it, one line per choice and why; --out writes it as plan.json.",
-        epilog="example: cmrseg plan --data ../shared/data/acdc_native --config configs/acdc_native.json --out plan.json")
+    parser = add_verb(subparsers, "plan",
+                      "fingerprint a labeled dataset and print the plan train and cv make from it (spacing, patch, batch), "
+                      "one line per choice and why",
+                      "cmrseg plan --data ../shared/data/acdc_native",
+                      "cmrseg plan --data ../shared/data/acdc_native --config configs/acdc_native.json --out plan.json")
     parser.add_argument("--data", type=existing_folder, required=True, help="labeled dataset folder")
     parser.add_argument("--config", help="JSON config whose plan keys and batch size apply (default: the defaults)")
     add_set_option(parser)
