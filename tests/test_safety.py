@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,64 @@ def test_ensemble_records_member_splits_and_evaluates_a_shared_one(world: Path, 
 def test_failed_cv_check_leaves_no_config(world: Path, tmp_path: Path) -> None:
     assert main(["cv", "--config", str(world / "cfg.json"), "--out", str(tmp_path / "cv"), "--folds", "40"]) == 2
     assert not (tmp_path / "cv" / runs.CONFIG_FILE).exists()
+
+
+# Issue #24, round two: markers, exports, bad volumes and workers. Every case runs against ``w24`` (its own odd
+# folders) with the export cache in ``w24/../cache``; the world, w24 and the cache are hashed before and after.
+
+@pytest.fixture(scope="module")
+def w24(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Issue #24's odd inputs beside the world: tampered markers, an export zip and its cache entry."""
+    root = tmp_path_factory.mktemp("w24")
+    cache = tmp_path_factory.mktemp("cache24")
+    previous = os.environ.get("CMRSEG_CACHE")
+    os.environ["CMRSEG_CACHE"] = str(cache)
+    (root / "victim.txt").write_text("the user's, outside every output")
+    for command, folder in (("predict", "evil_pred"), ("data synth", "evil_synth")):
+        for tag, name in (("up", "../victim.txt"), ("abs", str(root / "victim.txt")), ("dots", "../.."),
+                          ("link", "link/victim.txt")):
+            out = root / f"{folder}_{tag}"
+            out.mkdir()
+            (out / "link").symlink_to(root)
+            (out / MARKER_FILE).write_text(json.dumps({"command": command, "files": [name]}))
+    assert main(["export", "--run", str(world / "run"), "--out", str(root / "model.zip")]) == 0
+    (root / "entry").symlink_to(runs.require_run_dir(root / "model.zip"))
+    yield root
+    if previous is None:
+        os.environ.pop("CMRSEG_CACHE")
+    else:
+        os.environ["CMRSEG_CACHE"] = previous
+
+
+P24 = ["predict", "--run", "{w}/run", "--images", "{w}/data/image"]
+CASES_24 = [
+    # (argv, exit code, words of the one-line message); {w} is the world, {v} is w24
+    *[([*P24, "--out", f"{{v}}/evil_pred_{tag}"], 2, "expected a plain relative name") for tag in ("up", "abs", "dots")],
+    ([*P24, "--out", "{v}/evil_pred_link"], 2, "leads outside"),
+    *[(["data", "synth", "--out", f"{{v}}/evil_synth_{tag}"], 2, "expected a plain relative name")
+      for tag in ("up", "abs", "dots")],
+    (["data", "synth", "--out", "{v}/evil_synth_link", "--overwrite"], 2, "leads outside"),
+    ([*P24, "--out", "{w}/run", "--overwrite"], 2, "is the input"),
+    ([*P24, "--out", "{w}/run"], 2, "is the input"),
+    ([*P24, "--out", "{w}/run/preds"], 2, "lies inside the input"),
+    (["predict", "--run", "{v}/model.zip", "--images", "{w}/data/image", "--out", "{v}/entry", "--overwrite"], 2,
+     "is the input"),
+    (["predict", "--run", "{v}/model.zip", "--images", "{w}/data/image", "--out", "{v}/entry/p"], 2,
+     "lies inside the input"),
+]
+
+
+def _hash_all(*roots: Path) -> dict[str, dict[str, str]]:
+    return {str(root): _hashes(root) for root in roots}
+
+
+@pytest.mark.parametrize(("argv", "code", "words"), CASES_24, ids=[f"{c[0][0]}-{i}" for i, c in enumerate(CASES_24)])
+def test_issue24_bad_command_says_one_line_and_changes_nothing(world: Path, w24: Path, argv: list[str], code: int,
+                                                               words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = Path(os.environ["CMRSEG_CACHE"])
+    before = _hash_all(world, w24, cache)
+    assert main([arg.replace("{w}", str(world)).replace("{v}", str(w24)) for arg in argv]) == code
+    err = capsys.readouterr().err
+    assert err.startswith("cmrseg: error: ") and err.count("\n") == 1 and words in err, err
+    assert _hash_all(world, w24, cache) == before
+    assert (w24 / "victim.txt").is_file()

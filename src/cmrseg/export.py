@@ -91,7 +91,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
     fmt = fmt or ("onnx" if str(out).lower().endswith(".onnx") else "zip")
     if fmt not in ("zip", "onnx"):
         raise CmrsegError(f"--format '{fmt}': expected zip or onnx")
-    out = check_output_file(out, inputs=[run_dir])
+    out = check_output_file(out, inputs=runs.run_inputs(run_dir))
     source = runs.require_run_dir(run_dir)
     from cmrseg.inference import PredictSettings, load_run
 
@@ -184,6 +184,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("CMRSEG_CACHE") or Path.home() / ".cache" / "cmrseg" / "exports")
 
 
+def cache_entry(path: str | Path) -> Path:
+    """The cache folder an export zip unpacks to (keyed by its content hash; not created here)."""
+    return cache_root() / hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
+
+
 def unpack_export(path: str | Path) -> Path:
     """Check an export zip and unpack it once (keyed by its content hash); returns the run folder.
 
@@ -191,8 +196,7 @@ def unpack_export(path: str | Path) -> Path:
     so a crash never leaves a half-unpacked run; a concurrent unpack of the same zip wins or loses whole."""
     path = Path(path)
     manifest = read_manifest(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-    target = cache_root() / digest
+    target = cache_entry(path)
     if (target / MANIFEST_FILE).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,17 @@ def require_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def run_inputs(run: str | Path) -> list[Path]:
+    """What an output of a command reading the run ``run`` must stay out of (:func:`cmrseg.outputs.check_output_dir`):
+    the run folder or export file and, for an export zip, its unpacked cache entry. Runs and caches are inputs."""
+    run = Path(run)
+    if run.is_file() and run.suffix.lower() != ".onnx":
+        from cmrseg.export import cache_entry
+
+        return [run, cache_entry(run)]
+    return [run]
+
+
 def read_run_config(run_dir: Path) -> ExperimentConfig:
     """The run's saved ``config.json``, validated."""
     path = run_dir / CONFIG_FILE

@@ -226,7 +226,8 @@ def predict_folder(
 
     kinds = ("mask", "overlay") if overlays else ("mask",)
     planned = [f"{path.stem}_{kind}.png" for path in list_images(images_dir) for kind in kinds]
-    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir], files=planned)
+    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
+                     files=planned)
     predictor, resolved = load_run(run_dir, settings)
     samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices,
                           other_phase=predictor.other_phase)

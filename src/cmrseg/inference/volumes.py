@@ -182,7 +182,7 @@ def predict_volume_folder(
     from cmrseg.outputs import check_output_dir
 
     cases = list_cases(images_dir, require_labels=False)
-    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir],
+    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                      files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
     require_conditions(predictor, [(case.phase, case.image_path) for case in cases])
