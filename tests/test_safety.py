@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -300,6 +301,8 @@ def w24(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
             (out / MARKER_FILE).write_text(json.dumps({"command": command, "files": [name]}))
     assert main(["export", "--run", str(world / "run"), "--out", str(root / "model.zip")]) == 0
     (root / "entry").symlink_to(runs.require_run_dir(root / "model.zip"))
+    _altered_zip(root / "model.zip", root / "bomb.zip", extra={"history.csv": bytes(8 * 1024**2)})
+    _altered_zip(root / "model.zip", root / "dotdot.zip", files=["..", runs.CONFIG_FILE], extra={"..": b"x"})
     yield root
     if previous is None:
         os.environ.pop("CMRSEG_CACHE")
@@ -307,7 +310,22 @@ def w24(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         os.environ["CMRSEG_CACHE"] = previous
 
 
+def _altered_zip(source: Path, out: Path, files: list[str] | None = None, extra: dict[str, bytes] | None = None) -> None:
+    """A copy of the export zip ``source`` with members ``extra`` added or replaced and its manifest listing ``files``."""
+    from cmrseg.export import MANIFEST_FILE
+
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(members[MANIFEST_FILE])
+    manifest["files"] = manifest["files"] if files is None else files
+    members.update({**(extra or {}), MANIFEST_FILE: json.dumps(manifest).encode()})
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
 P24 = ["predict", "--run", "{w}/run", "--images", "{w}/data/image"]
+PZIP = ["predict", "--images", "{w}/data/image", "--out", "{v}/new_pred", "--run"]
 CASES_24 = [
     # (argv, exit code, words of the one-line message); {w} is the world, {v} is w24
     *[([*P24, "--out", f"{{v}}/evil_pred_{tag}"], 2, "expected a plain relative name") for tag in ("up", "abs", "dots")],
@@ -322,6 +340,11 @@ CASES_24 = [
      "is the input"),
     (["predict", "--run", "{v}/model.zip", "--images", "{w}/data/image", "--out", "{v}/entry/p"], 2,
      "lies inside the input"),
+    ([*PZIP, "{v}/bomb.zip"], 2, "member history.csv inflates to 8,388,608 bytes"),
+    ([*PZIP, "{v}/dotdot.zip"], 2, "lists '..', expected a plain relative name"),
+    ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE={w}/afile.txt"], 2, "($CMRSEG_CACHE): is a file, expected a folder"),
+    ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE={w}/afile.txt/c"], 2, "($CMRSEG_CACHE): cannot be created"),
+    ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE=/proc/cmrseg-cache"], 2, "($CMRSEG_CACHE): cannot be created"),
 ]
 
 
@@ -331,11 +354,52 @@ def _hash_all(*roots: Path) -> dict[str, dict[str, str]]:
 
 @pytest.mark.parametrize(("argv", "code", "words"), CASES_24, ids=[f"{c[0][0]}-{i}" for i, c in enumerate(CASES_24)])
 def test_issue24_bad_command_says_one_line_and_changes_nothing(world: Path, w24: Path, argv: list[str], code: int,
-                                                               words: str, capsys: pytest.CaptureFixture[str]) -> None:
+                                                               words: str, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     cache = Path(os.environ["CMRSEG_CACHE"])
     before = _hash_all(world, w24, cache)
-    assert main([arg.replace("{w}", str(world)).replace("{v}", str(w24)) for arg in argv]) == code
+    argv = [arg.replace("{w}", str(world)).replace("{v}", str(w24)) for arg in argv]
+    if "--env" in argv:  # not a cmrseg option: an environment variable for this case only
+        at = argv.index("--env")
+        key, value = argv[at + 1].split("=", 1)
+        monkeypatch.setenv(key, value)
+        argv = argv[:at] + argv[at + 2:]
+    assert main(argv) == code
     err = capsys.readouterr().err
     assert err.startswith("cmrseg: error: ") and err.count("\n") == 1 and words in err, err
     assert _hash_all(world, w24, cache) == before
     assert (w24 / "victim.txt").is_file()
+
+
+def test_a_changed_cache_entry_is_unpacked_again_from_the_zip(world: Path, w24: Path) -> None:
+    entry = runs.require_run_dir(w24 / "model.zip")
+    original = (entry / runs.BEST_CHECKPOINT).read_bytes()
+    shutil.copy(world / "run_other" / runs.BEST_CHECKPOINT, entry / runs.BEST_CHECKPOINT)
+    with pytest.warns(UserWarning, match="best.pt changed since it was unpacked; unpacked .*model.zip again"):
+        assert runs.require_run_dir(w24 / "model.zip") == entry
+    assert (entry / runs.BEST_CHECKPOINT).read_bytes() == original
+    (entry / runs.CONFIG_FILE).unlink()
+    with pytest.warns(UserWarning, match="config.json missing"):
+        runs.require_run_dir(w24 / "model.zip")
+    assert (entry / runs.CONFIG_FILE).is_file()
+
+
+def test_onnxruntime_graph_of_a_zip_is_exported_once_and_verified(w24: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from cmrseg import onnx_engine
+    from cmrseg.inference import PredictSettings, load_run
+
+    calls = []
+    real = onnx_engine.onnx_bytes
+    monkeypatch.setattr(onnx_engine, "onnx_bytes", lambda *a, **k: calls.append(1) or real(*a, **k))
+    settings = PredictSettings(engine="onnxruntime", tta=False)
+    image = np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)
+    first = load_run(w24 / "model.zip", settings)[0].predict_proba([image])[0]
+    second = load_run(w24 / "model.zip", settings)[0].predict_proba([image])[0]
+    assert len(calls) == 1 and np.array_equal(first, second)
+    graphs = list((Path(os.environ["CMRSEG_CACHE"]) / onnx_engine.GRAPH_CACHE).glob(f"*/{onnx_engine.GRAPH_FILE}"))
+    assert len(graphs) == 1
+    graphs[0].write_bytes(b"not a graph")
+    assert np.array_equal(load_run(w24 / "model.zip", settings)[0].predict_proba([image])[0], first)
+    assert len(calls) == 2

@@ -188,7 +188,8 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     if onnx:
         from cmrseg.onnx_engine import onnx_predictor_from_torch
 
-        predictor = onnx_predictor_from_torch(predictor)
+        predictor = onnx_predictor_from_torch(predictor, weights=runs.checkpoint_path(run_dir, resolved.checkpoint),
+                                              model_info=config.model_info)
     return predictor, resolved
 
 
