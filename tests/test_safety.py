@@ -303,6 +303,7 @@ def w24(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     (root / "entry").symlink_to(runs.require_run_dir(root / "model.zip"))
     _altered_zip(root / "model.zip", root / "bomb.zip", extra={"history.csv": bytes(8 * 1024**2)})
     _altered_zip(root / "model.zip", root / "dotdot.zip", files=["..", runs.CONFIG_FILE], extra={"..": b"x"})
+    _bad_volumes(root)
     yield root
     if previous is None:
         os.environ.pop("CMRSEG_CACHE")
@@ -324,7 +325,50 @@ def _altered_zip(source: Path, out: Path, files: list[str] | None = None, extra:
             archive.writestr(name, data)
 
 
+def _nifti(path: Path, data: np.ndarray, zooms: tuple[float, ...] = (1.5, 1.5, 8.0), unit: str = "mm") -> None:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(data, np.diag([*zooms[:3], *[1.0] * (4 - len(zooms[:3]))]))
+    image.header.set_zooms(zooms[: data.ndim])
+    image.header.set_xyzt_units(unit)
+    nib.save(image, path)
+
+
+def _bad_volumes(root: Path) -> None:
+    """Phantom volume folders (ACDC, 2 patients, 48x48x3), each broken in one way; ``acdc`` itself is good."""
+    import nibabel as nib
+
+    from cmrseg.data.synth import write_synthetic_volumes
+
+    good = write_synthetic_volumes(root / "acdc", patients=2, seed=2, size=48, slices=(3, 3))
+    for name in ("nan", "2d", "ed_super", "ed_long", "ed_es", "two_folders", "mixed", "pixdim", "small"):
+        shutil.copytree(good, root / f"vol_{name}")
+    frame = "patient001/patient001_frame01"
+    image = np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)
+    image[3, 4, 1] = np.nan
+    _nifti(root / f"vol_nan/{frame}.nii.gz", image)
+    _nifti(root / f"vol_2d/{frame}.nii.gz", image[:, :, 0] * 0, zooms=(1.5, 1.5))
+    for name, ed in (("ed_super", "\u00b2"), ("ed_long", "9" * 5000), ("ed_es", "10")):
+        (root / f"vol_{name}/patient002/Info.cfg").write_text(f"ED: {ed}\nES: 10\nGroup: SYN\n")
+    for suffix in (".nii.gz", "_gt.nii.gz"):
+        shutil.copy(root / f"vol_two_folders/{frame}{suffix}", root / f"vol_two_folders/patient002/patient001_frame01{suffix}")
+    shutil.copy(root / f"vol_mixed/{frame}.nii.gz", root / "vol_mixed/stray.nii.gz")
+    label = nib.load(root / f"vol_pixdim/{frame}_gt.nii.gz")
+    altered = nib.Nifti1Image(np.asarray(label.dataobj), label.affine, label.header)
+    altered.header.set_zooms((1.6, 1.6, 5.0))
+    nib.save(altered, root / f"vol_pixdim/{frame}_gt.nii.gz")
+    write_synthetic_volumes(root / "vol_small", patients=2, seed=2, size=32, slices=(3, 3), overwrite=True)
+    flat = write_synthetic_volumes(root / "flat", patients=1, seed=2, size=48, slices=(3, 3), layout="flat")
+    for name in ("nii", "lower"):
+        shutil.copytree(flat, root / f"flat_{name}")
+    for suffix in ("", "_gt"):
+        loaded = nib.load(flat / f"patient001_ED{suffix}.nii.gz")
+        nib.save(loaded, root / f"flat_nii/patient001_ED{suffix}.nii")
+        shutil.copy(flat / f"patient001_ED{suffix}.nii.gz", root / f"flat_lower/patient001_ed{suffix}.nii.gz")
+
+
 P24 = ["predict", "--run", "{w}/run", "--images", "{w}/data/image"]
+PV = ["predict", "--run", "{w}/run", "--out", "{v}/new_pred", "--images"]
 PZIP = ["predict", "--images", "{w}/data/image", "--out", "{v}/new_pred", "--run"]
 CASES_24 = [
     # (argv, exit code, words of the one-line message); {w} is the world, {v} is w24
@@ -345,6 +389,19 @@ CASES_24 = [
     ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE={w}/afile.txt"], 2, "($CMRSEG_CACHE): is a file, expected a folder"),
     ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE={w}/afile.txt/c"], 2, "($CMRSEG_CACHE): cannot be created"),
     ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE=/proc/cmrseg-cache"], 2, "($CMRSEG_CACHE): cannot be created"),
+    ([*PV, "{v}/vol_nan"], 2, "patient001_frame01.nii.gz: 1 voxel(s) are NaN or infinite"),
+    ([*PV, "{v}/vol_2d"], 2, "patient001_frame01.nii.gz: expected a 3-D volume, got 2 dimensions"),
+    ([*PV, "{v}/vol_ed_super"], 2, "patient002/Info.cfg: no ED frame number"),
+    ([*PV, "{v}/vol_ed_long"], 2, "patient002/Info.cfg: no ED frame number"),
+    ([*PV, "{v}/vol_ed_es"], 2, "patient002/Info.cfg: ED and ES are both frame 10"),
+    ([*PV, "{v}/vol_two_folders"], 2, "both give the case id 'patient001_frame01'"),
+    ([*PV, "{v}/flat_nii"], 2, "patient001_ED.nii.gz: both give the case id 'patient001_ED'"),
+    ([*PV, "{v}/flat_lower"], 2, "both give the case id 'patient001_ed'"),
+    ([*PV, "{v}/vol_mixed"], 2, "vol_mixed: mixes the flat and ACDC layouts"),
+    (["evaluate", "--run", "{w}/run", "--data", "{v}/vol_pixdim"], 2, "patient001_frame01_gt.nii.gz: voxel size 1.6x1.6x5"),
+    (["indices", "--masks", "{v}/vol_pixdim", "--out", "{v}/i.csv"], 2, "voxel size 1.6x1.6x5 (mm) differs"),
+    (["indices", "--masks", "{v}/acdc", "--truth", "{v}/vol_small", "--out", "{v}/i.csv"], 2,
+     "has shape (32, 32, 3), but the predicted patient001_frame01 has (48, 48, 3)"),
 ]
 
 
@@ -366,6 +423,7 @@ def test_issue24_bad_command_says_one_line_and_changes_nothing(world: Path, w24:
         argv = argv[:at] + argv[at + 2:]
     assert main(argv) == code
     err = capsys.readouterr().err
+    err = err[err.find("cmrseg: error: "):]  # after a progress bar where a volume is refused as it is read
     assert err.startswith("cmrseg: error: ") and err.count("\n") == 1 and words in err, err
     assert _hash_all(world, w24, cache) == before
     assert (w24 / "victim.txt").is_file()
