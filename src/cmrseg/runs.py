@@ -206,9 +206,12 @@ def read_training_data(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CmrsegError(f"{path}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise CmrsegError(f"{path}: expected a JSON object of training counts and spacing")
+    return data
 
 
 def describe_training_data(samples: list[Any]) -> dict[str, Any]:

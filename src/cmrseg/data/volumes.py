@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cmrseg.constants import NUM_CLASSES
+from cmrseg.data.spacing import check_spacing
 from cmrseg.errors import CmrsegError
 
 if TYPE_CHECKING:
@@ -292,13 +293,14 @@ def _load_nifti(path: Path, voxels: bool = True) -> Any:
     return image, data
 
 
-def header_spacing(header: Any) -> tuple[float, float, float] | None:
-    """Voxel size in mm from a NIfTI header, or None when the header does not name a spatial unit."""
+def header_spacing(header: Any, source: str | Path = "NIfTI header") -> tuple[float, float, float] | None:
+    """Voxel size in mm from a NIfTI header, or None when the header does not name a spatial unit; checked
+    against the sane bounds of :mod:`cmrseg.data.spacing` (one line naming ``source`` otherwise)."""
     unit = header.get_xyzt_units()[0]
     if unit not in _UNIT_TO_MM:
         return None
     zooms = [float(z) * _UNIT_TO_MM[unit] for z in header.get_zooms()[:3]]
-    return (zooms[0], zooms[1], zooms[2]) if all(z > 0 for z in zooms) else None
+    return check_spacing(zooms, f"{source} (header unit {unit})")
 
 
 def to_uint8(data: np.ndarray) -> np.ndarray:
@@ -339,7 +341,7 @@ def load_volume(case: VolumeCase, with_label: bool = True) -> Volume:
         check_same_pixdim(case, image.header, label_image.header)
         label = check_labels(case.label_path, label_data)
     return Volume(case.case, case.patient, case.phase, to_uint8(data), label, np.asarray(image.affine),
-                  image.header.copy(), header_spacing(image.header), case.image_path, case.info)
+                  image.header.copy(), header_spacing(image.header, case.image_path), case.image_path, case.info)
 
 
 def check_same_pixdim(case: VolumeCase, image_header: Any, label_header: Any) -> None:
@@ -500,7 +502,7 @@ def _prediction_label(path: Path, stem: str, manifest: dict[str, dict[str, str]]
         info = _info_for(patient, info_dir)
         patient, phase = _patient_and_phase(stem, info)
         group = info.get("Group", "")
-    return LabelVolume(stem, patient, phase, label, header_spacing(image.header), group)
+    return LabelVolume(stem, patient, phase, label, header_spacing(image.header, path), group)
 
 
 def load_label_folder(directory: str | Path, info_dir: str | Path | None = None) -> list[LabelVolume]:
@@ -516,7 +518,7 @@ def load_label_folder(directory: str | Path, info_dir: str | Path | None = None)
             image, data = _load_nifti(case.label_path)
             check_same_pixdim(case, _header(case.image_path), image.header)
             labeled.append(LabelVolume(case.case, case.patient, case.phase, check_labels(case.label_path, data),
-                                       header_spacing(image.header), case.info.get("Group", "")))
+                                       header_spacing(image.header, case.label_path), case.info.get("Group", "")))
         return labeled
     manifest_path = directory / MANIFEST_FILE
     manifest = _read_manifest(manifest_path) if manifest_path.is_file() else {}

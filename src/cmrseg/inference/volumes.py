@@ -24,6 +24,7 @@ import numpy as np
 
 from cmrseg import runs
 from cmrseg.data.conditions import condition_values
+from cmrseg.data.spacing import check_factors, check_spacing
 from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, check_partner, list_cases, load_volume,
                                  phase_partners, slice_input, spacing_text, write_label_volume)
 from cmrseg.errors import CmrsegError
@@ -41,17 +42,21 @@ def training_spacing(run_dir: str | Path) -> tuple[float, float, float] | None:
     if Path(run_dir).suffix.lower() == ".onnx":
         from cmrseg.onnx_engine import training_data
 
-        spacing = training_data(run_dir).get("spacing")
+        spacing, source = training_data(run_dir).get("spacing"), f"{run_dir} (metadata training_data)"
     else:
-        spacing = (runs.read_training_data(runs.require_run_dir(run_dir)) or {}).get("spacing")
-    return tuple(float(s) for s in spacing) if spacing else None  # type: ignore[return-value]
+        folder = runs.require_run_dir(run_dir)
+        spacing, source = (runs.read_training_data(folder) or {}).get("spacing"), str(folder / runs.DATA_FILE)
+    return check_spacing(spacing, source)
 
 
-def resample_factors(volume_spacing: Sequence[float] | None, target: Sequence[float] | None) -> tuple[float, float] | None:
-    """In-plane zoom (rows, columns) from the volume's grid to the training grid, or None when not needed."""
+def resample_factors(volume_spacing: Sequence[float] | None, target: Sequence[float] | None,
+                     source: str | Path = "volume") -> tuple[float, float] | None:
+    """In-plane zoom (rows, columns) from the volume's grid to the training grid, or None when not needed;
+    refused in one line naming ``source`` outside :data:`cmrseg.data.spacing.FACTOR_RANGE`."""
     if volume_spacing is None or target is None:
         return None
     factors = (volume_spacing[0] / target[0], volume_spacing[1] / target[1])
+    check_factors(factors, str(source))
     return None if all(abs(f - 1.0) <= SPACING_TOLERANCE for f in factors) else factors
 
 
@@ -78,7 +83,7 @@ def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: S
         partner = None
     values = [volume.conditions(names, z) for z in range(volume.n_slices)] if names else None
     slices = [slice_input(volume, z, context, partner) for z in range(volume.n_slices)]
-    factors = resample_factors(volume.spacing, target_spacing)
+    factors = resample_factors(volume.spacing, target_spacing, volume.path)
     height, width = slices[0].shape[:2]
     if factors is not None:
         size = (max(1, round(height * factors[0])), max(1, round(width * factors[1])))
