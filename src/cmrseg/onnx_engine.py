@@ -153,7 +153,7 @@ def load_onnx(path: str | Path, settings: PredictSettings | None = None,
         raise _broken(path, err) from None
     predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
                                tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context,
-                               conditions=conditions, other_phase=other_phase)
+                               conditions=conditions, other_phase=other_phase, source=str(path))
     return predictor, resolved
 
 
@@ -166,5 +166,8 @@ def _conditions(names: Any) -> tuple[str, ...]:
 
 def training_data(path: str | Path) -> dict[str, Any]:
     """The run's ``data.json`` (training spacing and counts) as recorded in an ``.onnx`` export; empty when absent."""
-    data = json.loads(read_metadata(path).get("training_data") or "{}")
+    try:
+        data = json.loads(read_metadata(path).get("training_data") or "{}")
+    except ValueError as err:
+        raise _broken(path, err) from None
     return data if isinstance(data, dict) else {}
