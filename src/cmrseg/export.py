@@ -383,13 +383,24 @@ def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dic
         "prediction": {"tta": config.tta, "tta_scales": config.tta_scales,
                        "postprocess": config.postprocess.model_dump(mode="json")},
         "metrics": _metrics(run_dir),
-        "weights_saved": datetime.datetime.fromtimestamp(weights.stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds"),
+        "weights_saved": _weights_saved(run_dir, weights),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cmrseg_version": __version__,
         "cmrseg_commit": _git_commit(),
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
     }
+
+
+def _weights_saved(run_dir: Path, weights: Path) -> str:
+    """When the exported weights were saved: an unpacked export's card says (its files carry the unpack time),
+    else the checkpoint file's time."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        card = json.loads((run_dir / CARD_JSON).read_text()) if weights.name == runs.BEST_CHECKPOINT else {}
+        saved = card.get("weights_saved")
+        if isinstance(saved, str) and datetime.datetime.fromisoformat(saved):
+            return saved
+    return datetime.datetime.fromtimestamp(weights.stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def card_markdown(card: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ and an existing file not listed there is refused.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -36,9 +37,21 @@ _CLAIMED: set[Path] = set()
 PathLike = str | os.PathLike[str]
 
 
+NAME_MAX = 255
+"""Bytes in a file name on common file systems (ext4, APFS, NTFS)."""
+_TEMP_ROOM = 48
+"""Bytes a temporary name adds to its stand-in's: the dot, tag, pid, random part and a short suffix."""
+
+
+def _temp_stem(name: str) -> str:
+    """``name`` cut (at a character boundary) so that a temporary standing in for it fits :data:`NAME_MAX` bytes."""
+    return name.encode()[: NAME_MAX - _TEMP_ROOM].decode(errors="ignore")
+
+
 def temp_prefix(name: str) -> str:
-    """Prefix of a temporary file or folder standing in for ``name`` while this process writes it."""
-    return f".{name}{TEMP_TAG}{os.getpid()}-"
+    """Prefix of a temporary file or folder standing in for ``name`` while this process writes it; a long
+    ``name`` is cut so that the whole temporary name fits the file system's 255-byte limit."""
+    return f".{_temp_stem(name)}{TEMP_TAG}{os.getpid()}-"
 
 
 def _is_temp(path: Path) -> bool:
@@ -72,7 +85,8 @@ def clean_stale_temps(folder: Path, name: str | None = None) -> None:
     """Remove dead processes' temporaries under ``folder`` (or only those for ``name`` directly in it)."""
     if not folder.is_dir():
         return
-    candidates = folder.glob(f".{name}{TEMP_TAG}*") if name is not None else folder.rglob(f".*{TEMP_TAG}*")
+    candidates = (folder.glob(f".{glob.escape(_temp_stem(name))}{TEMP_TAG}*") if name is not None
+                  else folder.rglob(f".*{TEMP_TAG}*"))
     for path in list(candidates):
         if _stale(path):
             _remove(path)

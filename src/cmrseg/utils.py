@@ -33,7 +33,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=target.suffix or ".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=target.suffix[:16] or ".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
