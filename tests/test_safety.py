@@ -4,6 +4,7 @@ file and say one line; run folders have one writer; scoring is strict; ensembles
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -304,6 +305,13 @@ def w24(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     _altered_zip(root / "model.zip", root / "bomb.zip", extra={"history.csv": bytes(8 * 1024**2)})
     _altered_zip(root / "model.zip", root / "dotdot.zip", files=["..", runs.CONFIG_FILE], extra={"..": b"x"})
     _bad_volumes(root)
+    _bad_networks(world, root)
+    _bad_trainings(root)
+    for name, spacing in (("neg", [-1.6, -1.6, 8]), ("zero", [0, 1.6, 8]), ("str", "1.6"), ("far", [0.0016, 0.0016, 0.008]),
+                          ("fine", [0.15, 0.15, 8])):
+        shutil.copytree(world / "run", root / f"run_spacing_{name}")
+        data = json.loads((world / "run" / runs.DATA_FILE).read_text())
+        (root / f"run_spacing_{name}" / runs.DATA_FILE).write_text(json.dumps({**data, "spacing": spacing}))
     yield root
     if previous is None:
         os.environ.pop("CMRSEG_CACHE")
@@ -357,6 +365,13 @@ def _bad_volumes(root: Path) -> None:
     altered = nib.Nifti1Image(np.asarray(label.dataobj), label.affine, label.header)
     altered.header.set_zooms((1.6, 1.6, 5.0))
     nib.save(altered, root / f"vol_pixdim/{frame}_gt.nii.gz")
+    for unit in ("micron", "meter"):
+        folder = root / f"vol_{unit}"
+        shutil.copytree(good, folder)
+        for path in folder.rglob("*.nii.gz"):
+            loaded = nib.load(path)
+            loaded.header.set_xyzt_units(unit)
+            nib.save(nib.Nifti1Image(np.asarray(loaded.dataobj), loaded.affine, loaded.header), path)
     write_synthetic_volumes(root / "vol_small", patients=2, seed=2, size=32, slices=(3, 3), overwrite=True)
     flat = write_synthetic_volumes(root / "flat", patients=1, seed=2, size=48, slices=(3, 3), layout="flat")
     for name in ("nii", "lower"):
@@ -367,6 +382,62 @@ def _bad_volumes(root: Path) -> None:
         shutil.copy(flat / f"patient001_ED{suffix}.nii.gz", root / f"flat_lower/patient001_ed{suffix}.nii.gz")
 
 
+def _tiny_graph(path: Path, channels: int, normalization: dict, training_data: dict | None = None) -> None:
+    """A cmrseg-labelled ONNX graph whose scores are ``channels`` copies of the input image."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from cmrseg.export import onnx_metadata
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, "H", "W"])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", channels, "H", "W"])
+    node = helper.make_node("Concat", ["image"] * channels, ["scores"], axis=1)
+    model = helper.make_model(helper.make_graph([node], "tiny", [image], [scores]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.helper.set_model_props(model, onnx_metadata(normalization, {}, None, training_data))
+    onnx.save(model, str(path))
+
+
+def _bad_networks(world: Path, root: Path) -> None:
+    """A run whose weights hold a NaN (its onnxruntime graph cached already), and tiny ONNX graphs with one output
+    channel or a negative training spacing in their metadata."""
+    import torch
+
+    shutil.copytree(world / "run", root / "run_nan")
+    checkpoint = torch.load(root / "run_nan" / runs.BEST_CHECKPOINT, weights_only=True)
+    first = next(key for key, value in checkpoint["model"].items() if value.is_floating_point() and value.ndim == 4)
+    checkpoint["model"][first].fill_(float("nan"))
+    torch.save(checkpoint, root / "run_nan" / runs.BEST_CHECKPOINT)
+    normalization = json.loads((world / "run" / runs.NORMALIZATION_FILE).read_text())
+    try:
+        _tiny_graph(root / "one_channel.onnx", 1, normalization)
+        _tiny_graph(root / "neg_spacing.onnx", 4, normalization, {"spacing": [-1.6, -1.6, 8.0]})
+        from cmrseg.inference import PredictSettings, load_run
+
+        load_run(root / "run_nan", PredictSettings(engine="onnxruntime"))
+    except ImportError:
+        pass
+
+
+def _bad_trainings(root: Path) -> None:
+    """Volumes of two slices (base and mid only), a config that samples apex slices only, and an ensemble of two
+    volume runs validated on different splits."""
+    from cmrseg.data.synth import write_synthetic_volumes
+
+    thin = write_synthetic_volumes(root / "vol_thin", patients=4, seed=3, size=32, slices=(2, 2))
+    config = tiny_config_dict(thin, epochs=1, slice_sampling={"base": 0, "mid": 0, "apex": 1})
+    (root / "cfg_apex.json").write_text(json.dumps(config))
+    members = []
+    for seed in (0, 5):
+        members.append(root / f"vrun{seed}")
+        train(config_from_dict(tiny_config_dict(thin, epochs=1, split_seed=seed, normalization="per_image")),
+              members[-1], progress=False)
+    make_ensemble(members, root / "vens_mixed")
+
+
+ONNX = pytest.mark.skipif(not all(map(importlib.util.find_spec, ("onnx", "onnxruntime", "onnxscript"))),
+                          reason="needs the onnx extras")
 P24 = ["predict", "--run", "{w}/run", "--images", "{w}/data/image"]
 PV = ["predict", "--run", "{w}/run", "--out", "{v}/new_pred", "--images"]
 PZIP = ["predict", "--images", "{w}/data/image", "--out", "{v}/new_pred", "--run"]
@@ -400,16 +471,38 @@ CASES_24 = [
     ([*PV, "{v}/vol_mixed"], 2, "vol_mixed: mixes the flat and ACDC layouts"),
     (["evaluate", "--run", "{w}/run", "--data", "{v}/vol_pixdim"], 2, "patient001_frame01_gt.nii.gz: voxel size 1.6x1.6x5"),
     (["indices", "--masks", "{v}/vol_pixdim", "--out", "{v}/i.csv"], 2, "voxel size 1.6x1.6x5 (mm) differs"),
+    *[(["predict", "--run", f"{{v}}/run_spacing_{name}", "--images", "{v}/acdc", "--out", "{v}/new_pred"], 2, words)
+      for name, words in (("neg", "data.json: row spacing -1.6 mm is outside 0.1-10 mm"),
+                          ("zero", "data.json: row spacing 0 mm is outside"),
+                          ("str", "data.json: voxel spacing '1.6' is not three numbers"),
+                          ("far", "data.json: row spacing 0.0016 mm is outside"),
+                          ("fine", "patient001_frame01.nii.gz: resampling by 10.7x10.7 to the training spacing"))],
+    ([*PZIP, "{v}/run_nan"], 2, "run_nan/best.pt: the network returned NaN or infinite scores"),
+    pytest.param([*PZIP, "{v}/run_nan", "--engine", "onnxruntime"], 2, "the network returned NaN or infinite scores",
+                 marks=ONNX),
+    pytest.param([*PZIP, "{v}/one_channel.onnx", "--engine", "onnxruntime"], 2,
+                 "one_channel.onnx: the network returned scores of shape (4, 1, 64, 64) for an input of (4, 1, 64, 64)",
+                 marks=ONNX),
+    pytest.param(["predict", "--run", "{v}/neg_spacing.onnx", "--engine", "onnxruntime", "--images", "{v}/acdc",
+                  "--out", "{v}/new_pred"], 2, "neg_spacing.onnx (metadata training_data): row spacing -1.6 mm",
+                 marks=ONNX),
+    (["train", "--config", "{v}/cfg_apex.json", "--out", "{v}/new_run"], 2,
+     "selects no training slice (the training volumes have base, mid slices only)"),
+    (["evaluate", "--run", "{v}/vens_mixed"], 2, "members were validated on different splits"),
+    ([*PV, "{v}/vol_micron"], 2, "patient001_frame01.nii.gz (header unit micron): row spacing 0.0016 mm is outside"),
+    ([*PV, "{v}/vol_meter"], 2, "patient001_frame01.nii.gz (header unit meter): row spacing 1600 mm is outside"),
     (["indices", "--masks", "{v}/acdc", "--truth", "{v}/vol_small", "--out", "{v}/i.csv"], 2,
      "has shape (32, 32, 3), but the predicted patient001_frame01 has (48, 48, 3)"),
 ]
 
 
 def _hash_all(*roots: Path) -> dict[str, dict[str, str]]:
-    return {str(root): _hashes(root) for root in roots}
+    """File hashes under each of ``roots``, and its folders (a refused command must not leave an empty one)."""
+    return {str(root): {**_hashes(root), **{str(p.relative_to(root)): "folder" for p in root.rglob("*") if p.is_dir()}}
+            for root in roots}
 
 
-@pytest.mark.parametrize(("argv", "code", "words"), CASES_24, ids=[f"{c[0][0]}-{i}" for i, c in enumerate(CASES_24)])
+@pytest.mark.parametrize(("argv", "code", "words"), CASES_24, ids=[f"case{i}" for i in range(len(CASES_24))])
 def test_issue24_bad_command_says_one_line_and_changes_nothing(world: Path, w24: Path, argv: list[str], code: int,
                                                                words: str, capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -461,3 +554,104 @@ def test_onnxruntime_graph_of_a_zip_is_exported_once_and_verified(w24: Path, mon
     graphs[0].write_bytes(b"not a graph")
     assert np.array_equal(load_run(w24 / "model.zip", settings)[0].predict_proba([image])[0], first)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(("spacing", "words"), [
+    ([1.5, 1.5, 8.0], None), ((0.1, 10, 0.5), None), ((1, 1, 30), None), (None, None),
+    ([0, 1, 8], "row spacing 0 mm"), ([1, -1, 8], "column spacing -1 mm"), ([1, 1, 0.4], "slice spacing 0.4 mm"),
+    ([1, 1, 31], "slice spacing 31 mm"), ("abc", "is not three numbers"), ([1, 1], "is not three numbers"),
+    ([1, "1", 8], "is not three numbers"), ([1, 1, float("nan")], "is not three numbers"), ([True, 1, 8], "not three"),
+])
+def test_spacing_bounds(spacing: object, words: str | None) -> None:
+    from cmrseg.data.spacing import check_factors, check_spacing
+
+    if words is None:
+        result = check_spacing(spacing, "src")
+        assert result is None if spacing is None else result == tuple(float(v) for v in spacing)  # type: ignore[union-attr]
+    else:
+        with pytest.raises(CmrsegError, match=f"^src: .*{words}"):
+            check_spacing(spacing, "src")
+    assert check_factors((0.1, 10.0), "f") == (0.1, 10.0)
+    with pytest.raises(CmrsegError, match="f: resampling by 0.05x1"):
+        check_factors((0.05, 1.0), "f")
+
+
+def test_long_but_legal_names_fit_the_temporary_names(world: Path, w24: Path, tmp_path: Path) -> None:
+    from cmrseg.data.synth import write_synthetic_volumes
+
+    flat = write_synthetic_volumes(tmp_path / "flat", patients=1, seed=2, size=48, slices=(3, 3), layout="flat")
+    case = "c" * 239
+    (flat / "patient001_ED.nii.gz").rename(flat / f"{case}.nii.gz")
+    for path in flat.glob("patient001_*"):
+        path.unlink()
+    out = tmp_path / ("o" * 240)
+    assert main(["predict", "--run", str(world / "run"), "--images", str(flat), "--out", str(out)]) == 0
+    assert (out / f"{case}.nii.gz").is_file()
+    png = tmp_path / "png" / "image"
+    png.mkdir(parents=True)
+    shutil.copy(world / "data" / "image" / "synth1.png", png / f"{'p' * 239}.png")
+    assert main(["predict", "--run", str(world / "run"), "--images", str(png), "--out", str(out), "--overwrite"]) == 0
+    assert (out / f"{'p' * 239}_mask.png").is_file()
+
+
+def test_a_reexported_card_keeps_the_weights_date(world: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world / "run", run)
+    os.utime(run / runs.BEST_CHECKPOINT, (1_600_000_000, 1_600_000_000))
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "a.zip")]) == 0
+    assert main(["export", "--run", str(tmp_path / "a.zip"), "--out", str(tmp_path / "b.zip")]) == 0
+    for name in ("a.zip", "b.zip"):
+        with zipfile.ZipFile(tmp_path / name) as archive:
+            assert json.loads(archive.read("model_card.json"))["weights_saved"] == "2020-09-13T12:26:40+00:00"
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) child processes of ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+@pytest.mark.parametrize("command", ["cv", "sweep"])
+def test_workers_end_with_their_killed_parent(synth_dir: Path, tmp_path: Path, command: str) -> None:
+    import time
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(tiny_config_dict(synth_dir, epochs=500)))
+    out = tmp_path / "out"
+    argv = {"cv": ["cv", "--config", str(cfg), "--out", str(out), "--folds", "2", "--workers", "2"],
+            "sweep": ["sweep", "--config", str(cfg), "--set", "seed=0,1", "--out", str(out), "--workers", "2"]}[command]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "cmrseg", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while len([p for p in out.rglob(LOCK_FILE) if p.parent != out]) < 2:  # both workers are training
+            assert time.monotonic() < deadline and proc.poll() is None, "the workers did not start training"
+            time.sleep(0.2)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_running, workers)), "workers outlived their killed parent"
+    for lock in out.rglob(LOCK_FILE):
+        with run_lock(lock.parent, "train"):  # not blocked by a dead worker
+            pass
