@@ -655,3 +655,44 @@ def test_workers_end_with_their_killed_parent(synth_dir: Path, tmp_path: Path, c
     for lock in out.rglob(LOCK_FILE):
         with run_lock(lock.parent, "train"):  # not blocked by a dead worker
             pass
+
+
+def _strict_json(path: Path) -> object:
+    """``path`` parsed as strict JSON: a bare NaN or Infinity fails the test."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_json_results_write_null_for_undefined_numbers(world: Path, w24: Path, tmp_path: Path) -> None:
+    from cmrseg.utils import json_text
+
+    assert json.loads(json_text({"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.array([np.nan, 2.0])})) == {
+        "a": None, "b": [None, 1.5], "c": [None, 2.0]}
+    twins = tmp_path / "twins"  # two patients with the same volumes: the correlation of their indices is undefined
+    shutil.copytree(w24 / "acdc", twins)
+    for path in (twins / "patient001").iterdir():
+        shutil.copy(path, twins / "patient002" / path.name.replace("patient001", "patient002"))
+    assert main(["indices", "--masks", str(twins), "--truth", str(twins), "--out", str(tmp_path / "i.csv")]) == 0
+    agreement = _strict_json(tmp_path / "i_agreement.json")
+    assert agreement["LV_EF_pct"]["bias"] == 0.0 and agreement["LV_EF_pct"]["r"] is None
+    assert main(["evaluate", "--run", str(world / "run"), "--data", str(world / "data"),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    assert _strict_json(tmp_path / "m.json")["n_images"] == 4
+
+
+def test_a_training_without_validation_claims_no_best_epoch(synth_dir: Path, world: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(tiny_config_dict(synth_dir, epochs=2, split_mode="full")))
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "no validation split" in out and "nan" not in out
+    assert main(["report", str(tmp_path / "run"), "--data", str(world / "data"), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "2/2 epochs; no validation split" in page and "at epoch" not in page
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "m.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive:
+        card = json.loads(archive.read("model_card.json"), parse_constant=lambda c: pytest.fail(c))
+        assert card["metrics"]["best"] is None and "no validation split" in archive.read("MODEL_CARD.md").decode()

@@ -56,7 +56,7 @@ from cmrseg.config import ExperimentConfig
 from cmrseg.constants import CLASS_NAMES
 from cmrseg.errors import CmrsegError
 from cmrseg.outputs import check_output_file, inside, temp_prefix
-from cmrseg.utils import atomic_path
+from cmrseg.utils import atomic_path, json_text
 
 FORMAT = "cmrseg-model"
 FORMAT_VERSION = 1
@@ -136,7 +136,7 @@ def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, A
         runs.CONFIG_FILE: (run_dir / runs.CONFIG_FILE).read_bytes(),
         runs.NORMALIZATION_FILE: (run_dir / runs.NORMALIZATION_FILE).read_bytes(),
         runs.BEST_CHECKPOINT: weights.getvalue(),
-        CARD_JSON: (json.dumps(card, indent=2) + "\n").encode(),
+        CARD_JSON: (json_text(card) + "\n").encode(),
         CARD_MARKDOWN: card_markdown(card).encode(),
     }
     for optional in (runs.DATA_FILE, runs.HISTORY_FILE):
@@ -352,8 +352,11 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
         return {"how_measured": "no training history (an ensemble or an imported run); "
                                 "measure it with 'cmrseg evaluate --run MODEL --data DIR'"}
     valid = [row for row in history if not math.isnan(row.get("dice_mean", math.nan))]
-    best = max(valid, key=lambda row: row["dice_mean"]) if valid else history[-1]
-    return {"how_measured": how, "epochs": len(history), "best": best, "last": history[-1]}
+    if not valid:
+        return {"how_measured": "no validation split (split_mode 'full'): the exported weights are the last epoch's",
+                "epochs": len(history), "best": None, "last": history[-1]}
+    return {"how_measured": how, "epochs": len(history), "best": max(valid, key=lambda row: row["dice_mean"]),
+            "last": history[-1]}
 
 
 def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dict[str, Any]:
@@ -423,7 +426,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f" (commit {card['cmrseg_commit'] or 'unknown'})", "",
         "## Metrics", "", metrics["how_measured"] + ".", "",
     ]
-    if "best" in metrics:
+    if metrics.get("best"):
         lines += ["| row | epoch | " + " | ".join(f"Dice {s}" for s in CLASS_NAMES[1:]) + " | mean |",
                   "|---|---|" + "---|" * len(CLASS_NAMES)]
         for label in ("best", "last"):
@@ -444,7 +447,7 @@ def onnx_metadata(normalization: dict[str, Any], settings: dict[str, Any], card:
                 "input": "image: N x 1 x H x W float32, the normalised grayscale slice",
                 "output": "scores: N x C x H x W; softmax over C gives the class probabilities"}
     if card is not None:
-        metadata["model_card"] = json.dumps(card)
+        metadata["model_card"] = json_text(card, indent=None)
     if training_data is not None:
         metadata["training_data"] = json.dumps(training_data)
     return {META_PREFIX + key: value for key, value in metadata.items()}

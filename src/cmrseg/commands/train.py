@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from cmrseg.commands.common import Subparsers, add_set_option, config_from_args
@@ -30,5 +31,8 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as err:
         print(f"cmrseg: {err}", file=sys.stderr)
         return 130
-    print(f"best validation mean Dice {result.best_dice:.4f} at epoch {result.best_epoch}; run folder: {result.run_dir}")
+    if math.isnan(result.best_dice):
+        print(f"no validation split (split_mode 'full'): best.pt holds the last epoch's weights; run folder: {result.run_dir}")
+    else:
+        print(f"best validation mean Dice {result.best_dice:.4f} at epoch {result.best_epoch}; run folder: {result.run_dir}")
     return 0
