@@ -456,7 +456,7 @@ CASES_24 = [
     (["predict", "--run", "{v}/model.zip", "--images", "{w}/data/image", "--out", "{v}/entry/p"], 2,
      "lies inside the input"),
     ([*PZIP, "{v}/bomb.zip"], 2, "member history.csv inflates to 8,388,608 bytes"),
-    ([*PZIP, "{v}/dotdot.zip"], 2, "lists '..', expected a plain relative name"),
+    ([*PZIP, "{v}/dotdot.zip"], 2, "lists '..', expected a plain file name"),
     ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE={w}/afile.txt"], 2, "($CMRSEG_CACHE): is a file, expected a folder"),
     ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE={w}/afile.txt/c"], 2, "($CMRSEG_CACHE): cannot be created"),
     ([*PZIP, "{v}/model.zip", "--env", "CMRSEG_CACHE=/proc/cmrseg-cache"], 2, "($CMRSEG_CACHE): cannot be created"),

@@ -175,12 +175,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise CmrsegError(f"{path}: not a cmrseg model export ({MANIFEST_FILE} does not say format '{FORMAT}')")
     check_format_version(manifest.get("format_version"), str(path))
     files = manifest.get("files")
-    if not isinstance(files, list) or any(not isinstance(n, str) or Path(n).name != n for n in files):
+    if not isinstance(files, list):
         raise CmrsegError(f"{path}: not a cmrseg model export (bad file list in {MANIFEST_FILE})")
-    for name in files:
-        inside(path.parent, name, f"{path} ({MANIFEST_FILE})")
-    if CACHE_RECORD in files:
-        raise CmrsegError(f"{path}: not a cmrseg model export ({MANIFEST_FILE} lists {CACHE_RECORD})")
+    for name in files:  # plain names of the export's top folder; unpacking checks them again (outputs.inside)
+        plain = isinstance(name, str) and bool(name) and Path(name).name == name and "\\" not in name
+        if not plain or name in (".", "..", CACHE_RECORD):
+            raise CmrsegError(f"{path}: not a cmrseg model export ({MANIFEST_FILE} lists {name!r}, expected a plain "
+                              "file name)")
     missing = sorted({runs.CONFIG_FILE, runs.NORMALIZATION_FILE, runs.BEST_CHECKPOINT, *files} - names)
     if missing:
         raise CmrsegError(f"{path}: incomplete cmrseg export (missing {', '.join(missing)})")
