@@ -474,7 +474,7 @@ CASES_24 = [
     *[(["predict", "--run", f"{{v}}/run_spacing_{name}", "--images", "{v}/acdc", "--out", "{v}/new_pred"], 2, words)
       for name, words in (("neg", "data.json: row spacing -1.6 mm is outside 0.1-10 mm"),
                           ("zero", "data.json: row spacing 0 mm is outside"),
-                          ("str", "data.json: voxel spacing '1.6' is not three numbers"),
+                          ("str", "data.json: voxel spacing '1.6' is not two or three numbers"),
                           ("far", "data.json: row spacing 0.0016 mm is outside"),
                           ("fine", "patient001_frame01.nii.gz: resampling by 10.7x10.7 to the training spacing"))],
     ([*PZIP, "{v}/run_nan"], 2, "run_nan/best.pt: the network returned NaN or infinite scores"),
@@ -559,8 +559,8 @@ def test_onnxruntime_graph_of_a_zip_is_exported_once_and_verified(w24: Path, mon
 @pytest.mark.parametrize(("spacing", "words"), [
     ([1.5, 1.5, 8.0], None), ((0.1, 10, 0.5), None), ((1, 1, 30), None), (None, None),
     ([0, 1, 8], "row spacing 0 mm"), ([1, -1, 8], "column spacing -1 mm"), ([1, 1, 0.4], "slice spacing 0.4 mm"),
-    ([1, 1, 31], "slice spacing 31 mm"), ("abc", "is not three numbers"), ([1, 1], "is not three numbers"),
-    ([1, "1", 8], "is not three numbers"), ([1, 1, float("nan")], "is not three numbers"), ([True, 1, 8], "not three"),
+    ([1, 1, 31], "slice spacing 31 mm"), ("abc", "is not two or three numbers"), ([1, 1, 5, 5], "is not two or three numbers"), ([1.5, 0.8], None),
+    ([1, "1", 8], "is not two or three"), ([1, 1, float("nan")], "is not two or three"), ([True, 1, 8], "not two or three"),
 ])
 def test_spacing_bounds(spacing: object, words: str | None) -> None:
     from cmrseg.data.spacing import check_factors, check_spacing

@@ -1,6 +1,7 @@
 """Voxel spacing: the one owner of what a sane spacing and a sane resampling are.
 
-A spacing is ``(rows, columns, slices)`` in mm. Wherever one is read (a NIfTI header, a run's ``data.json``, an
+A spacing is ``(rows, columns, slices)`` in mm, or ``(rows, columns)`` where only the in-plane spacing is meant
+(a plan's target spacing). Wherever one is read (a NIfTI header, a run's ``data.json``, an
 ONNX export's metadata) it goes through :func:`check_spacing`, and wherever a resampling factor is computed from
 two spacings it goes through :func:`check_factors`, so a header in microns or metres, a zero, negative or string
 spacing, or a resampling that would shrink or blow up an image tenfold is one line naming its source instead of
@@ -23,7 +24,7 @@ import numpy as np
 
 from cmrseg.errors import CmrsegError
 
-Spacing = tuple[float, float, float]
+Spacing = tuple[float, ...]
 IN_PLANE_MM = (0.1, 10.0)
 SLICE_MM = (0.5, 30.0)
 FACTOR_RANGE = (0.1, 10.0)
@@ -38,15 +39,17 @@ def _number(value: object) -> float | None:
 
 
 def check_spacing(spacing: object, source: str) -> Spacing | None:
-    """``spacing`` (rows, columns, slices in mm) as three floats when each lies in its bounds (:data:`IN_PLANE_MM`,
-    :data:`SLICE_MM`); None (unknown) stays None; anything else (not three numbers, zero, negative, a string, far
-    out of bounds) is a one-line error naming ``source`` (the file and key it came from)."""
+    """``spacing`` (rows, columns and, when given, slices, in mm) as a tuple of 2 or 3 floats when each lies in its
+    bounds (:data:`IN_PLANE_MM`, :data:`SLICE_MM`); None (unknown) stays None; anything else (not two or three
+    numbers, zero, negative, a string, far out of bounds) is a one-line error naming ``source`` (the file and key
+    it came from)."""
     if spacing is None:
         return None
     values = [_number(v) for v in spacing] if isinstance(spacing, (list, tuple, np.ndarray)) else []
-    if len(values) != 3 or any(v is None for v in values):
-        raise CmrsegError(f"{source}: voxel spacing {spacing!r} is not three numbers (rows, columns, slices in mm)")
-    numbers: Spacing = (values[0], values[1], values[2])  # type: ignore[assignment]
+    if len(values) not in (2, 3) or any(v is None for v in values):
+        raise CmrsegError(f"{source}: voxel spacing {spacing!r} is not two or three numbers (rows, columns[, slices] "
+                          "in mm)")
+    numbers: Spacing = tuple(values)  # type: ignore[arg-type]
     for axis, value, (low, high) in zip(("row", "column", "slice"), numbers, (IN_PLANE_MM, IN_PLANE_MM, SLICE_MM)):
         if not low <= value <= high:
             raise CmrsegError(f"{source}: {axis} spacing {value:g} mm is outside {low:g}-{high:g} mm (spacing "
