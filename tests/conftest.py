@@ -99,3 +99,15 @@ def acdc_data() -> Path:
     if not (candidate / "patient001" / "Info.cfg").is_file():
         pytest.skip("real acdc96 volumes not found (set CMRSEG_ACDC or place them at ../shared/data/acdc96)")
     return candidate
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_export_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Unpacked exports and cached ONNX graphs go to a test folder, never the user's ``~/.cache``."""
+    previous = os.environ.get("CMRSEG_CACHE")
+    os.environ["CMRSEG_CACHE"] = str(tmp_path_factory.mktemp("export_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CMRSEG_CACHE", None)
+    else:
+        os.environ["CMRSEG_CACHE"] = previous

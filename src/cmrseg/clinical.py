@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cmrseg.data.volumes import spacing_text
+from cmrseg.errors import CmrsegError
 from cmrseg.utils import write_text_atomic
 
 MYOCARDIAL_DENSITY = 1.05
@@ -48,12 +49,13 @@ class PhaseLabel:
     counts: dict[str, int]
     spacing: tuple[float, float, float] | None
     group: str = ""
+    shape: tuple[int, ...] | None = None
 
     @classmethod
     def from_label(cls, patient: str, phase: str | None, case: str, label: np.ndarray,
                    spacing: tuple[float, float, float] | None, group: str = "") -> PhaseLabel:
         counts = {name: int((label == value).sum()) for name, value in LABELS.items()}
-        return cls(patient, phase, case, counts, spacing, group)
+        return cls(patient, phase, case, counts, spacing, group, tuple(label.shape))
 
     @classmethod
     def from_volume(cls, volume: Any, label: np.ndarray) -> PhaseLabel:
@@ -213,6 +215,17 @@ def phases_of_folder(directory: str | Path, info_dir: str | Path | None = None) 
     return [PhaseLabel.from_volume(v, v.label) for v in load_label_folder(directory, info_dir)]
 
 
+def check_same_grids(predicted: Sequence[PhaseLabel], truth: Sequence[PhaseLabel], truth_dir: Any) -> None:
+    """Refuse a true phase whose label grid (shape) differs from the predicted one of the same patient and phase:
+    their indices would not be about the same images."""
+    shapes = {(p.patient, p.phase): p for p in predicted}
+    for true in truth:
+        mine = shapes.get((true.patient, true.phase))
+        if mine is not None and mine.shape != true.shape:
+            raise CmrsegError(f"{truth_dir}: case {true.case} has shape {true.shape}, but the predicted {mine.case} "
+                              f"has {mine.shape}; expected the truth of the same images")
+
+
 def write_indices(
     masks_dir: str | Path,
     out_csv: str | Path,
@@ -233,8 +246,10 @@ def write_indices(
     inputs = [p for p in (masks_dir, truth_dir, info_dir) if p is not None]
     for path in [out_csv, *((true_csv, stats_json, *plots) if truth_dir is not None else ())]:
         check_output_file(path, inputs=inputs)
-    rows = indices_table(phases_of_folder(masks_dir, info_dir))
-    true_rows = indices_table(phases_of_folder(truth_dir, info_dir)) if truth_dir is not None else []
+    phases = phases_of_folder(masks_dir, info_dir)
+    true_phases = phases_of_folder(truth_dir, info_dir) if truth_dir is not None else []
+    check_same_grids(phases, true_phases, truth_dir)
+    rows, true_rows = indices_table(phases), indices_table(true_phases)
     written = [out_csv]
     stats: dict[str, dict[str, float]] = {}
     if truth_dir is not None:

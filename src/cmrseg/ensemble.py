@@ -75,6 +75,15 @@ def check_shared_split(run_dir: Path, config: ExperimentConfig) -> None:
                           "member; pass --data DIR")
 
 
+def validation_config(run_dir: str | Path) -> ExperimentConfig:
+    """The saved config of a run (or export) whose validation split is to be rebuilt; for an ensemble, only when
+    its members share one (:func:`check_shared_split`), for PNG slices and volumes alike."""
+    config = runs.read_run_config(runs.require_run_dir(run_dir))
+    if config.model_info.name == "Ensemble":
+        check_shared_split(Path(run_dir), config)
+    return config
+
+
 def make_ensemble(
     run_dirs: list[str | Path],
     out_dir: str | Path,

@@ -15,6 +15,9 @@ The zip holds what prediction needs and nothing else::
 Every command that takes a run folder takes the zip: it is checked and unpacked once into a cache
 folder (``$CMRSEG_CACHE``, default ``~/.cache/cmrseg/exports/<hash>``) that then serves as the run folder
 (:func:`cmrseg.runs.require_run_dir`). Output markers and locks of the run folder are not exported.
+The entry records the size and sha256 of each file and is verified before every use (a changed entry is
+unpacked again); zips are bounded before anything is inflated (:func:`check_zip_bounds`). The ONNX graph that
+``--engine onnxruntime`` runs for a zip or run folder is cached there too (:func:`cmrseg.onnx_engine.cached_graph`).
 
 The ONNX graph (opset :data:`ONNX_OPSET`) maps a normalised ``N x 1 x H x W`` float32 image to
 ``N x 4 x H x W`` scores whose softmax is the class probabilities; batch, height and width are
@@ -41,7 +44,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,8 +56,8 @@ from cmrseg import __version__, runs
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import CLASS_NAMES
 from cmrseg.errors import CmrsegError
-from cmrseg.outputs import check_output_file, temp_prefix
-from cmrseg.utils import atomic_path
+from cmrseg.outputs import check_output_file, inside, temp_prefix
+from cmrseg.utils import atomic_path, json_text
 
 FORMAT = "cmrseg-model"
 FORMAT_VERSION = 1
@@ -65,6 +68,15 @@ MANIFEST_FILE = "cmrseg_export.json"
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
 META_PREFIX = "cmrseg_"
+CACHE_RECORD = ".cmrseg-cache.json"
+"""In each cache folder: the size and sha256 of every file, checked before every use."""
+MAX_MEMBERS = 64
+MAX_MEMBER_BYTES = 2 * 1024**3
+MAX_TOTAL_BYTES = 4 * 1024**3
+MAX_RATIO = 100
+RATIO_FLOOR = 1024**2
+"""Bounds on an export zip, checked before inflating: members, uncompressed bytes per member and in all, and the
+inflation ratio of a member above ``RATIO_FLOOR`` bytes (weights inflate about 1.1x, JSON about 5x)."""
 INTENDED_USE = (
     "Research segmentation of the right ventricle (RV), myocardium (Myo) and left-ventricle cavity (LV) in 2D "
     "short-axis cardiac cine MR slices stored as 8-bit grayscale images like the training data."
@@ -92,7 +104,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
     fmt = fmt or ("onnx" if str(out).lower().endswith(".onnx") else "zip")
     if fmt not in ("zip", "onnx"):
         raise CmrsegError(f"--format '{fmt}': expected zip or onnx")
-    out = check_output_file(out, inputs=[run_dir])
+    out = check_output_file(out, inputs=runs.run_inputs(run_dir))
     source = runs.require_run_dir(run_dir)
     from cmrseg.inference import PredictSettings, load_run
 
@@ -126,7 +138,7 @@ def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, A
         runs.CONFIG_FILE: (run_dir / runs.CONFIG_FILE).read_bytes(),
         runs.NORMALIZATION_FILE: (run_dir / runs.NORMALIZATION_FILE).read_bytes(),
         runs.BEST_CHECKPOINT: weights.getvalue(),
-        CARD_JSON: (json.dumps(card, indent=2) + "\n").encode(),
+        CARD_JSON: (json_text(card) + "\n").encode(),
         CARD_MARKDOWN: card_markdown(card).encode(),
     }
     for optional in (runs.DATA_FILE, runs.PLAN_FILE, runs.HISTORY_FILE):
@@ -151,6 +163,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             if MANIFEST_FILE not in archive.namelist():
                 raise CmrsegError(f"{path}: not a cmrseg model export (no {MANIFEST_FILE}); make one with 'cmrseg export'")
+            check_zip_bounds(path, archive)
             bad = archive.testzip()
             if bad is not None:
                 raise CmrsegError(f"{path}: corrupt zip (bad checksum in {bad})")
@@ -164,12 +177,35 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise CmrsegError(f"{path}: not a cmrseg model export ({MANIFEST_FILE} does not say format '{FORMAT}')")
     check_format_version(manifest.get("format_version"), str(path))
     files = manifest.get("files")
-    if not isinstance(files, list) or any(not isinstance(n, str) or Path(n).name != n for n in files):
+    if not isinstance(files, list):
         raise CmrsegError(f"{path}: not a cmrseg model export (bad file list in {MANIFEST_FILE})")
+    for name in files:  # plain names of the export's top folder; unpacking checks them again (outputs.inside)
+        plain = isinstance(name, str) and bool(name) and Path(name).name == name and "\\" not in name
+        if not plain or name in (".", "..", CACHE_RECORD):
+            raise CmrsegError(f"{path}: not a cmrseg model export ({MANIFEST_FILE} lists {name!r}, expected a plain "
+                              "file name)")
     missing = sorted({runs.CONFIG_FILE, runs.NORMALIZATION_FILE, runs.BEST_CHECKPOINT, *files} - names)
     if missing:
         raise CmrsegError(f"{path}: incomplete cmrseg export (missing {', '.join(missing)})")
     return manifest
+
+
+def check_zip_bounds(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse, from the zip's directory and before anything is inflated, a zip with more than
+    :data:`MAX_MEMBERS` members, a member above :data:`MAX_MEMBER_BYTES` or a total above :data:`MAX_TOTAL_BYTES`
+    uncompressed, or a member above 1 MiB that inflates more than :data:`MAX_RATIO` times (a zip bomb). Reading
+    stops at the declared sizes (zipfile checks them with the CRC), so these bound memory and disk."""
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise CmrsegError(f"{path}: {len(infos)} zip members, a cmrseg export has at most {MAX_MEMBERS}")
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > MAX_MEMBER_BYTES or (info.file_size > RATIO_FLOOR and ratio > MAX_RATIO):
+            raise CmrsegError(f"{path}: member {info.filename} inflates to {info.file_size:,} bytes ({ratio:.0f}x); "
+                              f"a cmrseg export member is at most {MAX_MEMBER_BYTES:,} bytes and {MAX_RATIO}x")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise CmrsegError(f"{path}: inflates to {total:,} bytes, a cmrseg export is at most {MAX_TOTAL_BYTES:,}")
 
 
 def check_format_version(version: object, source: str) -> None:
@@ -186,31 +222,109 @@ def cache_root() -> Path:
     return Path(os.environ.get("CMRSEG_CACHE") or Path.home() / ".cache" / "cmrseg" / "exports")
 
 
+def writable_cache_root() -> Path:
+    """:func:`cache_root`, created if missing, or one line naming ``$CMRSEG_CACHE`` when it is a file, lies under
+    a file or is not writable."""
+    root = cache_root()
+    where = f"the export cache {root} ($CMRSEG_CACHE)"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CmrsegError(f"{where}: is a file, expected a folder; set CMRSEG_CACHE to a writable folder") from None
+    except OSError as err:
+        raise CmrsegError(f"{where}: cannot be created ({err.strerror}); set CMRSEG_CACHE to a writable folder") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise CmrsegError(f"{where}: is not writable; set CMRSEG_CACHE to a writable folder")
+    return root
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """Size and sha256 of a file, as the cache records and verifies it."""
+    data = path.read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def cache_changes(folder: Path, names: list[str]) -> str | None:
+    """What differs between the files ``names`` of a cache folder and its :data:`CACHE_RECORD` (sizes first, then
+    sha256), or None when they match: the check of a cached file before every use."""
+    try:
+        recorded = json.loads((folder / CACHE_RECORD).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return f"no readable {CACHE_RECORD}"
+    for name in names:
+        path, expected = folder / name, recorded.get(name) if isinstance(recorded, dict) else None
+        if not isinstance(expected, dict) or not path.is_file() or path.is_symlink():
+            return f"{name} missing or not recorded"
+        if path.stat().st_size != expected.get("size") or file_record(path) != expected:
+            return f"{name} changed since it was unpacked"
+    return None
+
+
+def write_cache_record(folder: Path, names: list[str]) -> None:
+    """Record the size and sha256 of the files ``names`` of a cache folder (:func:`cache_changes` checks them)."""
+    record = {"files": {name: file_record(folder / name) for name in names}}
+    (folder / CACHE_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def cache_entry(path: str | Path) -> Path:
+    """The cache folder an export zip unpacks to (keyed by its content hash; not created here)."""
+    return cache_root() / hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
+
+
 def unpack_export(path: str | Path) -> Path:
     """Check an export zip and unpack it once (keyed by its content hash); returns the run folder.
 
-    The files are written to a temporary folder beside the cache entry, which is then renamed into place,
-    so a crash never leaves a half-unpacked run; a concurrent unpack of the same zip wins or loses whole."""
+    The entry's files are verified on every use against the sizes and sha256 recorded when it was unpacked
+    (:func:`cache_changes`); an entry that differs (a file replaced, removed or truncated) is unpacked again
+    from the zip, with a warning that says what changed. The files are written to a temporary folder beside the
+    cache entry, which is then renamed into place, so a crash never leaves a half-unpacked run; a concurrent
+    unpack of the same zip wins or loses whole."""
     path = Path(path)
     manifest = read_manifest(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-    target = cache_root() / digest
-    if (target / MANIFEST_FILE).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in [*manifest["files"], MANIFEST_FILE]:
-                (tmp / name).write_bytes(archive.read(name))
-        shutil.rmtree(target, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if not (target / MANIFEST_FILE).is_file():
+    names = [*manifest["files"], MANIFEST_FILE]
+    target = writable_cache_root() / cache_entry(path).name
+    if not target.exists():
+        _unpack(path, names, target)
+    elif (change := cache_changes(target, names)) is not None:
+        warnings.warn(f"{target}: {change}; unpacked {path} again", stacklevel=2)
+        _unpack(path, names, target)
+    if not target.is_dir() or cache_changes(target, names) is not None:
         raise CmrsegError(f"{target}: could not unpack {path} into the cache; check that {cache_root()} is writable")
     return target
+
+
+def _unpack(path: Path, names: list[str], target: Path) -> None:
+    """Unpack the members ``names`` of the zip ``path`` into the cache folder ``target`` (:func:`fill_cache`)."""
+
+    def write(tmp: Path) -> list[str]:
+        with zipfile.ZipFile(path) as archive:
+            for name in names:
+                inside(tmp, name, path).write_bytes(archive.read(name))
+        return names
+
+    try:
+        fill_cache(target, write)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise CmrsegError(f"{path}: could not unpack into {target} ({err})") from None
+
+
+def fill_cache(target: Path, write: Callable[[Path], list[str]]) -> None:
+    """(Re)build the cache folder ``target``: ``write`` fills a temporary folder beside it and returns the names it
+    wrote, whose sizes and sha256 are recorded (:data:`CACHE_RECORD`); the folder is then renamed into place and
+    the one it replaces removed, so a reader sees a whole entry or none."""
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
+    old = target.with_name(f"{temp_prefix(target.name)}old")
+    try:
+        write_cache_record(tmp, write(tmp))
+        with contextlib.suppress(OSError):
+            if target.exists():
+                target.rename(old)
+            tmp.rename(target)
+    except OSError as err:
+        raise CmrsegError(f"{target}: could not write the cache entry ({err.strerror or err})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _git_commit() -> str | None:
@@ -241,8 +355,11 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
         return {"how_measured": "no training history (an ensemble or an imported run); "
                                 "measure it with 'cmrseg evaluate --run MODEL --data DIR'"}
     valid = [row for row in history if not math.isnan(row.get("dice_mean", math.nan))]
-    best = max(valid, key=lambda row: row["dice_mean"]) if valid else history[-1]
-    return {"how_measured": how, "epochs": len(history), "best": best, "last": history[-1]}
+    if not valid:
+        return {"how_measured": "no validation split (split_mode 'full'): the exported weights are the last epoch's",
+                "epochs": len(history), "best": None, "last": history[-1]}
+    return {"how_measured": how, "epochs": len(history), "best": max(valid, key=lambda row: row["dice_mean"]),
+            "last": history[-1]}
 
 
 def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dict[str, Any]:
@@ -272,13 +389,24 @@ def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dic
         "prediction": {"tta": config.tta, "tta_scales": config.tta_scales,
                        "postprocess": config.postprocess.model_dump(mode="json")},
         "metrics": _metrics(run_dir),
-        "weights_saved": datetime.datetime.fromtimestamp(weights.stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds"),
+        "weights_saved": _weights_saved(run_dir, weights),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cmrseg_version": __version__,
         "cmrseg_commit": _git_commit(),
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
     }
+
+
+def _weights_saved(run_dir: Path, weights: Path) -> str:
+    """When the exported weights were saved: an unpacked export's card says (its files carry the unpack time),
+    else the checkpoint file's time."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        card = json.loads((run_dir / CARD_JSON).read_text()) if weights.name == runs.BEST_CHECKPOINT else {}
+        saved = card.get("weights_saved")
+        if isinstance(saved, str) and datetime.datetime.fromisoformat(saved):
+            return saved
+    return datetime.datetime.fromtimestamp(weights.stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -301,7 +429,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f" (commit {card['cmrseg_commit'] or 'unknown'})", "",
         "## Metrics", "", metrics["how_measured"] + ".", "",
     ]
-    if "best" in metrics:
+    if metrics.get("best"):
         lines += ["| row | epoch | " + " | ".join(f"Dice {s}" for s in CLASS_NAMES[1:]) + " | mean |",
                   "|---|---|" + "---|" * len(CLASS_NAMES)]
         for label in ("best", "last"):
@@ -322,7 +450,7 @@ def onnx_metadata(normalization: dict[str, Any], settings: dict[str, Any], card:
                 "input": "image: N x 1 x H x W float32, the normalised grayscale slice",
                 "output": "scores: N x C x H x W; softmax over C gives the class probabilities"}
     if card is not None:
-        metadata["model_card"] = json.dumps(card)
+        metadata["model_card"] = json_text(card, indent=None)
     if training_data is not None:
         metadata["training_data"] = json.dumps(training_data)
     if plan is not None:

@@ -8,13 +8,16 @@ post-processing, submissions and every output path stay those of the torch engin
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cmrseg.config import ModelInfo
 from cmrseg.data.conditions import CONDITIONS
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
@@ -52,11 +55,47 @@ def make_session(source: bytes | str | Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_predictor_from_torch(predictor: ModelPredictor, threads: int | None = None) -> ModelPredictor:
-    """``predictor`` with its network exported to ONNX (in memory) and run by onnxruntime on the CPU."""
-    data = onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}), predictor.network_channels)
+GRAPH_FILE = "graph.onnx"
+GRAPH_CACHE = "onnx"
+"""Folder of :func:`cmrseg.export.cache_root` holding the graphs exported for ``--engine onnxruntime``."""
+
+
+def onnx_predictor_from_torch(predictor: ModelPredictor, threads: int | None = None,
+                              weights: Path | None = None, model_info: ModelInfo | None = None) -> ModelPredictor:
+    """``predictor`` with its network exported to ONNX and run by onnxruntime on the CPU. With ``weights`` and
+    ``model_info`` (the checkpoint and architecture it was loaded from) the graph is cached (:func:`cached_graph`),
+    else exported in memory."""
+    def export() -> bytes:
+        return onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}),
+                          predictor.network_channels)
+
+    data = (export() if weights is None or model_info is None
+            else cached_graph(predictor, weights, model_info.model_dump_json(), export))
     network = OnnxNetwork(make_session(data, threads), minimum_size(predictor.model))
     return dataclasses.replace(predictor, model=network, device=torch.device("cpu"))
+
+
+def cached_graph(predictor: ModelPredictor, weights: Path, architecture: str, export: Callable[[], bytes]) -> bytes:
+    """The ONNX graph of ``predictor`` loaded from the checkpoint ``weights`` into ``architecture`` (its model_info
+    as JSON), exported once and kept in ``$CMRSEG_CACHE/onnx/<key>`` (the key hashes the weights, architecture,
+    normalisation, input channels, opset and the torch and cmrseg versions); verified like an unpacked export
+    before every use and exported again when it differs."""
+    from cmrseg import __version__
+    from cmrseg.export import ONNX_OPSET, cache_changes, fill_cache, writable_cache_root
+
+    key = hashlib.sha256(weights.read_bytes())
+    key.update(json.dumps([architecture, predictor.normalization.to_dict(), predictor.network_channels, ONNX_OPSET,
+                           torch.__version__, __version__], default=str).encode())
+    folder = writable_cache_root() / GRAPH_CACHE
+    folder.mkdir(exist_ok=True)
+    target = folder / key.hexdigest()[:20]
+    def write(tmp: Path) -> list[str]:
+        (tmp / GRAPH_FILE).write_bytes(export())
+        return [GRAPH_FILE]
+
+    if cache_changes(target, [GRAPH_FILE]) is not None:
+        fill_cache(target, write)
+    return (target / GRAPH_FILE).read_bytes()
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -115,7 +154,7 @@ def load_onnx(path: str | Path, settings: PredictSettings | None = None,
         raise _broken(path, err) from None
     predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
                                tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context,
-                               conditions=conditions, other_phase=other_phase)
+                               conditions=conditions, other_phase=other_phase, source=str(path))
     return predictor, resolved
 
 
@@ -128,7 +167,10 @@ def _conditions(names: Any) -> tuple[str, ...]:
 
 def training_data(path: str | Path) -> dict[str, Any]:
     """The run's ``data.json`` (training spacing and counts) as recorded in an ``.onnx`` export; empty when absent."""
-    data = json.loads(read_metadata(path).get("training_data") or "{}")
+    try:
+        data = json.loads(read_metadata(path).get("training_data") or "{}")
+    except ValueError as err:
+        raise _broken(path, err) from None
     return data if isinstance(data, dict) else {}
 
 

@@ -15,12 +15,13 @@ and an existing file not listed there is refused.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from cmrseg.errors import CmrsegError
 
@@ -36,9 +37,21 @@ _CLAIMED: set[Path] = set()
 PathLike = str | os.PathLike[str]
 
 
+NAME_MAX = 255
+"""Bytes in a file name on common file systems (ext4, APFS, NTFS)."""
+_TEMP_ROOM = 48
+"""Bytes a temporary name adds to its stand-in's: the dot, tag, pid, random part and a short suffix."""
+
+
+def _temp_stem(name: str) -> str:
+    """``name`` cut (at a character boundary) so that a temporary standing in for it fits :data:`NAME_MAX` bytes."""
+    return name.encode()[: NAME_MAX - _TEMP_ROOM].decode(errors="ignore")
+
+
 def temp_prefix(name: str) -> str:
-    """Prefix of a temporary file or folder standing in for ``name`` while this process writes it."""
-    return f".{name}{TEMP_TAG}{os.getpid()}-"
+    """Prefix of a temporary file or folder standing in for ``name`` while this process writes it; a long
+    ``name`` is cut so that the whole temporary name fits the file system's 255-byte limit."""
+    return f".{_temp_stem(name)}{TEMP_TAG}{os.getpid()}-"
 
 
 def _is_temp(path: Path) -> bool:
@@ -72,7 +85,8 @@ def clean_stale_temps(folder: Path, name: str | None = None) -> None:
     """Remove dead processes' temporaries under ``folder`` (or only those for ``name`` directly in it)."""
     if not folder.is_dir():
         return
-    candidates = folder.glob(f".{name}{TEMP_TAG}*") if name is not None else folder.rglob(f".*{TEMP_TAG}*")
+    candidates = (folder.glob(f".{glob.escape(_temp_stem(name))}{TEMP_TAG}*") if name is not None
+                  else folder.rglob(f".*{TEMP_TAG}*"))
     for path in list(candidates):
         if _stale(path):
             _remove(path)
@@ -108,11 +122,31 @@ def read_marker(folder: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def inside(folder: PathLike, name: object, source: PathLike) -> Path:
+    """``folder / name`` for a relative ``name`` read from the file ``source`` (an output marker, an export
+    manifest, a zip member), or a one-line error when it is not a string, empty, absolute, has a ``..`` part
+    or leads outside ``folder`` through a link: a name read from a file is never trusted as a path."""
+    text = name if isinstance(name, str) else ""
+    if (not text or "\\" in text or "\0" in text or PurePosixPath(text).is_absolute()
+            or any(part in ("..", ".") for part in text.split("/"))):
+        raise CmrsegError(f"{source}: lists {name!r}, expected a plain relative name inside {folder} "
+                          "(not written by cmrseg, or altered; refused, nothing deleted)")
+    path = Path(folder) / text
+    if not _relative_to(path.resolve(), Path(folder).resolve()):
+        raise CmrsegError(f"{source}: lists {name!r}, which leads outside {folder} through a link (refused, nothing deleted)")
+    return path
+
+
 def _owned(folder: Path, command: str) -> set[str]:
-    """Files that an earlier run of ``command`` wrote into ``folder`` (by its marker)."""
+    """Files that an earlier run of ``command`` wrote into ``folder`` (by its marker); every name is checked to
+    lie inside ``folder`` (:func:`inside`), since cmrseg replaces and removes them."""
     marker = read_marker(folder) or {}
     files = marker.get("files", []) if marker.get("command") == command else []
-    return {str(name) for name in files} if isinstance(files, list) else set()
+    if not isinstance(files, list):
+        return set()
+    for name in files:
+        inside(folder, name, folder / MARKER_FILE)
+    return set(files)
 
 
 def _contents(folder: Path) -> list[Path]:
@@ -217,5 +251,7 @@ def publish(tmp: Path, target: Path, command: str) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, destination)
     for name in sorted(old - set(new)):
-        (target / name).unlink(missing_ok=True)
+        stale = inside(target, name, target / MARKER_FILE)
+        if not stale.is_dir() or stale.is_symlink():
+            stale.unlink(missing_ok=True)
     write_marker(target, command, new)

@@ -243,8 +243,10 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
                      *(f"<td>{picture}</td>" for picture in pictures)])
     per_image = _table(["#", "image id", *(f"Dice {c}" for c in columns), "HD95 mean", "image", "truth", "prediction"], rows, 2)
     history = runs.read_history(run_dir)
-    best = max(history, key=lambda r: r["dice_mean"]) if history else None
-    best_text = f"; best validation mean Dice {best['dice_mean']:.3f} at epoch {int(best['epoch'])}" if best else ""
+    validated = [row for row in history if math.isfinite(row.get("dice_mean", math.nan))]
+    best = max(validated, key=lambda r: r["dice_mean"]) if validated else None
+    best_text = (f"; best validation mean Dice {best['dice_mean']:.3f} at epoch {int(best['epoch'])}" if best
+                 else "; no validation split" if history else "")
     curves = _img(_curve_png(history), "loss and Dice curves", "plot") if history else "<p>No history.csv yet.</p>"
     shown = min(max_images, len(ranked))
     sections = [

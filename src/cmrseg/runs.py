@@ -74,6 +74,17 @@ def require_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def run_inputs(run: str | Path) -> list[Path]:
+    """What an output of a command reading the run ``run`` must stay out of (:func:`cmrseg.outputs.check_output_dir`):
+    the run folder or export file and, for an export zip, its unpacked cache entry. Runs and caches are inputs."""
+    run = Path(run)
+    if run.is_file() and run.suffix.lower() != ".onnx":
+        from cmrseg.export import cache_entry
+
+        return [run, cache_entry(run)]
+    return [run]
+
+
 def read_run_config(run_dir: Path) -> ExperimentConfig:
     """The run's saved ``config.json``, validated."""
     path = run_dir / CONFIG_FILE
@@ -198,9 +209,12 @@ def read_training_data(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CmrsegError(f"{path}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise CmrsegError(f"{path}: expected a JSON object of training counts and spacing")
+    return data
 
 
 def write_plan(run_dir: Path, plan: Plan) -> None:

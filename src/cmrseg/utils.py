@@ -33,7 +33,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=target.suffix or ".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=target.suffix[:16] or ".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -74,8 +74,27 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` through a temporary file."""
-    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    """Write ``data`` as indented JSON (:func:`json_text`) to ``path`` through a temporary file."""
+    write_text_atomic(path, json_text(data) + "\n")
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """``data`` as valid JSON: an undefined number (NaN, infinity, also NumPy's) is ``null``, never the bare
+    ``NaN`` that strict readers refuse; the one way cmrseg writes JSON results."""
+    return json.dumps(_defined(data), indent=indent, default=_json_default, allow_nan=False)
+
+
+def _defined(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists, tuples, arrays) replaced by None."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return _defined(value.tolist())
+    if isinstance(value, Mapping):
+        return {key: _defined(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_defined(item) for item in value]
+    return value
 
 
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
@@ -161,7 +180,7 @@ def write_results(path: str | os.PathLike[str], results: Mapping[str, Any], appe
     record = {"measured": run_metadata(path.parent), **results}
     if append:
         with path.open("a") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.write(json_text(record, indent=None) + "\n")
     else:
         write_json_atomic(path, record)
     return path

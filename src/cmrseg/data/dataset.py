@@ -145,7 +145,12 @@ def position_weights(samples: list[Sample], sampling: SliceSampling) -> list[flo
     for sample in samples:
         counts[sample.volume] = max(counts.get(sample.volume, 0), sample.slice_index + 1)  # type: ignore[index,operator]
     positions = {volume: slice_positions(n) for volume, n in counts.items()}
-    return [float(getattr(sampling, positions[s.volume][s.slice_index])) for s in samples]  # type: ignore[index]
+    weights = [float(getattr(sampling, positions[s.volume][s.slice_index])) for s in samples]  # type: ignore[index]
+    if samples and not any(weights):
+        found = sorted({position for names in positions.values() for position in names})
+        raise CmrsegError(f"slice_sampling {sampling.model_dump()} selects no training slice (the training volumes "
+                          f"have {', '.join(found)} slices only); give one of those a weight above 0")
+    return weights
 
 
 class SegmentationDataset(Dataset):

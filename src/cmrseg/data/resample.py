@@ -10,22 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cmrseg.constants import NUM_CLASSES
+from cmrseg.data.spacing import check_factors
 
 SPACING_TOLERANCE = 0.01
 """In-plane spacings within 1 % of the target are predicted on their own grid (no resampling)."""
 MAX_CV_CHANNELS = 512
 
 
-def zoom_factors(spacing: Sequence[float] | None, target: Sequence[float] | None) -> tuple[float, float] | None:
-    """In-plane zoom (rows, columns) from a grid of ``spacing`` to ``target``, or None when none is needed or known."""
+def zoom_factors(spacing: Sequence[float] | None, target: Sequence[float] | None,
+                 source: str | Path = "volume") -> tuple[float, float] | None:
+    """In-plane zoom (rows, columns) from a grid of ``spacing`` to ``target``, or None when none is needed or known;
+    a zoom outside :data:`cmrseg.data.spacing.FACTOR_RANGE` is a one-line error naming ``source``."""
     if spacing is None or target is None:
         return None
     factors = (float(spacing[0]) / float(target[0]), float(spacing[1]) / float(target[1]))
+    check_factors(factors, str(source))
     return None if all(abs(f - 1.0) <= SPACING_TOLERANCE for f in factors) else factors
 
 
@@ -63,7 +68,7 @@ def resize_label(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def resample_sample(sample: Any, target: Sequence[float]) -> Any:
     """A volume slice (:class:`~cmrseg.data.reader.Sample`) resampled in-plane to ``target`` mm (itself when its spacing
     is unknown or already there); its spacing then says the new grid."""
-    factors = zoom_factors(sample.spacing, target)
+    factors = zoom_factors(sample.spacing, target, f"slice {sample.id}")
     if factors is None:
         return sample
     shape = zoomed_shape(sample.image.shape[:2], factors)

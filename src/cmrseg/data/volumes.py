@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cmrseg.constants import NUM_CLASSES
+from cmrseg.data.spacing import check_spacing
 from cmrseg.errors import CmrsegError
 
 if TYPE_CHECKING:
@@ -112,8 +113,27 @@ def _nifti_files(directory: Path) -> dict[str, Path]:
     for path in sorted(directory.iterdir()):
         stem = nifti_stem(path)
         if stem is not None and path.is_file():
+            if stem in found:
+                raise _same_id(found[stem], path, stem)
             found[stem] = path
     return found
+
+
+def _same_id(first: Path, second: Path, case: str) -> CmrsegError:
+    """The case-id rule of every layout (and of PNG folders): two files that give one case are an error."""
+    return CmrsegError(f"{first} and {second}: both give the case id '{case}'; rename or remove one")
+
+
+def check_unique_cases(cases: Sequence[VolumeCase]) -> None:
+    """Refuse two cases with one id (compared ignoring case, as output files on some disks are) or, with a
+    known phase, two volumes of one patient's phase (``X_ED`` beside ``X_ed``), naming both files."""
+    seen: dict[object, VolumeCase] = {}
+    for case in cases:
+        for key in (case.case.casefold(), (case.patient, case.phase) if case.phase else None):
+            if key is not None and key in seen:
+                raise _same_id(seen[key].image_path, case.image_path, case.case)
+            if key is not None:
+                seen[key] = case
 
 
 def _nnunet_dirs(directory: Path) -> tuple[Path, Path | None] | None:
@@ -130,7 +150,18 @@ def _nnunet_dirs(directory: Path) -> tuple[Path, Path | None] | None:
 
 def _acdc_patient_dirs(directory: Path) -> list[Path]:
     return [p for p in sorted(directory.iterdir()) if p.is_dir() and not p.name.startswith(".")
+            and not p.name.startswith(("imagesT", "labelsT"))
             and ((p / INFO_FILE).is_file() or any(nifti_stem(f) for f in p.iterdir()))]
+
+
+def _layouts(directory: Path) -> list[str]:
+    """The layouts present in ``directory`` (nnU-Net, flat, ACDC); more than one is refused by :func:`list_cases`."""
+    if directory.name in ("imagesTr", "imagesTs"):
+        return ["nnU-Net"]
+    return [name for name, present in (("nnU-Net", _nnunet_dirs(directory) is not None),
+                                        ("flat", bool(_nifti_files(directory))),
+                                        ("ACDC", any(_nifti_files(p) for p in _acdc_patient_dirs(directory))))
+             if present]
 
 
 def is_volume_dataset(directory: str | Path) -> bool:
@@ -158,8 +189,11 @@ def read_info(path: Path) -> dict[str, str]:
             key, value = line.split(":", 1)
             info[key.strip()] = value.strip()
     for phase in PHASES:
-        if not info.get(phase, "").isdigit():
-            raise CmrsegError(f"{path}: no {phase} frame number (expected a line '{phase}: N')")
+        if not re.fullmatch(r"[0-9]{1,6}", info.get(phase, "")):
+            raise CmrsegError(f"{path}: no {phase} frame number (expected a line '{phase}: N' with N a whole number "
+                              f"below 1000000, got {info.get(phase, '')[:20]!r})")
+    if int(info["ED"]) == int(info["ES"]):
+        raise CmrsegError(f"{path}: ED and ES are both frame {int(info['ED'])}; expected two different frames")
     return info
 
 
@@ -229,24 +263,34 @@ def list_cases(directory: str | Path, require_labels: bool = True) -> list[Volum
         return _cases_paired(directory.parent, require_labels, frames_only=False, only=stem)
     if not directory.is_dir():
         raise CmrsegError(f"{directory}: folder not found")
+    layouts = _layouts(directory)
+    if len(layouts) > 1:
+        raise CmrsegError(f"{directory}: mixes the {' and '.join(layouts)} layouts; expected one (move the stray "
+                          "volumes or folders away)")
     nnunet = _nnunet_dirs(directory)
     if nnunet is not None:
         cases = _cases_nnunet(*nnunet, require_labels)
-    elif _nifti_files(directory):
+    elif layouts == ["flat"]:
         cases = _cases_paired(directory, require_labels, frames_only=False)
     else:
         cases = [c for p in _acdc_patient_dirs(directory) for c in _cases_paired(p, require_labels, frames_only=True)]
     if not cases:
         raise CmrsegError(f"{directory}: no NIfTI volumes found (expected ACDC patient folders, CASE.nii.gz or imagesTr/)")
+    check_unique_cases(cases)
     return sorted(cases, key=lambda c: natural_key(c.case))
 
 
-def _load_nifti(path: Path) -> Any:
+def _header(path: Path) -> Any:
+    """The NIfTI header of ``path`` without reading its voxels."""
+    return _load_nifti(path, voxels=False)[0].header
+
+
+def _load_nifti(path: Path, voxels: bool = True) -> Any:
     import nibabel as nib
 
     try:
         image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
+        data = np.asanyarray(image.dataobj) if voxels else np.empty((0, 0, 0))
     except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as err:
         raise CmrsegError(f"{path}: corrupt or unreadable NIfTI ({type(err).__name__}: {err})") from None
     if data.ndim == 4 and data.shape[3] == 1:
@@ -254,20 +298,19 @@ def _load_nifti(path: Path) -> Any:
     if data.ndim == 4:
         raise CmrsegError(f"{path}: 4-D (cine) volume with {data.shape[3]} frames; cmrseg needs one 3-D volume per "
                           f"phase (for ACDC, the patientXXX_frameNN files named by Info.cfg)")
-    if data.ndim == 2:
-        data = data[..., None]
     if data.ndim != 3:
         raise CmrsegError(f"{path}: expected a 3-D volume, got {data.ndim} dimensions {data.shape}")
     return image, data
 
 
-def header_spacing(header: Any) -> tuple[float, float, float] | None:
-    """Voxel size in mm from a NIfTI header, or None when the header does not name a spatial unit."""
+def header_spacing(header: Any, source: str | Path = "NIfTI header") -> tuple[float, float, float] | None:
+    """Voxel size in mm from a NIfTI header, or None when the header does not name a spatial unit; checked
+    against the sane bounds of :mod:`cmrseg.data.spacing` (one line naming ``source`` otherwise)."""
     unit = header.get_xyzt_units()[0]
     if unit not in _UNIT_TO_MM:
         return None
     zooms = [float(z) * _UNIT_TO_MM[unit] for z in header.get_zooms()[:3]]
-    return (zooms[0], zooms[1], zooms[2]) if all(z > 0 for z in zooms) else None
+    return check_spacing(zooms, f"{source} (header unit {unit})")
 
 
 def to_uint8(data: np.ndarray) -> np.ndarray:
@@ -295,6 +338,9 @@ def check_labels(path: Path, data: np.ndarray) -> np.ndarray:
 def load_volume(case: VolumeCase, with_label: bool = True) -> Volume:
     """Read a case's image (and label) volume, checking that both share shape and geometry."""
     image, data = _load_nifti(case.image_path)
+    if not np.issubdtype(data.dtype, np.integer) and not np.isfinite(data).all():
+        raise CmrsegError(f"{case.image_path}: {np.count_nonzero(~np.isfinite(data))} voxel(s) are NaN or infinite; "
+                          "expected finite intensities")
     label = None
     if with_label and case.label_path is not None:
         label_image, label_data = _load_nifti(case.label_path)
@@ -302,9 +348,20 @@ def load_volume(case: VolumeCase, with_label: bool = True) -> Volume:
             raise CmrsegError(f"{case.label_path}: label shape {label_data.shape} does not match its image {data.shape}")
         if not np.allclose(label_image.affine, image.affine, atol=1e-3):
             raise CmrsegError(f"{case.label_path}: label affine differs from its image's ({case.image_path.name})")
+        check_same_pixdim(case, image.header, label_image.header)
         label = check_labels(case.label_path, label_data)
     return Volume(case.case, case.patient, case.phase, to_uint8(data), label, np.asarray(image.affine),
-                  image.header.copy(), header_spacing(image.header), case.image_path, case.info)
+                  image.header.copy(), header_spacing(image.header, case.image_path), case.image_path, case.info)
+
+
+def check_same_pixdim(case: VolumeCase, image_header: Any, label_header: Any) -> None:
+    """Refuse a label whose voxel size (pixdim and unit) differs from its image's: volumes and indices would
+    follow the wrong one."""
+    zooms = [np.asarray(h.get_zooms()[:3], float) for h in (image_header, label_header)]
+    units = [h.get_xyzt_units()[0] for h in (image_header, label_header)]
+    if units[0] != units[1] or not np.allclose(zooms[0], zooms[1], rtol=1e-3):
+        raise CmrsegError(f"{case.label_path}: voxel size {spacing_text(zooms[1])} ({units[1]}) differs from its "
+                          f"image's {spacing_text(zooms[0])} ({units[0]}, {case.image_path.name})")
 
 
 def load_volume_folder(directory: str | Path, require_labels: bool = True) -> list[Volume]:
@@ -455,7 +512,7 @@ def _prediction_label(path: Path, stem: str, manifest: dict[str, dict[str, str]]
         info = _info_for(patient, info_dir)
         patient, phase = _patient_and_phase(stem, info)
         group = info.get("Group", "")
-    return LabelVolume(stem, patient, phase, label, header_spacing(image.header), group)
+    return LabelVolume(stem, patient, phase, label, header_spacing(image.header, path), group)
 
 
 def load_label_folder(directory: str | Path, info_dir: str | Path | None = None) -> list[LabelVolume]:
@@ -469,8 +526,9 @@ def load_label_folder(directory: str | Path, info_dir: str | Path | None = None)
             if case.label_path is None:
                 raise _missing_label(case.image_path, case.image_path.parent / (case.case + LABEL_SUFFIX))
             image, data = _load_nifti(case.label_path)
+            check_same_pixdim(case, _header(case.image_path), image.header)
             labeled.append(LabelVolume(case.case, case.patient, case.phase, check_labels(case.label_path, data),
-                                       header_spacing(image.header), case.info.get("Group", "")))
+                                       header_spacing(image.header, case.label_path), case.info.get("Group", "")))
         return labeled
     manifest_path = directory / MANIFEST_FILE
     manifest = _read_manifest(manifest_path) if manifest_path.is_file() else {}

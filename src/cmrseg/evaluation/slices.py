@@ -23,15 +23,10 @@ def validation_samples(run_dir: str | Path) -> list[Sample]:
     """The run's own validation split, rebuilt from its saved config (same data, seed and fold).
 
     An ensemble's is its members' shared split; members validated on different splits are refused."""
-    from cmrseg import runs
     from cmrseg.data.dataset import prepare_data
+    from cmrseg.ensemble import validation_config
 
-    config = runs.read_run_config(runs.require_run_dir(run_dir))
-    if config.model_info.name == "Ensemble":
-        from cmrseg.ensemble import check_shared_split
-
-        check_shared_split(Path(run_dir), config)
-    val = prepare_data(config).val
+    val = prepare_data(validation_config(run_dir)).val
     if not val:
         raise CmrsegError(f"{run_dir}: the run has no validation split (split_mode 'full'); pass --data DIR")
     return val

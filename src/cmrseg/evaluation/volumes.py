@@ -131,9 +131,9 @@ def config_validation_volumes(config: ExperimentConfig) -> list[Volume]:
 
 def validation_volumes(run_dir: str | Path) -> list[Volume]:
     """The whole volumes behind a volume-trained run's validation split (same data, seed and fold)."""
-    from cmrseg import runs
+    from cmrseg.ensemble import validation_config
 
-    volumes = config_validation_volumes(runs.read_run_config(runs.require_run_dir(run_dir)))
+    volumes = config_validation_volumes(validation_config(run_dir))
     if not volumes:
         raise CmrsegError(f"{run_dir}: the run has no validation volumes (split_mode 'full' or PNG data); pass --data DIR")
     return volumes

@@ -14,6 +14,7 @@ from torch import nn
 
 from cmrseg import runs
 from cmrseg.config import stack_channels
+from cmrseg.constants import NUM_CLASSES
 from cmrseg.data.conditions import with_planes
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.reader import Sample, channels_first
@@ -83,6 +84,8 @@ class ModelPredictor:
     precision: str = "float32"
     conditions: tuple[str, ...] = ()
     other_phase: bool = False
+    source: str = "the network"
+    """What the network was loaded from (a checkpoint or ``.onnx`` file), named when its output is refused."""
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
@@ -108,8 +111,21 @@ class ModelPredictor:
             normalized = with_planes(normalized, values)  # type: ignore[arg-type]
         batch = torch.from_numpy(normalized).to(self.device)
         with precision_autocast(self.device, self.precision):
-            return flip_average(self.model, batch, FLIPS if self.tta else FLIPS[:1],
+            return flip_average(self.scores, batch, FLIPS if self.tta else FLIPS[:1],
                                 pixel_bounded(self.view_batch, batch.shape, VIEW_PIXELS))
+
+    def scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network's scores of a normalised ``N x K x H x W`` batch, checked for every engine: ``N x 4 x H x W``
+        and finite, else a one-line error (a graph with other outputs, NaN weights) instead of all-background masks."""
+        scores = self.model(batch)
+        expected = (batch.shape[0], NUM_CLASSES, *batch.shape[2:])
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != expected:
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise CmrsegError(f"{self.source}: the network returned scores of shape {shape} for an input of "
+                              f"{tuple(batch.shape)}; expected {expected} (N x {NUM_CLASSES} classes x H x W)")
+        if not torch.isfinite(scores).all():
+            raise CmrsegError(f"{self.source}: the network returned NaN or infinite scores (broken weights?)")
+        return scores
 
     @torch.inference_mode()
     def _predict_batch(self, raw: np.ndarray, values: np.ndarray | None) -> torch.Tensor:
@@ -202,11 +218,13 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
                                tta_scales=resolved.tta_scales or (1.0,), context_slices=config.model_info.context_slices,
                                precision=resolved.precision, conditions=tuple(config.model_info.conditions),
-                               other_phase=config.model_info.other_phase)
+                               other_phase=config.model_info.other_phase,
+                               source=str(runs.checkpoint_path(run_dir, resolved.checkpoint)))
     if onnx:
         from cmrseg.onnx_engine import onnx_predictor_from_torch
 
-        predictor = onnx_predictor_from_torch(predictor)
+        predictor = onnx_predictor_from_torch(predictor, weights=runs.checkpoint_path(run_dir, resolved.checkpoint),
+                                              model_info=config.model_info)
     return predictor, resolved
 
 
@@ -245,7 +263,8 @@ def predict_folder(
 
     kinds = ("mask", "overlay") if overlays else ("mask",)
     planned = [f"{path.stem}_{kind}.png" for path in list_images(images_dir) for kind in kinds]
-    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir], files=planned)
+    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
+                     files=planned)
     predictor, resolved = load_run(run_dir, settings)
     samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices,
                           other_phase=predictor.other_phase)

@@ -26,6 +26,7 @@ import numpy as np
 
 from cmrseg import runs
 from cmrseg.data.conditions import condition_values
+from cmrseg.data.spacing import check_spacing
 from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, check_partner, list_cases, load_volume,
                                  phase_partners, slice_input, spacing_text, write_label_volume)
 from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
@@ -45,11 +46,12 @@ def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:
         from cmrseg.onnx_engine import read_plan, training_data
 
         plan, data = read_plan(run_dir), training_data(run_dir)
+        source = f"{run_dir} (metadata {'plan' if plan is not None else 'training_data'})"
     else:
         run_dir = runs.require_run_dir(run_dir)
         plan, data = runs.read_plan(run_dir), runs.read_training_data(run_dir) or {}
-    spacing = plan.target_spacing if plan is not None else data.get("spacing")
-    return tuple(float(s) for s in spacing) if spacing else None
+        source = str(run_dir / (runs.PLAN_FILE if plan is not None else runs.DATA_FILE))
+    return check_spacing(plan.target_spacing if plan is not None else data.get("spacing"), source)
 
 
 def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None,
@@ -72,7 +74,7 @@ def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: S
     if target_spacing is not None and volume.spacing is None:
         warnings.warn(f"{volume.path}: the header gives no voxel spacing; predicted on its own grid, as if its pixels "
                       f"were the model's {spacing_text(target_spacing)} mm (volumes in voxels)", stacklevel=2)
-    factors = zoom_factors(volume.spacing, target_spacing)
+    factors = zoom_factors(volume.spacing, target_spacing, volume.path)
     height, width = slices[0].shape[:2]
     if factors is not None:
         size = zoomed_shape((height, width), factors)
@@ -176,7 +178,7 @@ def predict_volume_folder(
     from cmrseg.outputs import check_output_dir
 
     cases = list_cases(images_dir, require_labels=False)
-    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir],
+    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                      files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
     require_conditions(predictor, [(case.phase, case.image_path) for case in cases])

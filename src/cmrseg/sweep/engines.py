@@ -8,7 +8,13 @@ failed training otherwise. Ray is imported only when asked for, so it stays an o
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +70,35 @@ def run_jobs(jobs: Sequence[TrainJob], workers: int = 1, ray_address: str | None
     return run_local(jobs, min(workers, max(1, len(jobs))), progress and workers == 1)
 
 
-def _limit_threads(threads: int) -> None:
-    """Worker initialiser: give each process its share of the cores instead of all of them."""
+PARENT_POLL_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    """Worker initialiser: end with the parent process ``parent`` (:func:`end_with_parent`) and take a share of
+    the cores instead of all of them."""
     import torch
 
+    end_with_parent(parent)
     torch.set_num_threads(threads)
+
+
+def end_with_parent(parent: int) -> None:
+    """Kill this process (SIGKILL, as ``kill -9`` would) when ``parent`` dies, so the workers of a killed cv or
+    sweep stop training instead of running on and holding their run folders' locks: on Linux the kernel's
+    parent-death signal (``prctl(PR_SET_PDEATHSIG)``), everywhere a daemon thread that polls ``os.getppid()``
+    every :data:`PARENT_POLL_SECONDS`. A killed worker's lock is released by the kernel and its temporaries are
+    cleaned at the next start, as after any ``kill -9``."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    threading.Thread(target=_watch_parent, args=(parent,), name="cmrseg-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_local(jobs: Sequence[TrainJob], workers: int, progress: bool = False) -> Iterator[tuple[Hashable, str]]:
@@ -82,7 +112,7 @@ def run_local(jobs: Sequence[TrainJob], workers: int, progress: bool = False) ->
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_limit_threads, initargs=(threads,)) as pool:
+                             initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(run_trial, job.config.model_dump(mode="json"), str(job.run_dir)): job.key for job in jobs}
         try:
             for future in as_completed(futures):
