@@ -267,3 +267,16 @@ def test_ensemble_carries_its_members_plan_and_refuses_mixed_spacings(native_run
     with pytest.raises(CmrsegError, match="share one plan spacing"):
         make_ensemble([native_run, coarse], tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()
+
+
+def test_validation_scores_whole_native_slices_of_different_sizes(native_dir: Path, tmp_path: Path) -> None:
+    """A held-out patient's whole resampled slices differ in size from the others': validation scores each unpadded,
+    every val_every epochs and after the last."""
+    from cmrseg.training import train
+
+    config = config_from_dict(tiny_config_dict(native_dir, epochs=3, val_every=2, split_mode="holdout", val_fraction=0.5,
+                                               model_info={"name": "UNet", "depths": 2, "features": 8}))
+    result = train(config, tmp_path / "run", progress=False)
+    dice = [row["dice_mean"] for row in result.history]
+    assert np.isnan(dice[0]) and np.isfinite(dice[1]) and np.isfinite(dice[2])
+    assert result.best_epoch in (2, 3) and 0.0 <= result.best_dice <= 1.0

@@ -82,6 +82,8 @@ class Trainer:
         self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed,
                                              conditions, self.plan.patch_size, self.plan.foreground_fraction)
         self.val_set = SegmentationDataset(data.val, self.normalization, conditions=conditions) if data.val else None
+        self.val_batch = config.batch_size if len({s.image.shape[:2] for s in data.val}) <= 1 else 1
+        """Validation slices of different sizes (native volumes) go one at a time: padding would be scored."""
         self.sample_weights = (position_weights(data.train, config.slice_sampling) * (config.n_aug + 1)
                                if config.slice_sampling else None)
         seed_everything(config.seed)
@@ -122,14 +124,15 @@ class Trainer:
         if epoch == self.config.epochs:
             update_bn(self._loader(self.train_set, True, epoch), self.swa, device=self.device)
 
-    def _loader(self, dataset: SegmentationDataset, shuffle: bool, epoch: int) -> DataLoader:
-        """Batches of ``dataset``; with ``shuffle`` in a random order of the epoch's seed, or, with
-        ``slice_sampling``, as many slices as the set holds drawn with replacement by position weight."""
+    def _loader(self, dataset: SegmentationDataset, shuffle: bool, epoch: int, batch_size: int | None = None) -> DataLoader:
+        """Batches of ``dataset`` (``batch_size``, default the config's); with ``shuffle`` in a random order of the
+        epoch's seed, or, with ``slice_sampling``, as many slices as the set holds drawn with replacement by position
+        weight."""
         generator = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))
         sampler = None
         if shuffle and self.sample_weights is not None and dataset is self.train_set:
             sampler = WeightedRandomSampler(self.sample_weights, len(dataset), replacement=True, generator=generator)
-        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle and sampler is None,
+        return DataLoader(dataset, batch_size=batch_size or self.config.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, collate_fn=pad_collate, num_workers=self.config.num_workers,
                           generator=generator, drop_last=False)
 
@@ -181,13 +184,13 @@ class Trainer:
             return self.validate_nothing()
         model = self.eval_model.eval()
         losses, preds, truths = [], [], []
-        for images, masks in self._loader(self.val_set, False, 0):
+        for images, masks in self._loader(self.val_set, False, 0, self.val_batch):
             images, masks = self._to_device(images, masks)
             logits = self._forward(model, images)
             losses.append(self.loss_fn(logits, masks).item() * len(images))
-            preds.append(logits.argmax(1).cpu().numpy())
-            truths.append(masks.cpu().numpy())
-        return sum(losses) / len(self.val_set), batch_dice(np.concatenate(preds), np.concatenate(truths))
+            preds.extend(logits.argmax(1).cpu().numpy())
+            truths.extend(masks.cpu().numpy())
+        return sum(losses) / len(self.val_set), batch_dice(preds, truths)
 
     @staticmethod
     def validate_nothing() -> tuple[float, dict[str, float]]:

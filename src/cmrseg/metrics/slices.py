@@ -96,7 +96,7 @@ def aggregate(per_image: list[dict[str, Any]]) -> dict[str, Any]:
     return {"dice": dice, "hd95": hd95, **counts, "n_images": len(per_image)}
 
 
-def batch_dice(preds: np.ndarray, truths: np.ndarray) -> dict[str, float]:
+def batch_dice(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> dict[str, float]:
     """Fast per-image Dice averaged over a batch (validation during training, no distances)."""
     dice = {name: float(np.mean([dice_score(p, t, label) for p, t in zip(preds, truths)]))
             for label, name in enumerate(STRUCTURES, start=1)}
