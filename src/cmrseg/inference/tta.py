@@ -54,15 +54,35 @@ def zoom(batch: torch.Tensor, factor: float, padding: str = "zeros") -> torch.Te
 
 
 def flip_average(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
-                 flips: Sequence[tuple[int, ...]] = FLIPS, view_batch: int = 32) -> torch.Tensor:
+                 flips: Sequence[tuple[int, ...]] = FLIPS, view_batch: int = 32,
+                 agreement: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Mean softmax of ``forward``'s logits over ``flips`` of ``batch``, each flipped back.
 
-    All flipped views go through ``forward`` together, ``view_batch`` at a time (few calls instead of one per view)."""
+    All flipped views go through ``forward`` together, ``view_batch`` at a time (few calls instead of one per view).
+    With an ``agreement`` list (and two or more flips), :func:`agreement_counts` of the views is appended to it: what
+    quality control (:mod:`cmrseg.qc`) needs to measure how far the views agree, from the views already computed."""
     views = torch.cat([batch.flip(dims) if dims else batch for dims in flips])
     logits = torch.cat([forward(chunk).float() for chunk in views.split(view_batch)])
     probs = torch.softmax(logits, dim=1).unflatten(0, (len(flips), len(batch)))
-    total = sum(view.flip(dims) if dims else view for view, dims in zip(probs, flips, strict=True))
-    return total / len(flips)  # type: ignore[operator]
+    back = torch.stack([view.flip(dims) if dims else view for view, dims in zip(probs, flips, strict=True)])
+    mean = back.mean(dim=0)
+    if agreement is not None and len(flips) > 1:
+        agreement.append(agreement_counts(back, mean))
+    return mean
+
+
+def agreement_counts(views: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """``N x S x 2`` counts of each foreground class (S = C - 1) of ``V x N x C x H x W`` view probabilities against
+    their ``mean``'s argmax: pixels where a view's argmax and the mean's agree, and the two areas, summed over views;
+    ``2 * first / second`` is the views' mean Dice with the consensus."""
+    consensus = mean.argmax(dim=1)
+    labels = views.argmax(dim=2)
+    classes = torch.arange(1, mean.shape[1], device=mean.device).view(1, 1, -1, 1, 1)
+    view_in = labels.unsqueeze(2) == classes
+    mean_in = (consensus.unsqueeze(0).unsqueeze(2) == classes).expand_as(view_in)
+    overlap = (view_in & mean_in).sum(dim=(0, 3, 4))
+    areas = view_in.sum(dim=(0, 3, 4)) + mean_in.sum(dim=(0, 3, 4))
+    return torch.stack([overlap, areas], dim=-1).float()
 
 
 def warp_average(predict: Callable[[np.ndarray], torch.Tensor], raw: np.ndarray, warps: Sequence[Warp]) -> torch.Tensor:
