@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from cmrseg.inference import PredictSettings, Predictor, largest_component, load
 from cmrseg.utils import atomic_dir, write_text_atomic
 
 SPACING_TOLERANCE = 0.01
-MONTAGE_TILE = 160
 QC_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons")
 """Quality-control columns of ``cases.csv`` (:mod:`cmrseg.qc`)."""
 
@@ -123,24 +121,12 @@ def volume_mask(probs: np.ndarray, postprocess: bool, class_weights: Sequence[fl
     return largest_component(mask) if postprocess else mask
 
 
-def montage(volume: Volume, mask: np.ndarray, columns: int = 6) -> np.ndarray:
-    """RGB picture of every slice with its labels in colour, side by side in rows of ``columns`` (base first);
-    small slices are magnified (nearest neighbour) to at least ``MONTAGE_TILE`` pixels."""
-    from cmrseg.plots import overlay
+def montage(volume: Volume, mask: np.ndarray, columns: int = 6, truth: np.ndarray | None = None) -> np.ndarray:
+    """RGB picture of every slice of ``volume`` with the outlines of ``mask`` (and of ``truth`` beside it), slice
+    numbers and a colour legend: :func:`cmrseg.plots.montage`."""
+    from cmrseg.plots import montage as draw
 
-    magnify = max(1, -(-MONTAGE_TILE // max(volume.image.shape[:2])))
-    if magnify > 1:
-        volume = replace(volume, image=volume.image.repeat(magnify, 0).repeat(magnify, 1))
-        mask = mask.repeat(magnify, 0).repeat(magnify, 1)
-    height, width = volume.image.shape[:2]
-    columns = min(columns, volume.n_slices)
-    rows = -(-volume.n_slices // columns)
-    gap = 2
-    canvas = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
-    for z in range(volume.n_slices):
-        top, left = (z // columns) * (height + gap), (z % columns) * (width + gap)
-        canvas[top : top + height, left : left + width] = overlay(volume.image[:, :, z], mask[:, :, z])
-    return canvas
+    return draw(volume.image, mask, truth, columns)
 
 
 def _manifest(volumes: Sequence[Volume], qc: Mapping[str, Mapping[str, Any]] | None = None) -> str:

@@ -21,8 +21,8 @@ from cmrseg.qc.model import DEFAULT_MODEL, QcModel, features
 
 DEFAULT_THRESHOLD = 0.85
 """Volumes whose predicted mean Dice is below this are flagged ``check`` (``--qc-threshold``)."""
-LV_ENCLOSURE_MIN = 0.75
-"""Share of the LV cavity's border that must touch the myocardium."""
+LV_ENCLOSURE_MIN = 0.9
+"""Share of the LV cavity's border that must touch the myocardium (at least 0.98 in every acdc96 label volume)."""
 EF_MAX = 90.0
 """Ejection fractions above this (%) are not physiological."""
 VOLUME_ML = (5.0, 500.0)
@@ -105,3 +105,35 @@ def assess(signals: Mapping[str, Mapping[str, Any]], phases: Sequence[Any], mode
         reasons = patient_rules[row["patient"]] + [f"{case} to check ({own[case][0]})" for case in cases]
         result.patients[row["patient"]] = {"qc_flag": CHECK if reasons else PASS, "qc_reasons": "; ".join(reasons)}
     return result
+
+
+BAD_DICE = 0.80
+"""A volume whose true mean Dice is below this counts as bad when QC is measured against the truth."""
+
+
+def qc_against_truth(rows: Sequence[Mapping[str, Any]], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """How QC did on scored volumes (rows with ``dice`` and ``qc_dice``/``qc_flag``): MAE and correlation of the
+    predicted with the true mean Dice, volumes flagged, bad volumes (true mean Dice below :data:`BAD_DICE`) and how
+    many of each the flag caught."""
+    from cmrseg.qc.model import agreement_stats
+
+    true = np.array([row["dice"]["mean"] for row in rows], dtype=float)
+    predicted = np.array([row["qc_dice"] for row in rows], dtype=float)
+    flagged = np.array([row["qc_flag"] == CHECK for row in rows])
+    bad = true < BAD_DICE
+    return {**agreement_stats(predicted, true), "threshold": threshold, "flagged": int(flagged.sum()),
+            "bad": int(bad.sum()), "flagged_bad": int((flagged & bad).sum()), "bad_dice": BAD_DICE}
+
+
+def format_qc_against_truth(stats: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], shown: int = 10) -> str:
+    """Plain text: the QC summary and the flagged volumes (lowest predicted Dice first) with their true Dice."""
+    lines = [f"quality control (docs/qc.md): predicted vs true mean Dice per volume: MAE {stats['mae']:.3f}, "
+             f"r {stats['r']:.3f}; {stats['flagged']} of {stats['n']} volumes flagged 'check' "
+             f"(threshold {stats['threshold']:.2f}); {stats['bad']} have true mean Dice < {stats['bad_dice']:.2f}, "
+             f"{stats['flagged_bad']} of them flagged"]
+    flagged = sorted((row for row in rows if row["qc_flag"] == CHECK), key=lambda row: row["qc_dice"])
+    lines += [f"  check {row['case']}: qc_dice {row['qc_dice']:.3f}, true {row['dice']['mean']:.3f}: {row['qc_reasons']}"
+              for row in flagged[:shown]]
+    if len(flagged) > shown:
+        lines.append(f"  ... and {len(flagged) - shown} more")
+    return "\n".join(lines)
