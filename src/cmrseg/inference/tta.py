@@ -21,6 +21,8 @@ Warp = tuple[float, float, float, float]
 """Rotation (degrees), scale, shift x, shift y (pixels) about the image centre."""
 
 IDENTITY: Warp = (0.0, 1.0, 0.0, 0.0)
+AGREEMENT_STEP = 2
+"""Flip-view agreement (:func:`agreement_counts`) is counted on every second pixel in each direction."""
 
 
 def zoom_warp(scale: float) -> Warp:
@@ -74,7 +76,9 @@ def flip_average(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.T
 def agreement_counts(views: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """``N x S x 2`` counts of each foreground class (S = C - 1) of ``V x N x C x H x W`` view probabilities against
     their ``mean``'s argmax: pixels where a view's argmax and the mean's agree, and the two areas, summed over views;
-    ``2 * first / second`` is the views' mean Dice with the consensus."""
+    ``2 * first / second`` is the views' mean Dice with the consensus. Counted on every :data:`AGREEMENT_STEP`-th
+    pixel in each direction: the same Dice within sampling noise, at a fraction of the cost of the arg-maxes."""
+    views, mean = views[..., ::AGREEMENT_STEP, ::AGREEMENT_STEP], mean[..., ::AGREEMENT_STEP, ::AGREEMENT_STEP]
     consensus = mean.argmax(dim=1)
     labels = views.argmax(dim=2)
     classes = torch.arange(1, mean.shape[1], device=mean.device).view(1, 1, -1, 1, 1)
