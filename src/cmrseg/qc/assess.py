@@ -25,8 +25,8 @@ LV_ENCLOSURE_MIN = 0.9
 """Share of the LV cavity's border that must touch the myocardium (at least 0.98 in every acdc96 label volume)."""
 EF_MAX = 90.0
 """Ejection fractions above this (%) are not physiological."""
-VOLUME_ML = (5.0, 500.0)
-"""Plausible range (mL) of a ventricle's EDV and ESV when the voxel spacing is known."""
+VOLUME_ML = (10.0, 500.0)
+"""Plausible range (mL) of a ventricle's EDV when the voxel spacing is known (its ESV: at most the upper bound)."""
 PASS, CHECK = "pass", "check"
 
 
@@ -65,10 +65,10 @@ def patient_reasons(row: Mapping[str, Any]) -> list[str]:
             reasons.append(f"{side} ED volume below ES (EF {ef:.0f} %, negative stroke volume: phases swapped?)")
         elif ef == ef and ef > EF_MAX:
             reasons.append(f"{side} EF {ef:.0f} % above {EF_MAX:.0f} %")
-        for phase in ("EDV", "ESV"):
+        for phase, low in (("EDV", VOLUME_ML[0]), ("ESV", 0.0)):
             ml = row.get(f"{side}_{phase}_ml", math.nan)
-            if ml == ml and not VOLUME_ML[0] <= ml <= VOLUME_ML[1]:
-                reasons.append(f"{side} {phase} {ml:.0f} mL outside {VOLUME_ML[0]:.0f}-{VOLUME_ML[1]:.0f} mL")
+            if ml == ml and not low <= ml <= VOLUME_ML[1]:
+                reasons.append(f"{side} {phase} {ml:,.0f} mL outside {low:.0f}-{VOLUME_ML[1]:.0f} mL")
     return reasons
 
 
