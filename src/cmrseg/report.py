@@ -147,9 +147,9 @@ def _evaluate_slices(run_dir: Path, data_dir: str | Path | None, settings: Predi
 
 def _evaluate_volumes(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
     from cmrseg.data.volumes import volume_samples
-    from cmrseg.evaluation.volumes import predict_run_volumes, slice_scores
+    from cmrseg.evaluation.volumes import run_volumes_with_qc, slice_scores
 
-    volumes, masks, resolved, checked = predict_run_volumes(run_dir, data_dir, settings, progress=False)
+    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress=False)
     summary = {**slice_scores(volumes, masks), **resolved.summary()}
     preds = [mask[:, :, z] for mask in masks for z in range(mask.shape[2])]
     where = f"of {data_dir}" if data_dir is not None else "of the run's validation split, rebuilt from its config"

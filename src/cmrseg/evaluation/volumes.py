@@ -160,8 +160,15 @@ def validation_volumes(run_dir: str | Path) -> list[Volume]:
 def predict_held_out_volumes(run_dir: Path, config: ExperimentConfig, settings: PredictSettings
                              ) -> tuple[list[Volume], list[np.ndarray]]:
     """A cross-validation fold's held-out volumes and their predicted label volumes (``settings`` as given)."""
+    return held_out_with_qc(run_dir, config, settings)[:2]
+
+
+def held_out_with_qc(run_dir: Path, config: ExperimentConfig, settings: PredictSettings
+                     ) -> tuple[list[Volume], list[np.ndarray], QcResult]:
+    """:func:`predict_held_out_volumes` and the volumes' quality control (:mod:`cmrseg.qc`)."""
     volumes = config_validation_volumes(config)
-    return volumes, _run_masks(run_dir, volumes, settings, progress=False)[0]
+    masks, _, checked = _run_masks(run_dir, volumes, settings, progress=False)
+    return volumes, masks, checked
 
 
 def slice_scores(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -176,15 +183,18 @@ def slice_scores(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict
     return summarize(ids, preds, truths)
 
 
-def write_volume_report(out_dir: Path, volumes: Sequence[Volume], masks: Sequence[np.ndarray], prefix: str) -> dict[str, Any]:
-    """Score ``masks`` and write ``PREFIX_volumes.json``, ``PREFIX_indices.csv`` (predicted), ``PREFIX_indices_true.csv``
-    and the agreement plots ``PREFIX_agreement_scatter.png`` / ``_bland_altman.png`` into ``out_dir``."""
-    from cmrseg.clinical import plot_agreement, write_indices_csv
+def write_volume_report(out_dir: Path, volumes: Sequence[Volume], masks: Sequence[np.ndarray], prefix: str,
+                        qc: QcResult | None = None) -> dict[str, Any]:
+    """Score ``masks`` and write ``PREFIX_volumes.json``, ``PREFIX_indices.csv`` (predicted; with ``qc`` each
+    patient's flag), ``PREFIX_indices_true.csv`` and the agreement plots ``PREFIX_agreement_scatter.png`` /
+    ``_bland_altman.png`` into ``out_dir``."""
+    from cmrseg.clinical import plot_agreement, with_patient_qc, write_indices_csv
     from cmrseg.utils import write_json_atomic
 
-    scored = score_volume_masks(volumes, masks)
+    scored = score_volume_masks(volumes, masks, qc)
     write_json_atomic(out_dir / f"{prefix}_volumes.json", scored)
-    write_indices_csv(scored["indices"], out_dir / f"{prefix}_indices.csv")
+    write_indices_csv(with_patient_qc(scored["indices"], qc) if qc is not None else scored["indices"],
+                      out_dir / f"{prefix}_indices.csv")
     write_indices_csv(scored["true_indices"], out_dir / f"{prefix}_indices_true.csv")
     plot_agreement(scored["indices"], scored["true_indices"], out_dir / f"{prefix}_agreement_scatter.png",
                    out_dir / f"{prefix}_agreement_bland_altman.png")
@@ -199,7 +209,7 @@ def evaluate_run_on_volumes(
 ) -> dict[str, Any]:
     """Per-volume scores of a run folder on ``data_dir`` (default: its validation volumes), predicted
     with ``settings`` (default: the run's own)."""
-    volumes, masks, resolved, checked = predict_run_volumes(run_dir, data_dir, settings, progress)
+    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress)
     result = score_volume_masks(volumes, masks, checked)
     result.update(resolved.summary())
     return result
@@ -210,9 +220,19 @@ def predict_run_volumes(
     data_dir: str | Path | None = None,
     settings: PredictSettings | None = None,
     progress: bool = True,
-) -> tuple[list[Volume], list[np.ndarray], PredictSettings, QcResult]:
+) -> tuple[list[Volume], list[np.ndarray], PredictSettings]:
     """The labeled volumes of ``data_dir`` (default: the run's validation volumes), their predicted label
-    volumes, the resolved settings they were predicted with and their quality control (:mod:`cmrseg.qc`)."""
+    volumes and the resolved settings they were predicted with."""
+    return run_volumes_with_qc(run_dir, data_dir, settings, progress)[:3]
+
+
+def run_volumes_with_qc(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    settings: PredictSettings | None = None,
+    progress: bool = True,
+) -> tuple[list[Volume], list[np.ndarray], PredictSettings, QcResult]:
+    """:func:`predict_run_volumes` and the volumes' quality control (:mod:`cmrseg.qc`)."""
     volumes = labeled_volumes(data_dir) if data_dir is not None else validation_volumes(run_dir)
     masks, resolved, checked = _run_masks(run_dir, volumes, settings, progress)
     return volumes, masks, resolved, checked

@@ -83,6 +83,17 @@ class QcResult:
     calibrated: bool = False
 
 
+def merge(results: Sequence[QcResult]) -> QcResult | None:
+    """One result of several (e.g. the folds of a cross-validation: disjoint patients); None for none."""
+    if not results:
+        return None
+    merged = QcResult(threshold=results[0].threshold, calibrated=all(r.calibrated for r in results))
+    for result in results:
+        merged.cases.update(result.cases)
+        merged.patients.update(result.patients)
+    return merged
+
+
 def assess(signals: Mapping[str, Mapping[str, Any]], phases: Sequence[Any], model: QcModel | None = None,
            threshold: float = DEFAULT_THRESHOLD) -> QcResult:
     """QC of the volumes whose ``signals`` are given by case, with their predicted ``phases``
