@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -169,6 +170,7 @@ def measure(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
         "rules_alone": rates(rule, bad),
         "roc_auc": roc_auc(score, bad), "roc_auc_dice_only": roc_auc(1.0 - predicted, bad),
         "first_threshold_reaching_sens_0.90": reaching[0] if reaching else None,
+        "flag_at_0.80": {"threshold": 0.80, **rates(rule | (predicted < 0.80), bad)},
         "final_model": {**rates(flagged[final], bad[final]),
                         "estimate": agreement_stats(predicted[final], true[final])},
     }
@@ -192,6 +194,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| rules alone: sensitivity / specificity | {result['rules_alone']['sensitivity']:.3f} / "
         f"{result['rules_alone']['specificity']:.3f} | |",
     ]
+    at80 = result["flag_at_0.80"]
+    lines.append(f"| --qc-threshold 0.80: sensitivity / specificity | {at80['sensitivity']:.3f} / {at80['specificity']:.3f} | |")
     if reach:
         lines.append(f"| first threshold with sensitivity >= 0.90 (chosen on this pool) | {reach['threshold']:.3f}: "
                      f"specificity {reach['specificity']:.3f} | |")
@@ -212,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="use the fold runs as they are (all must be there)")
+    parser.add_argument("--reuse-pool", action="store_true", help="reuse RUNS/pool.pkl (the predicted pool) when there")
     parser.add_argument("--qc-threshold", type=float, default=DEFAULT_THRESHOLD)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -222,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained in {(time.time() - started) / 60:.1f} min", flush=True)
     if args.train_only:
         return 0
-    rows = pool(args.runs, config, args.folds)
+    cache = args.runs / "pool.pkl"
+    if args.reuse_pool and cache.is_file():
+        rows = pickle.loads(cache.read_bytes())
+    else:
+        rows = pool(args.runs, config, args.folds)
+        cache.write_bytes(pickle.dumps(rows))
     cross_validated_qc(rows, args.folds, args.qc_threshold)
     result = measure(rows, args.qc_threshold)
     result["cost"] = qc_cost(args.runs, config, args.folds)

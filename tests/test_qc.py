@@ -16,7 +16,7 @@ from cmrseg.data.synth import write_synthetic_volumes
 from cmrseg.data.volumes import Volume, list_cases, load_volume
 from cmrseg.inference.tta import agreement_counts, flip_average
 from cmrseg.plots import montage
-from cmrseg.qc import CHECK, PASS, QcModel, assess, features, volume_signals
+from cmrseg.qc import CHECK, FEATURES, PASS, QcModel, assess, volume_signals
 from cmrseg.qc.model import cross_validated, fit
 from cmrseg.qc.signals import view_dice
 
@@ -160,7 +160,7 @@ def test_flip_average_with_agreement_gives_the_same_probabilities() -> None:
 
 def test_regression_recovers_a_linear_truth_cross_validated_by_patient() -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 7))
+    x = rng.normal(size=(60, len(FEATURES)))
     x[:5, 0] = np.nan  # volumes predicted without TTA: no view agreement
     y = 0.7 + 0.05 * np.nan_to_num(x[:, 0]) - 0.03 * x[:, 2]
     groups = [f"p{i // 2}" for i in range(60)]

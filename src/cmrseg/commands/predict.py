@@ -20,7 +20,7 @@ def add_parser(subparsers: Subparsers) -> None:
                         help="volumes: also write OUT/indices.csv (per patient EDV, ESV, SV, EF, LV mass)")
     parser.add_argument("--qc-threshold", type=float, default=None, metavar="DICE",
                         help="volumes: flag a case 'check' in cases.csv when its predicted mean Dice is below this "
-                             "(default 0.85; docs/qc.md)")
+                             "(default 0.80; docs/qc.md)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     add_inference_options(parser)
     parser.set_defaults(handler=run)

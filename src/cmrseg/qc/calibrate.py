@@ -16,7 +16,7 @@ import numpy as np
 from cmrseg import runs
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings
-from cmrseg.qc.model import QcModel, agreement_stats, cross_validated, features, fit
+from cmrseg.qc.model import ALPHA, QcModel, agreement_stats, cross_validated, features, fit
 
 MIN_PATIENTS = 3
 """Calibration needs labeled volumes of at least this many patients (to fit, and to cross-validate by patient)."""
@@ -31,7 +31,7 @@ def require_patients(groups: list[str]) -> int:
     return patients
 
 
-def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5, alpha: float = 1.0
+def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5, alpha: float = ALPHA
                   ) -> tuple[QcModel, np.ndarray]:
     """The model fitted on all rows, with its patient-wise cross-validated MAE and r in ``cv``, and the
     cross-validated estimates."""
@@ -43,7 +43,7 @@ def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 
 
 
 def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettings | None = None, folds: int = 5,
-              alpha: float = 1.0, progress: bool = True) -> dict[str, Any]:
+              alpha: float = ALPHA, progress: bool = True) -> dict[str, Any]:
     """Fit the QC model of the run folder ``run_dir`` on the labeled volumes of ``data_dir``, store it
     (``RUN/qc_model.json``) and return ``{"model", "per_volume", "cv", "path"}``."""
     from cmrseg.evaluation.volumes import labeled_volumes

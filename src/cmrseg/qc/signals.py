@@ -1,7 +1,9 @@
 """Signals of one predicted volume that say how far to trust it, measured from what prediction already computed.
 
 - ``view_dice``: mean Dice of each flip-TTA view's argmax with the views' consensus, over RV, Myo and LV (from
-  :func:`cmrseg.inference.tta.agreement_counts`); NaN when the volume was predicted without TTA.
+  :func:`cmrseg.inference.tta.agreement_counts`), and ``view_dice_min`` its worst structure; NaN when the volume
+  was predicted without TTA.
+- proportions (:func:`proportions`): RV and myocardium against the LV, and the share of voxels in a structure.
 - ``margin``: mean top-1 minus top-2 probability over the voxels predicted as a structure (1 = certain).
 - ``uncertain``: voxels whose margin is below :data:`UNCERTAIN_MARGIN`, as a share of the predicted structures'
   voxels (plus those uncertain ones): how much of the segmentation is a coin toss.
@@ -27,13 +29,26 @@ RV_REACH = 3
 LABEL = {name: value for value, name in enumerate(STRUCTURES, start=1)}
 
 
-def view_dice(counts: Sequence[np.ndarray] | None) -> float:
-    """Mean Dice over RV, Myo and LV of the flip views with their consensus, from the per-slice ``S x 2`` counts of
-    :func:`cmrseg.inference.tta.agreement_counts` (a structure absent from every view counts 1); NaN without them."""
+def structure_view_dice(counts: Sequence[np.ndarray] | None) -> list[float]:
+    """Dice of the flip views with their consensus for RV, Myo and LV, from the per-slice ``S x 2`` counts of
+    :func:`cmrseg.inference.tta.agreement_counts` (a structure absent from every view counts 1); NaNs without them."""
     if not counts or any(c.size == 0 for c in counts):
-        return math.nan
+        return [math.nan] * len(STRUCTURES)
     total = np.sum(np.stack(counts), axis=0)
-    return float(np.mean([2 * overlap / area if area > 0 else 1.0 for overlap, area in total]))
+    return [float(2 * overlap / area) if area > 0 else 1.0 for overlap, area in total]
+
+
+def view_dice(counts: Sequence[np.ndarray] | None) -> float:
+    """Mean over RV, Myo and LV of :func:`structure_view_dice`; NaN without counts."""
+    return float(np.mean(structure_view_dice(counts)))
+
+
+def proportions(mask: np.ndarray) -> dict[str, float]:
+    """``rv_lv`` and ``myo_lv``: log ratios of the RV's and the myocardium's voxels to the LV's (+1 each), and
+    ``foreground``: the share of the volume's voxels in a structure. Untrained or failing models get these wrong."""
+    count = {name: float((mask == value).sum()) for name, value in LABEL.items()}
+    return {"rv_lv": math.log((count["RV"] + 1) / (count["LV"] + 1)),
+            "myo_lv": math.log((count["Myo"] + 1) / (count["LV"] + 1)), "foreground": float((mask > 0).mean())}
 
 
 def probability_signals(probs: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -94,7 +109,9 @@ def volume_signals(probs: np.ndarray | None, mask: np.ndarray, agreement: Sequen
                    ) -> dict[str, Any]:
     """Every signal of one predicted volume: probability ones (NaN without ``probs``, e.g. a label volume read
     back), flip-view agreement (NaN without ``agreement`` counts) and anatomy."""
-    signals: dict[str, Any] = {"view_dice": view_dice(agreement)}
+    views = structure_view_dice(agreement)
+    signals: dict[str, Any] = {"view_dice": float(np.mean(views)), "view_dice_min": float(np.min(views)),
+                               **proportions(mask)}
     signals.update(probability_signals(probs, mask) if probs is not None else {"margin": math.nan, "uncertain": math.nan})
     signals.update(anatomy_signals(mask))
     return signals
