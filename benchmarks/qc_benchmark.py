@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from cmrseg.clinical import PhaseLabel, indices_table
+from cmrseg.commands.common import existing_folder
 from cmrseg.config import apply_overrides, load_config
 from cmrseg.crossval import cross_validate, fold_dir
 from cmrseg.evaluation.volumes import config_validation_volumes, predict_volume_masks
@@ -211,7 +212,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "acdc96")
+    parser.add_argument("--data", type=existing_folder, default=str(ROOT.parent / "shared" / "data" / "acdc96"))
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "qc_bench")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--train-only", action="store_true")
