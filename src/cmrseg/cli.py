@@ -10,11 +10,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from cmrseg.commands import (cv, data, ensemble, evaluate, export, indices, models, plan, predict, report, score, submit,
-                             sweep, train)
+from cmrseg.commands import (cv, data, ensemble, evaluate, export, indices, models, plan, predict, qc, report, score,
+                             submit, sweep, train)
 from cmrseg.errors import CmrsegError
 
-COMMANDS = (data, plan, train, evaluate, predict, indices, submit, score, models, export, ensemble, cv, sweep, report)
+COMMANDS = (data, plan, train, evaluate, predict, indices, submit, score, models, export, ensemble, cv, sweep, report, qc)
 """The verb modules, in the order ``cmrseg --help`` lists them."""
 
 

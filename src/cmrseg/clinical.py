@@ -35,6 +35,8 @@ LABELS = {"RV": 1, "Myo": 2, "LV": 3}
 INDEX_COLUMNS = ["LV_EDV_ml", "LV_ESV_ml", "LV_SV_ml", "LV_EF_pct", "RV_EDV_ml", "RV_ESV_ml", "RV_SV_ml", "RV_EF_pct",
                  "LV_mass_g", "LV_EDV_voxels", "LV_ESV_voxels", "RV_EDV_voxels", "RV_ESV_voxels", "Myo_ED_voxels"]
 TABLE_COLUMNS = ["patient", "group", "ed_case", "es_case", "spacing_mm", *INDEX_COLUMNS, "note"]
+QC_COLUMNS = ["qc_flag", "qc_reasons"]
+"""The patient's quality control (:mod:`cmrseg.qc`), after the indices when known."""
 PLOTTED = (("LV_EF_pct", "LV EF (%)"), ("RV_EF_pct", "RV EF (%)"), ("LV_EDV_ml", "LV EDV (mL)"),
            ("LV_EDV_voxels", "LV EDV (voxels)"), ("LV_mass_g", "LV mass (g)"), ("Myo_ED_voxels", "LV myocardium at ED (voxels)"))
 
@@ -154,12 +156,19 @@ def _cell(value: Any) -> Any:
 
 
 def write_indices_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """The per-patient table as CSV (empty cells where an index is not defined), written atomically."""
+    """The per-patient table as CSV (empty cells where an index is not defined), written atomically; with the
+    patient's quality control (:data:`QC_COLUMNS`) when the rows carry it (:func:`with_patient_qc`)."""
+    columns = TABLE_COLUMNS + [c for c in QC_COLUMNS if any(c in row for row in rows)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows({key: _cell(row.get(key, "")) for key in TABLE_COLUMNS} for row in rows)
+    writer.writerows({key: _cell(row.get(key, "")) for key in columns} for row in rows)
     write_text_atomic(path, buffer.getvalue())
+
+
+def with_patient_qc(rows: Sequence[dict[str, Any]], checked: Any) -> list[dict[str, Any]]:
+    """``rows`` with each patient's ``qc_flag`` and ``qc_reasons`` from a :class:`cmrseg.qc.QcResult`."""
+    return [{**row, **checked.patients.get(row["patient"], {})} for row in rows]
 
 
 def plotted_indices(stats: dict[str, dict[str, float]]) -> list[tuple[str, str]]:

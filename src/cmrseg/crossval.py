@@ -90,18 +90,20 @@ class FoldScores:
     summary: dict[str, Any]
     volumes: list[Any] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
+    qc: Any = None
+    """On volume data, the held-out volumes' quality control (:class:`cmrseg.qc.QcResult`)."""
 
 
 def _score_fold(config: ExperimentConfig, run_dir: Path, settings: PredictSettings) -> FoldScores:
     """Dice/HD95 of the fold's weights on its held-out slices. On volume data each held-out volume is predicted
     once (3D clean-up) and its slices are scored as cut from that prediction, which the volume report reuses."""
-    from cmrseg.evaluation.volumes import predict_held_out_volumes, slice_scores, trained_on_volumes
+    from cmrseg.evaluation.volumes import held_out_with_qc, slice_scores, trained_on_volumes
 
     fold_settings = _fold_settings(config, settings)
     if not trained_on_volumes(config):
         return FoldScores(score_samples(run_dir, prepare_data(config).val, fold_settings)[0])
-    volumes, masks = predict_held_out_volumes(run_dir, config, fold_settings)
-    return FoldScores(slice_scores(volumes, masks), volumes, masks)
+    volumes, masks, checked = held_out_with_qc(run_dir, config, fold_settings)
+    return FoldScores(slice_scores(volumes, masks), volumes, masks, checked)
 
 
 def _volume_report(out: Path, scores: list[FoldScores]) -> dict[str, Any] | None:
@@ -111,8 +113,10 @@ def _volume_report(out: Path, scores: list[FoldScores]) -> dict[str, Any] | None
         return None
     from cmrseg.evaluation.volumes import write_volume_report
 
+    from cmrseg.qc.assess import merge
+
     return write_volume_report(out, [v for fold in scores for v in fold.volumes], [m for fold in scores for m in fold.masks],
-                               "cv")
+                               "cv", merge([fold.qc for fold in scores if fold.qc is not None]))
 
 
 def _row(fold: int | str, summary: dict[str, Any], minutes: float) -> dict[str, Any]:

@@ -9,6 +9,7 @@ The zip holds what prediction needs and nothing else::
     plan.json            the spacing, patch and batch it trained and predicts at, when the run has one
     best.pt              the weights only (no optimiser state)
     history.csv          the run's per-epoch metrics, when it has them
+    qc_model.json        the run's calibrated QC estimate (``cmrseg qc calibrate``), when it has one
     model_card.json      architecture, parameters, data, date, commit, metrics, intended use
     MODEL_CARD.md        the same, for people
 
@@ -141,7 +142,7 @@ def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, A
         CARD_JSON: (json_text(card) + "\n").encode(),
         CARD_MARKDOWN: card_markdown(card).encode(),
     }
-    for optional in (runs.DATA_FILE, runs.PLAN_FILE, runs.HISTORY_FILE):
+    for optional in (runs.DATA_FILE, runs.PLAN_FILE, runs.HISTORY_FILE, runs.QC_FILE):
         if (run_dir / optional).is_file():
             files[optional] = (run_dir / optional).read_bytes()
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "cmrseg_version": __version__,

@@ -130,6 +130,8 @@ class Evaluated:
     source: str
     volumes: list[Any] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
+    qc: Any = None
+    """On volume data, the volumes' quality control (:class:`cmrseg.qc.QcResult`)."""
 
 
 def _evaluate_slices(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
@@ -145,14 +147,14 @@ def _evaluate_slices(run_dir: Path, data_dir: str | Path | None, settings: Predi
 
 def _evaluate_volumes(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
     from cmrseg.data.volumes import volume_samples
-    from cmrseg.evaluation.volumes import predict_run_volumes, slice_scores
+    from cmrseg.evaluation.volumes import run_volumes_with_qc, slice_scores
 
-    volumes, masks, resolved = predict_run_volumes(run_dir, data_dir, settings, progress=False)
+    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress=False)
     summary = {**slice_scores(volumes, masks), **resolved.summary()}
     preds = [mask[:, :, z] for mask in masks for z in range(mask.shape[2])]
     where = f"of {data_dir}" if data_dir is not None else "of the run's validation split, rebuilt from its config"
     source = f"the {len(preds)} slices of {len(volumes)} labeled volumes {where}, each cut from its volume's prediction"
-    return Evaluated(summary, volume_samples(volumes), preds, source, volumes, masks)
+    return Evaluated(summary, volume_samples(volumes), preds, source, volumes, masks, checked)
 
 
 def _curve_png(history: list[dict[str, float]]) -> bytes:
@@ -173,14 +175,16 @@ def _agreement_pngs(scored: dict[str, Any]) -> list[bytes]:
         return [path.read_bytes() for path in paths]
 
 
-def volume_sections(volumes: list[Any], masks: list[np.ndarray], max_volumes: int = 4) -> list[tuple[str, str]]:
+def volume_sections(volumes: list[Any], masks: list[np.ndarray], max_volumes: int = 4, qc: Any = None
+                    ) -> list[tuple[str, str]]:
     """Report sections of labeled volumes and their predicted label volumes: 3D metrics (all, ED, ES), slice
-    positions, clinical-index agreement with its scatter and Bland-Altman plots, and the worst volumes side by
-    side with their truth."""
+    positions, clinical-index agreement with its scatter and Bland-Altman plots, the worst volumes side by
+    side with their truth, and with ``qc`` (:class:`cmrseg.qc.QcResult`) the cases quality control says to
+    check first (:func:`qc_section`)."""
     from cmrseg.evaluation.volumes import score_volume_masks
     from cmrseg.inference.volumes import montage
 
-    scored = score_volume_masks(volumes, masks)
+    scored = score_volume_masks(volumes, masks, qc)
     columns, unit = [*STRUCTURES, "mean"], scored["hd95_unit"]
     summary = _table(["volumes", *(f"Dice {c}" for c in columns), f"HD95 mean ({unit})"], [
         [f"{name} ({group['n_volumes']})", *(_dice_cell(group["dice"][c]) for c in columns), _number(group["hd95"]["mean"], 2)]
@@ -197,10 +201,10 @@ def volume_sections(volumes: list[Any], masks: list[np.ndarray], max_volumes: in
     worst = sorted(scored["per_volume"], key=lambda row: row["dice"]["mean"])[:max_volumes]
     pictures = "".join(
         f"<p>{html.escape(row['case'])} ({row['phase'] or 'phase unknown'}): mean 3D Dice {row['dice']['mean']:.3f}; "
-        f"truth above, prediction below</p>"
-        + _img(_array_png(montage(by_case[row["case"]][0], by_case[row["case"]][0].label)), "truth", "plot")
-        + _img(_array_png(montage(*by_case[row["case"]])), "prediction", "plot") for row in worst)
-    return [
+        f"each slice: truth left, prediction right</p>"
+        + _img(_array_png(montage(*by_case[row["case"]], truth=by_case[row["case"]][0].label)), row["case"], "plot")
+        for row in worst)
+    return [*([qc_section(scored, by_case, max_volumes)] if "qc" in scored else []),
         ("Volumes", f"<p>{len(volumes)} volumes: Dice over each whole volume; HD95 in {unit} (the volume diagonal for a "
                     "structure in only one of prediction and truth). Slice Dice by position: each volume's slices in "
                     "thirds from base to apex.</p>" + summary + positions),
@@ -208,6 +212,28 @@ def volume_sections(volumes: list[Any], masks: list[np.ndarray], max_volumes: in
                              "true).</p>" + agreement + notes + plots),
         ("Worst volumes", _legend() + pictures),
     ]
+
+
+def qc_section(scored: dict[str, Any], by_case: dict[str, tuple[Any, np.ndarray]], max_volumes: int = 4
+               ) -> tuple[str, str]:
+    """"Cases to check first": every volume quality control flags (lowest predicted Dice first) with its predicted
+    and true Dice and reasons, the first ``max_volumes`` with their montage (truth beside prediction)."""
+    from cmrseg.inference.volumes import montage
+    from cmrseg.qc import CHECK
+
+    stats = scored["qc"]
+    flagged = sorted((r for r in scored["per_volume"] if r["qc_flag"] == CHECK), key=lambda r: r["qc_dice"])
+    table = _table(["case", "predicted Dice", "true Dice", "reasons"], [
+        [html.escape(r["case"]), f"{r['qc_dice']:.3f}", _dice_cell(r["dice"]["mean"]), html.escape(r["qc_reasons"])]
+        for r in flagged])
+    pictures = "".join(f"<p>{html.escape(r['case'])}: predicted Dice {r['qc_dice']:.3f}, true {r['dice']['mean']:.3f}</p>"
+                       + _img(_array_png(montage(*by_case[r["case"]], truth=by_case[r["case"]][0].label)), r["case"], "plot")
+                       for r in flagged[:max_volumes])
+    text = (f"<p>Quality control (docs/qc.md) flags {stats['flagged']} of {stats['n']} volumes 'check' (predicted mean "
+            f"Dice below {stats['threshold']:.2f} or an anatomical rule broken); {stats['bad']} volumes have a true mean "
+            f"Dice below {stats['bad_dice']:.2f}, {stats['flagged_bad']} of them flagged. Predicted against true mean "
+            f"Dice: MAE {stats['mae']:.3f}, r {_number(stats['r'])}.</p>")
+    return "Cases to check first", text + (table + _legend() + pictures if flagged else "<p>No volume flagged.</p>")
 
 
 def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24,
@@ -256,7 +282,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
                     "Dice is per image then averaged; HD95 in pixels, the image diagonal for a structure in only one of "
                     "prediction and truth. Misses: images where a structure of the truth was not predicted; false "
                     "detections: predicted but not in the truth.</p>" + metrics),
-        *(volume_sections(evaluated.volumes, evaluated.masks) if evaluated.volumes else []),
+        *(volume_sections(evaluated.volumes, evaluated.masks, qc=evaluated.qc) if evaluated.volumes else []),
         ("Per-image Dice, worst first", f"<p>Overlays for the {shown} worst of {len(ranked)} images.</p>{_legend()}{per_image}"),
         ("Training curves", curves),
         ("Config", _pre_json(config.model_dump(mode="json"))),

@@ -9,6 +9,7 @@ ensemble, cv, sweep and report read it back through them.
     RUN_DIR/checkpoints/         periodic checkpoints every ``checkpoint_every`` epochs
     RUN_DIR/history.csv          one row per epoch, rewritten as the run goes
     RUN_DIR/loss_curve.png       train/val loss and val Dice curves
+    RUN_DIR/qc_model.json        the fitted QC estimate, written by ``cmrseg qc calibrate`` (see :mod:`cmrseg.qc`)
     RUN_DIR/.cmrseg-output.json  marker: written by ``cmrseg train`` (see :mod:`cmrseg.outputs`)
     RUN_DIR/.cmrseg.lock         held while a training writes the folder (see :mod:`cmrseg.locks`)
 
@@ -44,7 +45,9 @@ LAST_CHECKPOINT = "last.pt"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.csv"
 CURVE_FILE = "loss_curve.png"
-RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, DATA_FILE, PLAN_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE, CURVE_FILE)
+QC_FILE = "qc_model.json"
+RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, DATA_FILE, PLAN_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE,
+             CURVE_FILE)
 """What a training writes into a run folder (outputs of other commands must not land on them)."""
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
@@ -203,9 +206,8 @@ def read_history(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def read_training_data(run_dir: Path) -> dict[str, Any] | None:
-    """The run's ``data.json`` (training counts and voxel spacing), or None for a run without one."""
-    path = run_dir / DATA_FILE
+def _optional_json(path: Path) -> dict[str, Any] | None:
+    """The JSON in ``path``, None when there is no such file; invalid JSON is a one-line error."""
     if not path.is_file():
         return None
     try:
@@ -235,6 +237,11 @@ def read_plan(run_dir: Path) -> Plan | None:
         raise CmrsegError(f"{path}: not a valid plan ({type(err).__name__})") from None
 
 
+def read_training_data(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``data.json`` (training counts and voxel spacing), or None for a run without one."""
+    return _optional_json(run_dir / DATA_FILE)
+
+
 def describe_training_data(samples: list[Any]) -> dict[str, Any]:
     """``data.json``: counts of the training slices, patients and volumes, and their median voxel spacing.
 
@@ -251,3 +258,17 @@ def describe_training_data(samples: list[Any]) -> dict[str, Any]:
         "n_patients": len({s.group for s in samples if s.group is not None}),
         "spacing": [float(v) for v in np.median(np.array(spacings, dtype=float), axis=0)] if known else None,
     }
+
+
+def read_qc_model(run_dir: Path) -> dict[str, Any] | None:
+    """The run's calibrated QC model (``qc_model.json``, :meth:`cmrseg.qc.QcModel.to_dict`), or None without one."""
+    return _optional_json(run_dir / QC_FILE)
+
+
+def write_qc_model(run_dir: Path, model: Mapping[str, Any]) -> Path:
+    """Store the fitted QC model in the run folder, atomically (an earlier one is replaced); exports carry it."""
+    from cmrseg.utils import write_json_atomic
+
+    path = run_dir / QC_FILE
+    write_json_atomic(path, dict(model))
+    return path

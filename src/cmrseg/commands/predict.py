@@ -21,6 +21,9 @@ def add_parser(subparsers: Subparsers) -> None:
                         help="also write coloured <id>_overlay.png (volumes: every slice side by side)")
     parser.add_argument("--indices", action="store_true",
                         help="volumes: also write OUT/indices.csv (per patient EDV, ESV, SV, EF, LV mass)")
+    parser.add_argument("--qc-threshold", type=float, default=None, metavar="DICE",
+                        help="volumes: flag a case 'check' in cases.csv when its predicted mean Dice is below this "
+                             "(default 0.80; docs/qc.md)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     add_inference_options(parser)
     parser.set_defaults(handler=run)
@@ -31,6 +34,6 @@ def run(args: argparse.Namespace) -> None:
     from cmrseg.inference import predict_folder
 
     written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
-                             overwrite=args.overwrite, indices=args.indices)
+                             overwrite=args.overwrite, indices=args.indices, qc_threshold=args.qc_threshold)
     kind = "label volumes" if written and written[0].name.endswith((".nii.gz", ".nii")) else "masks"
     print(f"wrote {len(written)} {kind} to {args.out}" + (" (and indices.csv)" if args.indices else ""))

@@ -24,24 +24,32 @@ from cmrseg.inference import PredictSettings, Predictor
 from cmrseg.inference.volumes import predict_volume_probabilities, volume_mask
 from cmrseg.metrics import summarize
 from cmrseg.metrics.volumes import POSITIONS, evaluate_volume, summarize_volumes
+from cmrseg.qc.assess import QcResult
 
 
-def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict[str, Any]:
+def score_volume_masks(volumes: Sequence[Volume], masks: Sequence[np.ndarray], qc: QcResult | None = None
+                       ) -> dict[str, Any]:
     """Score predicted label volumes against the volumes' labels: per-volume rows, summaries, clinical indices
-    of both and their agreement."""
+    of both and their agreement; with ``qc`` (:func:`cmrseg.qc.assess` of the same volumes) each row also carries
+    ``qc_dice``, ``qc_flag`` and ``qc_reasons`` and ``qc`` summarises them against the true Dice
+    (:func:`cmrseg.qc.assess.qc_against_truth`)."""
+    from cmrseg.qc.assess import qc_against_truth
+
     rows, predicted, true = [], [], []
     for volume, mask in zip(volumes, masks, strict=True):
         if volume.label is None:
             raise CmrsegError(f"{volume.path}: no label volume to evaluate against")
         row = evaluate_volume(mask, volume.label, volume.spacing)
         row.update(case=volume.case, patient=volume.patient, phase=volume.phase, group=volume.group,
-                   n_slices=volume.n_slices, spacing=list(volume.spacing) if volume.spacing else None)
+                   n_slices=volume.n_slices, spacing=list(volume.spacing) if volume.spacing else None,
+                   **(qc.cases[volume.case] if qc is not None else {}))
         rows.append(row)
         predicted.append(PhaseLabel.from_volume(volume, mask))
         true.append(PhaseLabel.from_volume(volume, volume.label))
     predicted_rows, true_rows = indices_table(predicted), indices_table(true)
+    checks = {"qc": qc_against_truth(rows, qc.threshold)} if qc is not None else {}
     return {**summarize_volumes(rows), "per_volume": rows, "indices": predicted_rows, "true_indices": true_rows,
-            "agreement": agreement(predicted_rows, true_rows), "n_volumes": len(rows)}
+            "agreement": agreement(predicted_rows, true_rows), "n_volumes": len(rows), **checks}
 
 
 def predict_volume_masks(
@@ -71,14 +79,19 @@ def evaluate_volumes(
 
 
 def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: PredictSettings | None, progress: bool
-               ) -> tuple[list[np.ndarray], PredictSettings]:
+               ) -> tuple[list[np.ndarray], PredictSettings, QcResult]:
+    """Predicted label volumes, the resolved settings and the volumes' quality control (:mod:`cmrseg.qc`)."""
     from cmrseg.inference import load_run
     from cmrseg.inference.volumes import training_spacing
+    from cmrseg.qc import assess
+    from cmrseg.qc.predict import predict_with_signals, run_qc_model
 
     predictor, resolved = load_run(run_dir, settings)
-    masks = predict_volume_masks(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
-                                 training_spacing(run_dir), progress)
-    return masks, resolved
+    masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
+                                          training_spacing(run_dir), progress)
+    phases = [PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True)]
+    checked = assess({v.case: s for v, s in zip(volumes, signals, strict=True)}, phases, run_qc_model(run_dir))
+    return masks, resolved, checked
 
 
 def labeled_volumes(data_dir: str | Path) -> list[Volume]:
@@ -115,6 +128,11 @@ def format_volume_report(result: dict[str, Any]) -> str:
         lines.append(format_agreement(result["agreement"]))
     notes = sorted({row["note"] for row in result["indices"] if row["note"]})
     lines.extend(f"note: {note}" for note in notes)
+    if "qc" in result:
+        from cmrseg.qc.assess import format_qc_against_truth
+
+        lines.append("")
+        lines.append(format_qc_against_truth(result["qc"], result["per_volume"]))
     lines.append(f"({result['n_volumes']} volumes; Dice and HD95 over whole volumes; a structure missed or invented "
                  f"gets the volume diagonal as HD95)")
     return "\n".join(lines)
@@ -142,8 +160,15 @@ def validation_volumes(run_dir: str | Path) -> list[Volume]:
 def predict_held_out_volumes(run_dir: Path, config: ExperimentConfig, settings: PredictSettings
                              ) -> tuple[list[Volume], list[np.ndarray]]:
     """A cross-validation fold's held-out volumes and their predicted label volumes (``settings`` as given)."""
+    return held_out_with_qc(run_dir, config, settings)[:2]
+
+
+def held_out_with_qc(run_dir: Path, config: ExperimentConfig, settings: PredictSettings
+                     ) -> tuple[list[Volume], list[np.ndarray], QcResult]:
+    """:func:`predict_held_out_volumes` and the volumes' quality control (:mod:`cmrseg.qc`)."""
     volumes = config_validation_volumes(config)
-    return volumes, _run_masks(run_dir, volumes, settings, progress=False)[0]
+    masks, _, checked = _run_masks(run_dir, volumes, settings, progress=False)
+    return volumes, masks, checked
 
 
 def slice_scores(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -158,15 +183,18 @@ def slice_scores(volumes: Sequence[Volume], masks: Sequence[np.ndarray]) -> dict
     return summarize(ids, preds, truths)
 
 
-def write_volume_report(out_dir: Path, volumes: Sequence[Volume], masks: Sequence[np.ndarray], prefix: str) -> dict[str, Any]:
-    """Score ``masks`` and write ``PREFIX_volumes.json``, ``PREFIX_indices.csv`` (predicted), ``PREFIX_indices_true.csv``
-    and the agreement plots ``PREFIX_agreement_scatter.png`` / ``_bland_altman.png`` into ``out_dir``."""
-    from cmrseg.clinical import plot_agreement, write_indices_csv
+def write_volume_report(out_dir: Path, volumes: Sequence[Volume], masks: Sequence[np.ndarray], prefix: str,
+                        qc: QcResult | None = None) -> dict[str, Any]:
+    """Score ``masks`` and write ``PREFIX_volumes.json``, ``PREFIX_indices.csv`` (predicted; with ``qc`` each
+    patient's flag), ``PREFIX_indices_true.csv`` and the agreement plots ``PREFIX_agreement_scatter.png`` /
+    ``_bland_altman.png`` into ``out_dir``."""
+    from cmrseg.clinical import plot_agreement, with_patient_qc, write_indices_csv
     from cmrseg.utils import write_json_atomic
 
-    scored = score_volume_masks(volumes, masks)
+    scored = score_volume_masks(volumes, masks, qc)
     write_json_atomic(out_dir / f"{prefix}_volumes.json", scored)
-    write_indices_csv(scored["indices"], out_dir / f"{prefix}_indices.csv")
+    write_indices_csv(with_patient_qc(scored["indices"], qc) if qc is not None else scored["indices"],
+                      out_dir / f"{prefix}_indices.csv")
     write_indices_csv(scored["true_indices"], out_dir / f"{prefix}_indices_true.csv")
     plot_agreement(scored["indices"], scored["true_indices"], out_dir / f"{prefix}_agreement_scatter.png",
                    out_dir / f"{prefix}_agreement_bland_altman.png")
@@ -181,8 +209,8 @@ def evaluate_run_on_volumes(
 ) -> dict[str, Any]:
     """Per-volume scores of a run folder on ``data_dir`` (default: its validation volumes), predicted
     with ``settings`` (default: the run's own)."""
-    volumes, masks, resolved = predict_run_volumes(run_dir, data_dir, settings, progress)
-    result = score_volume_masks(volumes, masks)
+    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress)
+    result = score_volume_masks(volumes, masks, checked)
     result.update(resolved.summary())
     return result
 
@@ -195,9 +223,19 @@ def predict_run_volumes(
 ) -> tuple[list[Volume], list[np.ndarray], PredictSettings]:
     """The labeled volumes of ``data_dir`` (default: the run's validation volumes), their predicted label
     volumes and the resolved settings they were predicted with."""
+    return run_volumes_with_qc(run_dir, data_dir, settings, progress)[:3]
+
+
+def run_volumes_with_qc(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    settings: PredictSettings | None = None,
+    progress: bool = True,
+) -> tuple[list[Volume], list[np.ndarray], PredictSettings, QcResult]:
+    """:func:`predict_run_volumes` and the volumes' quality control (:mod:`cmrseg.qc`)."""
     volumes = labeled_volumes(data_dir) if data_dir is not None else validation_volumes(run_dir)
-    masks, resolved = _run_masks(run_dir, volumes, settings, progress)
-    return volumes, masks, resolved
+    masks, resolved, checked = _run_masks(run_dir, volumes, settings, progress)
+    return volumes, masks, resolved, checked
 
 
 def is_volume_evaluation(run_dir: str | Path, data_dir: str | Path | None) -> bool:

@@ -86,9 +86,14 @@ class ModelPredictor:
     other_phase: bool = False
     source: str = "the network"
     """What the network was loaded from (a checkpoint or ``.onnx`` file), named when its output is refused."""
+    record_agreement: bool = False
+    """With ``tta``, keep in :attr:`agreement` each image's flip-view agreement counts (quality control)."""
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
+        self.agreement: list[np.ndarray] | None = None
+        """After :meth:`predict_proba` with ``record_agreement`` and ``tta``: per image its ``S x 2`` counts of
+        :func:`cmrseg.inference.tta.agreement_counts` (summed over zooms); None otherwise."""
 
     @property
     def network_channels(self) -> int:
@@ -101,18 +106,19 @@ class ModelPredictor:
         return stack_channels(self.context_slices, self.other_phase)
 
     @torch.inference_mode()
-    def predict_flipped(self, raw: np.ndarray, values: np.ndarray | None = None) -> torch.Tensor:
+    def predict_flipped(self, raw: np.ndarray, values: np.ndarray | None = None,
+                        agreement: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Softmax (``N x C x H x W``, on the model's device) of ``N x K x H x W`` raw images (K slices each,
         see ``context_slices``), normalised here, then with each image's condition ``values`` (``N x M``) as
         constant planes; with ``tta`` averaged over the four flips. Zooms and other warps of the raw image
-        go around it."""
+        go around it. ``agreement`` collects the flip views' agreement counts (:func:`flip_average`)."""
         normalized = np.stack([self.normalization.apply_channels(image) for image in raw])
         if self.conditions:
             normalized = with_planes(normalized, values)  # type: ignore[arg-type]
         batch = torch.from_numpy(normalized).to(self.device)
         with precision_autocast(self.device, self.precision):
             return flip_average(self.scores, batch, FLIPS if self.tta else FLIPS[:1],
-                                pixel_bounded(self.view_batch, batch.shape, VIEW_PIXELS))
+                                pixel_bounded(self.view_batch, batch.shape, VIEW_PIXELS), agreement)
 
     def scores(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's scores of a normalised ``N x K x H x W`` batch, checked for every engine: ``N x 4 x H x W``
@@ -128,10 +134,17 @@ class ModelPredictor:
         return scores
 
     @torch.inference_mode()
-    def _predict_batch(self, raw: np.ndarray, values: np.ndarray | None) -> torch.Tensor:
+    def _predict_batch(self, raw: np.ndarray, values: np.ndarray | None,
+                       agreement: list[np.ndarray] | None = None) -> torch.Tensor:
+        """Probabilities of a batch; with an ``agreement`` list, each image's flip agreement counts (summed over the
+        zooms) are appended to it."""
         warps = [zoom_warp(scale) for scale in (self.tta_scales if self.tta else (1.0,))]
         tiled = None if values is None else np.tile(values, (len(warps), 1))
-        return warp_average(lambda views: self.predict_flipped(views, tiled), raw, warps)
+        counts: list[torch.Tensor] | None = [] if agreement is not None else None
+        probs = warp_average(lambda views: self.predict_flipped(views, tiled, counts), raw, warps)
+        if agreement is not None and counts:
+            agreement.extend(torch.cat(counts).unflatten(0, (len(warps), len(raw))).sum(dim=0).cpu().numpy())
+        return probs
 
     def _condition_values(self, count: int, conditions: Sequence[np.ndarray] | None) -> list[np.ndarray]:
         """Each image's condition values, checked against ``conditions`` of the model."""
@@ -165,11 +178,17 @@ class ModelPredictor:
         values = self._condition_values(len(images), conditions)
         images = [self._channels(image) for image in images]
         results: list[np.ndarray] = [np.empty(0)] * len(images)
+        record = self.record_agreement and self.tta
+        agreement: list[np.ndarray] = [np.empty(0)] * len(images)
         for indices in _batches_by_shape(images, self.batch_size):
             batch_values = np.stack([values[i] for i in indices]) if self.conditions else None
-            probs = self._predict_batch(np.stack([images[i] for i in indices]), batch_values).cpu().numpy()
+            counts: list[np.ndarray] | None = [] if record else None
+            probs = self._predict_batch(np.stack([images[i] for i in indices]), batch_values, counts).cpu().numpy()
             for slot, index in enumerate(indices):
                 results[index] = probs[slot]
+                if counts:
+                    agreement[index] = counts[slot]
+        self.agreement = agreement if record else None
         return results
 
 
@@ -236,14 +255,16 @@ def predict_folder(
     settings: PredictSettings | None = None,
     overwrite: bool = False,
     indices: bool = False,
+    qc_threshold: float | None = None,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
     ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
-    the clinical indices (:func:`cmrseg.inference.volumes.predict_volume_folder`). ``images_dir`` may also be
-    one PNG or NIfTI file, predicted as a one-item dataset.
+    the clinical indices (:func:`cmrseg.inference.volumes.predict_volume_folder`), and ``qc_threshold`` sets the
+    quality-control cut there (:mod:`cmrseg.qc`). ``images_dir`` may also be one PNG or NIfTI file, predicted as a
+    one-item dataset.
     """
     from PIL import Image
 
@@ -253,7 +274,7 @@ def predict_folder(
         from cmrseg.inference.volumes import predict_volume_folder
 
         return predict_volume_folder(run_dir, images_dir, out_dir, overlays=overlays, settings=settings,
-                                     indices=indices, overwrite=overwrite)
+                                     indices=indices, overwrite=overwrite, qc_threshold=qc_threshold)
     if indices:
         raise CmrsegError(f"{images_dir}: --indices needs NIfTI volumes (ED and ES per patient), not PNG slices")
     from cmrseg.data.reader import list_images, load_folder

@@ -17,8 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,8 @@ from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
 from cmrseg.utils import atomic_dir, write_text_atomic
 
-MONTAGE_TILE = 160
+QC_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons")
+"""Quality-control columns of ``cases.csv`` (:mod:`cmrseg.qc`)."""
 
 
 def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:
@@ -117,32 +117,24 @@ def volume_mask(probs: np.ndarray, postprocess: bool, class_weights: Sequence[fl
     return largest_component(mask) if postprocess else mask
 
 
-def montage(volume: Volume, mask: np.ndarray, columns: int = 6) -> np.ndarray:
-    """RGB picture of every slice with its labels in colour, side by side in rows of ``columns`` (base first);
-    small slices are magnified (nearest neighbour) to at least ``MONTAGE_TILE`` pixels."""
-    from cmrseg.plots import overlay
+def montage(volume: Volume, mask: np.ndarray, columns: int = 6, truth: np.ndarray | None = None) -> np.ndarray:
+    """RGB picture of every slice of ``volume`` with the outlines of ``mask`` (and of ``truth`` beside it), slice
+    numbers and a colour legend: :func:`cmrseg.plots.montage`."""
+    from cmrseg.plots import montage as draw
 
-    magnify = max(1, -(-MONTAGE_TILE // max(volume.image.shape[:2])))
-    if magnify > 1:
-        volume = replace(volume, image=volume.image.repeat(magnify, 0).repeat(magnify, 1))
-        mask = mask.repeat(magnify, 0).repeat(magnify, 1)
-    height, width = volume.image.shape[:2]
-    columns = min(columns, volume.n_slices)
-    rows = -(-volume.n_slices // columns)
-    gap = 2
-    canvas = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
-    for z in range(volume.n_slices):
-        top, left = (z // columns) * (height + gap), (z % columns) * (width + gap)
-        canvas[top : top + height, left : left + width] = overlay(volume.image[:, :, z], mask[:, :, z])
-    return canvas
+    return draw(volume.image, mask, truth, columns)
 
 
-def _manifest(volumes: Sequence[Volume]) -> str:
+def _manifest(volumes: Sequence[Volume], qc: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """``cases.csv``: one row per volume, with its quality control (``qc_dice``, ``qc_flag``, ``qc_reasons``, see
+    :mod:`cmrseg.qc`) when ``qc`` gives it by case."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["case", "patient", "phase", "group", "spacing_mm"])
+    writer.writerow(["case", "patient", "phase", "group", "spacing_mm", *(QC_COLUMNS if qc is not None else ())])
     for v in volumes:
-        writer.writerow([v.case, v.patient, v.phase or "", v.group, "" if v.spacing is None else spacing_text(v.spacing)])
+        checks = [] if qc is None else [f"{qc[v.case]['qc_dice']:.3f}", qc[v.case]["qc_flag"], qc[v.case]["qc_reasons"]]
+        writer.writerow([v.case, v.patient, v.phase or "", v.group, "" if v.spacing is None else spacing_text(v.spacing),
+                         *checks])
     return buffer.getvalue()
 
 
@@ -165,22 +157,32 @@ def predict_volume_folder(
     indices: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    qc_threshold: float | None = None,
 ) -> list[Path]:
     """Write ``CASE.nii.gz`` (uint8 labels, the input's geometry) per input volume, ``cases.csv``, and with
     ``overlays`` ``CASE_overlay.png`` (all slices side by side); with ``indices`` also ``indices.csv``.
+
+    ``cases.csv`` and ``indices.csv`` carry each volume's and patient's quality control (:mod:`cmrseg.qc`,
+    docs/qc.md): ``qc_threshold`` is the predicted Dice below which a volume is flagged (default
+    :data:`cmrseg.qc.DEFAULT_THRESHOLD`); the run's calibrated QC model is used when it has one.
 
     ``out_dir`` follows the rules of :func:`cmrseg.inference.predict_folder` (new, empty, an earlier predict
     output or ``overwrite``; outside the input)."""
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from cmrseg.clinical import PhaseLabel, indices_table, write_indices_csv
+    from cmrseg.clinical import PhaseLabel, indices_table, with_patient_qc, write_indices_csv
     from cmrseg.outputs import check_output_dir
+    from cmrseg.qc import assess, check_threshold
+    from cmrseg.qc.predict import enable_agreement, last_signals, run_qc_model
 
+    threshold = check_threshold(qc_threshold)
     cases = list_cases(images_dir, require_labels=False)
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                      files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
+    qc_model, signals = run_qc_model(run_dir), {}
+    enable_agreement(predictor)
     require_conditions(predictor, [(case.phase, case.image_path) for case in cases])
     partners = partners_for(predictor, cases, lambda case: case.image_path)
     target = training_spacing(run_dir)
@@ -198,14 +200,16 @@ def predict_volume_folder(
         for case in tqdm(cases, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True):
             volume = read(case)
             partner = read(partners[case.case]) if case.case in partners else None
-            mask = volume_mask(volume_probabilities(predictor, volume, target, partner), bool(resolved.postprocess),
-                               resolved.class_weights)
+            probs = volume_probabilities(predictor, volume, target, partner)
+            mask = volume_mask(probs, bool(resolved.postprocess), resolved.class_weights)
+            signals[volume.case] = last_signals(predictor, probs, mask)
             write_label_volume(mask, volume, tmp / f"{volume.case}.nii.gz")
             if overlays:
                 Image.fromarray(montage(volume, mask)).save(tmp / f"{volume.case}_overlay.png")
             volumes.append(volume)
             phases.append(PhaseLabel.from_volume(volume, mask))
-        write_text_atomic(tmp / MANIFEST_FILE, _manifest(volumes))
+        checked = assess(signals, phases, qc_model, threshold)
+        write_text_atomic(tmp / MANIFEST_FILE, _manifest(volumes, checked.cases))
         if indices:
-            write_indices_csv(indices_table(phases), tmp / INDICES_FILE)
+            write_indices_csv(with_patient_qc(indices_table(phases), checked), tmp / INDICES_FILE)
     return [out_dir / f"{v.case}.nii.gz" for v in volumes]

@@ -1,0 +1,251 @@
+"""Issue #27: how well per-case quality control predicts per-volume Dice and flags bad cases, on acdc96.
+
+    nice -n 10 python benchmarks/qc_benchmark.py [--data ../shared/data/acdc96] [--runs runs/qc_bench] [--folds 5]
+
+1. Trains ``cmrseg cv`` (patient-wise ``--folds`` folds) of a small, fast U-Net (depth 3, 8 features, 12 epochs,
+   a checkpoint after every epoch) on acdc96: resumed or skipped when already there.
+2. Predicts every fold's held-out volumes (flip TTA on) with the weights after epochs :data:`STAGES`: a pool with a
+   wide spread of quality, each volume with its QC signals (:mod:`cmrseg.qc`) and its true Dice.
+3. Cross-validates the QC regressor by patient (the same folds: a volume's estimate comes from a regressor fitted
+   on the other folds' patients only) and reports correlation, MAE, sensitivity/specificity/ROC AUC at flagging
+   volumes with true mean Dice < 0.80 or an LV EF error > 10 points, the share flagged on the final model alone,
+   and the cost of QC at prediction time (ratio to prediction without it).
+4. Writes ``benchmarks/results/qc_benchmark.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cmrseg.clinical import PhaseLabel, indices_table
+from cmrseg.commands.common import existing_folder
+from cmrseg.config import apply_overrides, load_config
+from cmrseg.crossval import cross_validate, fold_dir
+from cmrseg.evaluation.volumes import config_validation_volumes, predict_volume_masks
+from cmrseg.inference import PredictSettings, load_run
+from cmrseg.metrics.volumes import volume_metrics
+from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features
+from cmrseg.qc.assess import BAD_DICE
+from cmrseg.qc.model import agreement_stats, fit
+from cmrseg.qc.predict import predict_with_signals
+from cmrseg.runs import epoch_checkpoint
+from cmrseg.training import clone_config
+from cmrseg.utils import run_metadata, write_json_atomic, write_text_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+EPOCHS = 12
+STAGES = (1, 3, 12)
+"""Epochs whose weights predict the pool (12 = the final model)."""
+SMALL = {"epochs": EPOCHS, "checkpoint_every": 1, "threads": 1, "tta": False, "tta_scales": [1.0],
+         "model_info": {"name": "UNet", "input_channels": 1, "depths": 3, "features": 8, "input_scale": 1}}
+"""configs/acdc.json made small and fast: depth 3, 8 features, no input up-sampling, 12 epochs, every epoch saved."""
+
+
+def small_config(data: Path) -> Any:
+    """configs/acdc.json with :data:`SMALL` on ``data``."""
+    config = load_config(ROOT / "configs" / "acdc.json")
+    config = apply_overrides(config, {"dataset_info.train_data_path": str(data), "split_mode": "auto",
+                                      **{k: v for k, v in SMALL.items() if k != "model_info"}})
+    return config.model_copy(update={"model_info": config.model_info.model_validate(SMALL["model_info"])})
+
+
+def train(config: Any, runs_dir: Path, folds: int) -> Any:
+    """The k-fold runs of the small recipe (resumed or skipped when there)."""
+    return cross_validate(config, folds, runs_dir / "cv", progress=False)
+
+
+EF_ERROR = 10.0
+"""A patient's LV EF off by more than this many points makes both its volumes bad."""
+
+
+def pool(runs_dir: Path, config: Any, folds: int, only: list[int] | None = None) -> list[dict[str, Any]]:
+    """Every held-out volume of every fold, predicted by the weights of each of :data:`STAGES`, with its signals,
+    true mean Dice, LV EF error of its patient and predicted phase (for the patient rules)."""
+    rows = []
+    for fold in only if only is not None else range(folds):
+        fold_config = clone_config(config, folds=folds, fold=fold)
+        volumes = config_validation_volumes(fold_config)
+        for stage in STAGES:
+            settings = PredictSettings(tta=True, checkpoint=epoch_checkpoint(stage))
+            predictor, resolved = load_run(fold_dir(runs_dir / "cv", fold), settings)
+            masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights)
+            predicted = indices_table(PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True))
+            true = {r["patient"]: r for r in indices_table(PhaseLabel.from_volume(v, v.label) for v in volumes)}
+            ef_error = {r["patient"]: abs(r["LV_EF_pct"] - true[r["patient"]]["LV_EF_pct"]) for r in predicted}
+            for volume, mask, sig in zip(volumes, masks, signals, strict=True):
+                rows.append({"fold": fold, "stage": stage, "case": volume.case, "patient": volume.patient,
+                             "true_dice": volume_metrics(mask, volume.label)["dice"]["mean"],
+                             "ef_error": ef_error[volume.patient], "signals": sig,
+                             "phase": PhaseLabel.from_volume(volume, mask)})
+            print(f"fold {fold} epoch {stage}: mean Dice {np.mean([r['true_dice'] for r in rows[-len(volumes):]]):.3f}",
+                  flush=True)
+    return rows
+
+
+def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` (higher = more likely positive): the Mann-Whitney statistic."""
+    pos, neg = score[positive], score[~positive]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+
+
+def rates(flagged: np.ndarray, bad: np.ndarray) -> dict[str, float]:
+    """Sensitivity, specificity and counts of a flag against the truth."""
+    return {"sensitivity": float((flagged & bad).sum() / max(1, bad.sum())),
+            "specificity": float((~flagged & ~bad).sum() / max(1, (~bad).sum())),
+            "flagged": int(flagged.sum()), "bad": int(bad.sum()), "flagged_bad": int((flagged & bad).sum()), "n": int(len(bad))}
+
+
+def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float) -> None:
+    """Add ``qc_dice``, ``qc_flag``, ``qc_reasons`` and ``rule_flag`` to every row from a regressor fitted on the
+    other folds' rows only (all stages): never scored on patients it was fitted on."""
+    x = np.stack([features(r["signals"]) for r in rows])
+    y = np.array([r["true_dice"] for r in rows])
+    fold = np.array([r["fold"] for r in rows])
+    for k in range(folds):
+        model = fit(x[fold != k], y[fold != k])
+        for stage in STAGES:
+            chosen = [r for r in rows if r["fold"] == k and r["stage"] == stage]
+            checked = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, threshold)
+            rules = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, 0.0)
+            for r in chosen:
+                r.update(checked.cases[r["case"]], rule_flag=rules.cases[r["case"]]["qc_flag"] == CHECK)
+
+
+def qc_cost(runs_dir: Path, config: Any, folds: int, repeats: int = 2) -> dict[str, float]:
+    """Seconds to predict fold 0's held-out volumes with the final weights and flip TTA, without and with QC
+    (signals and verdict); best of ``repeats``."""
+    volumes = config_validation_volumes(clone_config(config, folds=folds, fold=0))
+    settings = PredictSettings(tta=True, checkpoint=epoch_checkpoint(EPOCHS))
+    timings: dict[str, float] = {"plain": float("inf"), "qc": float("inf")}
+    for _ in range(repeats):
+        for kind in timings:
+            predictor, resolved = load_run(fold_dir(runs_dir / "cv", 0), settings)
+            started = time.perf_counter()
+            if kind == "plain":
+                predict_volume_masks(predictor, volumes, bool(resolved.postprocess), resolved.class_weights)
+            else:
+                masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess),
+                                                      resolved.class_weights)
+                assess({v.case: s for v, s in zip(volumes, signals, strict=True)},
+                       [PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True)])
+            timings[kind] = min(timings[kind], time.perf_counter() - started)
+    return {**timings, "ratio": timings["qc"] / timings["plain"], "volumes": len(volumes)}
+
+
+def measure(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """The issue's numbers on the pooled cross-validated estimates, and on the final model alone."""
+    true = np.array([r["true_dice"] for r in rows])
+    predicted = np.array([r["qc_dice"] for r in rows])
+    ef_bad = np.array([not (r["ef_error"] <= EF_ERROR) for r in rows])
+    bad = (true < BAD_DICE) | ef_bad
+    flagged = np.array([r["qc_flag"] == CHECK for r in rows])
+    rule = np.array([r["rule_flag"] for r in rows])
+    score = np.where(rule, 2.0, 1.0 - predicted)
+    thresholds = sorted(set(np.round(predicted, 4).tolist()))
+    operating = []
+    for cut in thresholds:
+        operating.append({"threshold": cut, **rates(rule | (predicted < cut), bad)})
+    reaching = [o for o in operating if o["sensitivity"] >= 0.90]
+    final = np.array([r["stage"] == EPOCHS for r in rows])
+    by_stage = {str(stage): {"mean_true_dice": float(true[[r["stage"] == stage for r in rows]].mean()),
+                             **agreement_stats(predicted[[r["stage"] == stage for r in rows]], true[[r["stage"] == stage for r in rows]])}
+                for stage in STAGES}
+    return {
+        "n_volumes": len(rows), "true_dice_spread": [float(true.min()), float(np.median(true)), float(true.max())],
+        "estimate": agreement_stats(predicted, true), "by_stage": by_stage,
+        "bad": {"definition": f"true mean Dice < {BAD_DICE} or LV EF error > {EF_ERROR:.0f} points",
+                "n": int(bad.sum()), "by_dice": int((true < BAD_DICE).sum()), "by_ef": int(ef_bad.sum())},
+        "flag_at_threshold": {"threshold": threshold, **rates(flagged, bad)},
+        "rules_alone": rates(rule, bad),
+        "roc_auc": roc_auc(score, bad), "roc_auc_dice_only": roc_auc(1.0 - predicted, bad),
+        "first_threshold_reaching_sens_0.90": reaching[0] if reaching else None,
+        "flag_at_0.80": {"threshold": 0.80, **rates(rule | (predicted < 0.80), bad)},
+        "final_model": {**rates(flagged[final], bad[final]),
+                        "estimate": agreement_stats(predicted[final], true[final])},
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as the BENCHMARKS.md section's tables."""
+    e, f, fin = result["estimate"], result["flag_at_threshold"], result["final_model"]
+    reach = result["first_threshold_reaching_sens_0.90"]
+    lines = [
+        f"Pool: {result['n_volumes']} volumes (true mean Dice min / median / max "
+        f"{' / '.join(f'{v:.3f}' for v in result['true_dice_spread'])}); bad: {result['bad']['definition']}: "
+        f"{result['bad']['n']} ({result['bad']['by_dice']} by Dice, {result['bad']['by_ef']} by EF).", "",
+        "| measure | value | target |", "|---|---|---|",
+        f"| correlation predicted vs true per-volume Dice | {e['r']:.3f} | >= 0.85 |",
+        f"| mean absolute error | {e['mae']:.3f} | <= 0.05 |",
+        f"| sensitivity at --qc-threshold {f['threshold']:.2f} | {f['sensitivity']:.3f} ({f['flagged_bad']}/{f['bad']}) | >= 0.90 |",
+        f"| specificity at --qc-threshold {f['threshold']:.2f} | {f['specificity']:.3f} | >= 0.80 |",
+        f"| ROC AUC (rules, then 1 - qc_dice) | {result['roc_auc']:.3f} | |",
+        f"| ROC AUC (1 - qc_dice alone) | {result['roc_auc_dice_only']:.3f} | |",
+        f"| rules alone: sensitivity / specificity | {result['rules_alone']['sensitivity']:.3f} / "
+        f"{result['rules_alone']['specificity']:.3f} | |",
+    ]
+    at80 = result["flag_at_0.80"]
+    lines.append(f"| --qc-threshold 0.80: sensitivity / specificity | {at80['sensitivity']:.3f} / {at80['specificity']:.3f} | |")
+    if reach:
+        lines.append(f"| first threshold with sensitivity >= 0.90 (chosen on this pool) | {reach['threshold']:.3f}: "
+                     f"specificity {reach['specificity']:.3f} | |")
+    lines += [f"| final model: volumes flagged | {fin['flagged']} of {fin['n']} ({100 * fin['flagged'] / fin['n']:.0f} %) | |",
+              f"| final model: flagged that are bad / bad volumes | {fin['flagged_bad']} / {fin['bad']} | |",
+              f"| final model: estimate MAE / r | {fin['estimate']['mae']:.3f} / {fin['estimate']['r']:.3f} | |",
+              f"| QC cost at prediction (flip TTA) | {result['cost']['qc']:.2f} s vs {result['cost']['plain']:.2f} s for "
+              f"{result['cost']['volumes']} volumes: ratio {result['cost']['ratio']:.3f} | |", "",
+              "| epochs | mean true Dice | MAE | r |", "|---|---|---|---|"]
+    lines += [f"| {stage} | {s['mean_true_dice']:.3f} | {s['mae']:.3f} | {s['r']:.3f} |" for stage, s in result["by_stage"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=existing_folder, default=str(ROOT.parent / "shared" / "data" / "acdc96"))
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "qc_bench")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--skip-train", action="store_true", help="use the fold runs as they are (all must be there)")
+    parser.add_argument("--reuse-pool", action="store_true", help="reuse RUNS/pool.pkl (the predicted pool) when there")
+    parser.add_argument("--qc-threshold", type=float, default=DEFAULT_THRESHOLD)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.time()
+    config = small_config(args.data)
+    if not args.skip_train:
+        train(config, args.runs, args.folds)
+    print(f"trained in {(time.time() - started) / 60:.1f} min", flush=True)
+    if args.train_only:
+        return 0
+    cache = args.runs / "pool.pkl"
+    if args.reuse_pool and cache.is_file():
+        rows = pickle.loads(cache.read_bytes())
+    else:
+        rows = pool(args.runs, config, args.folds)
+        cache.write_bytes(pickle.dumps(rows))
+    cross_validated_qc(rows, args.folds, args.qc_threshold)
+    result = measure(rows, args.qc_threshold)
+    result["cost"] = qc_cost(args.runs, config, args.folds)
+    everything = fit(np.stack([features(r["signals"]) for r in rows]), np.array([r["true_dice"] for r in rows]))
+    result["pool_model"] = everything.to_dict()
+    result["metadata"] = run_metadata(ROOT)
+    result["minutes"] = (time.time() - started) / 60
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(RESULTS / "qc_benchmark.json", result)
+    write_text_atomic(RESULTS / "qc_benchmark.md", markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""``cmrseg qc calibrate``: fit the QC estimate of a run on labeled volumes and store it with the run.
+
+The run predicts every labeled volume (with its own TTA and clean-up, as ``predict`` will), the true mean Dice
+over RV, Myo and LV of each is measured (:func:`cmrseg.metrics.volumes.volume_metrics`), the regression of
+:mod:`cmrseg.qc.model` is cross-validated by patient (each patient's estimate from a model fitted on the other
+patients) and then fitted on all of them, and the model goes to ``RUN/qc_model.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmrseg import runs
+from cmrseg.errors import CmrsegError
+from cmrseg.inference import PredictSettings
+from cmrseg.qc.model import ALPHA, QcModel, agreement_stats, cross_validated, features, fit
+
+MIN_PATIENTS = 3
+"""Calibration needs labeled volumes of at least this many patients (to fit, and to cross-validate by patient)."""
+
+
+def require_patients(groups: list[str]) -> int:
+    """The number of patients among ``groups`` (one per volume), refused in one line below :data:`MIN_PATIENTS`."""
+    patients = len(set(groups))
+    if patients < MIN_PATIENTS:
+        raise CmrsegError(f"QC calibration needs labeled volumes of at least {MIN_PATIENTS} patients, got "
+                          f"{len(groups)} volume{'s' if len(groups) != 1 else ''} of {patients}")
+    return patients
+
+
+def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5, alpha: float = ALPHA
+                  ) -> tuple[QcModel, np.ndarray]:
+    """The model fitted on all rows, with its patient-wise cross-validated MAE and r in ``cv``, and the
+    cross-validated estimates."""
+    patients = require_patients(groups)
+    held_out = cross_validated(x, y, groups, min(folds, patients), alpha)
+    model = fit(x, y, alpha)
+    model.cv = {**agreement_stats(held_out, y), "folds": min(folds, patients), "patients": patients}
+    return model, held_out
+
+
+def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettings | None = None, folds: int = 5,
+              alpha: float = ALPHA, progress: bool = True) -> dict[str, Any]:
+    """Fit the QC model of the run folder ``run_dir`` on the labeled volumes of ``data_dir``, store it
+    (``RUN/qc_model.json``) and return ``{"model", "per_volume", "cv", "path"}``."""
+    from cmrseg.evaluation.volumes import labeled_volumes
+    from cmrseg.inference import load_run
+    from cmrseg.inference.volumes import training_spacing
+    from cmrseg.metrics.volumes import volume_metrics
+    from cmrseg.qc.predict import predict_with_signals
+
+    if Path(run_dir).is_file():
+        raise CmrsegError(f"{run_dir}: calibrate a run folder (then export it), not an export")
+    run_dir = runs.require_run_dir(run_dir)
+    volumes = labeled_volumes(data_dir)
+    require_patients([v.patient for v in volumes])
+    predictor, resolved = load_run(run_dir, settings)
+    masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
+                                          training_spacing(run_dir), progress)
+    true = np.array([volume_metrics(m, v.label, v.spacing)["dice"]["mean"] for v, m in zip(volumes, masks, strict=True)])
+    x = np.stack([features(s) for s in signals])
+    model, held_out = fit_and_score(x, true, [v.patient for v in volumes], folds, alpha)
+    model.source = {"data": str(Path(data_dir).resolve()), "n_volumes": len(volumes), "tta": bool(resolved.tta),
+                    "checkpoint": resolved.checkpoint}
+    path = runs.write_qc_model(run_dir, model.to_dict())
+    rows = [{"case": v.case, "patient": v.patient, "true_dice": float(t), "qc_dice_cv": float(h)}
+            for v, t, h in zip(volumes, true, held_out, strict=True)]
+    return {"model": model, "per_volume": rows, "cv": model.cv, "path": path}
+
+
+def format_calibration(result: dict[str, Any]) -> str:
+    """One paragraph: what was fitted and how well it predicts held-out patients."""
+    cv = result["cv"]
+    return (f"QC model fitted on {cv['n']} volumes of {cv['patients']} patients; cross-validated by patient "
+            f"({cv['folds']} folds): MAE {cv['mae']:.3f}, r {cv['r']:.3f} (predicted vs true mean Dice)\n"
+            f"wrote {result['path']}")

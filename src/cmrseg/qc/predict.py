@@ -1,0 +1,55 @@
+"""Predicting volumes with their QC signals: the probabilities and flip-view agreement that prediction computes
+anyway, kept long enough to measure (:func:`cmrseg.qc.signals.volume_signals`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmrseg import runs
+from cmrseg.data.volumes import Volume
+from cmrseg.inference import Predictor
+from cmrseg.qc.model import QcModel
+from cmrseg.qc.signals import volume_signals
+
+
+def enable_agreement(predictor: Predictor) -> None:
+    """Ask a predictor that can (:class:`cmrseg.inference.ModelPredictor` with TTA) to keep the flip views' agreement."""
+    if hasattr(predictor, "record_agreement"):
+        predictor.record_agreement = True  # type: ignore[attr-defined]
+
+
+def last_signals(predictor: Predictor, probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """The signals of the volume the predictor has just predicted (``probs``, its label volume ``mask``)."""
+    return volume_signals(probs, mask, getattr(predictor, "agreement", None))
+
+
+def predict_with_signals(predictor: Predictor, volumes: Sequence[Volume], postprocess: bool,
+                         class_weights: Sequence[float] | None = None, target_spacing: Sequence[float] | None = None,
+                         progress: bool = False) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """Label volumes of ``volumes`` (as :func:`cmrseg.evaluation.volumes.predict_volume_masks`) and each one's
+    QC signals."""
+    from tqdm.auto import tqdm
+
+    from cmrseg.inference.volumes import partners_for, require_conditions, volume_mask, volume_probabilities
+
+    require_conditions(predictor, [(volume.phase, volume.path) for volume in volumes])
+    partners = partners_for(predictor, volumes, lambda volume: volume.path)
+    enable_agreement(predictor)
+    masks, signals = [], []
+    for volume in tqdm(volumes, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True):
+        probs = volume_probabilities(predictor, volume, target_spacing, partners.get(volume.case))
+        masks.append(volume_mask(probs, postprocess, class_weights))
+        signals.append(last_signals(predictor, probs, masks[-1]))
+    return masks, signals
+
+
+def run_qc_model(run_dir: str | Path) -> QcModel | None:
+    """The QC model a run (folder, export zip) was calibrated with, or None (then the default applies)."""
+    if Path(run_dir).suffix.lower() == ".onnx":
+        return None
+    data = runs.read_qc_model(runs.require_run_dir(run_dir))
+    return None if data is None else QcModel.from_dict(data, f"{run_dir}/{runs.QC_FILE}")

@@ -1,0 +1,117 @@
+"""Signals of one predicted volume that say how far to trust it, measured from what prediction already computed.
+
+- ``view_dice``: mean Dice of each flip-TTA view's argmax with the views' consensus, over RV, Myo and LV (from
+  :func:`cmrseg.inference.tta.agreement_counts`), and ``view_dice_min`` its worst structure; NaN when the volume
+  was predicted without TTA.
+- proportions (:func:`proportions`): RV and myocardium against the LV, and the share of voxels in a structure.
+- ``margin``: mean top-1 minus top-2 probability over the voxels predicted as a structure (1 = certain).
+- ``uncertain``: voxels whose margin is below :data:`UNCERTAIN_MARGIN`, as a share of the predicted structures'
+  voxels (plus those uncertain ones): how much of the segmentation is a coin toss.
+- anatomy (:func:`anatomy_signals`): structures missing, the share of the LV cavity's border that touches the
+  myocardium, slices where the RV lies away from the heart, slices missing between slices that have a structure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from cmrseg.constants import STRUCTURES
+
+UNCERTAIN_MARGIN = 0.5
+"""A voxel whose top-1 and top-2 class probabilities are closer than this counts as uncertain."""
+RV_REACH = 3
+"""Pixels (in-plane) within which the RV must come to the myocardium or LV on a slice that has both."""
+LABEL = {name: value for value, name in enumerate(STRUCTURES, start=1)}
+
+
+def structure_view_dice(counts: Sequence[np.ndarray] | None) -> list[float]:
+    """Dice of the flip views with their consensus for RV, Myo and LV, from the per-slice ``S x 2`` counts of
+    :func:`cmrseg.inference.tta.agreement_counts` (a structure absent from every view counts 1); NaNs without them."""
+    if not counts or any(c.size == 0 for c in counts):
+        return [math.nan] * len(STRUCTURES)
+    total = np.sum(np.stack(counts), axis=0)
+    return [float(2 * overlap / area) if area > 0 else 1.0 for overlap, area in total]
+
+
+def view_dice(counts: Sequence[np.ndarray] | None) -> float:
+    """Mean over RV, Myo and LV of :func:`structure_view_dice`; NaN without counts."""
+    return float(np.mean(structure_view_dice(counts)))
+
+
+def proportions(mask: np.ndarray) -> dict[str, float]:
+    """``rv_lv`` and ``myo_lv``: log ratios of the RV's and the myocardium's voxels to the LV's (+1 each), and
+    ``foreground``: the share of the volume's voxels in a structure. Untrained or failing models get these wrong."""
+    count = {name: float((mask == value).sum()) for name, value in LABEL.items()}
+    return {"rv_lv": math.log((count["RV"] + 1) / (count["LV"] + 1)),
+            "myo_lv": math.log((count["Myo"] + 1) / (count["LV"] + 1)), "foreground": float((mask > 0).mean())}
+
+
+def probability_signals(probs: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """``margin`` and ``uncertain`` (module doc) of ``C x H x W x Z`` probabilities and their label volume."""
+    top = np.sort(probs, axis=0)[-2:]
+    margin = top[1] - top[0]
+    structures = mask > 0
+    uncertain = margin < UNCERTAIN_MARGIN
+    region = structures | uncertain
+    return {"margin": float(margin[structures].mean()) if structures.any() else 0.0,
+            "uncertain": float(uncertain.sum() / region.sum()) if region.any() else 0.0}
+
+
+def _slices_with(region: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(region.any(axis=(0, 1)))
+
+
+def lv_enclosure(mask: np.ndarray) -> float:
+    """Share of the LV cavity's border pixels (in-plane, 4-neighbours) that touch the myocardium; 1 without LV."""
+    lv = mask == LABEL["LV"]
+    if not lv.any():
+        return 1.0
+    plane = ndimage.generate_binary_structure(2, 1)[..., None]
+    border = lv & ~ndimage.binary_erosion(lv, plane, border_value=0)
+    near_myo = ndimage.binary_dilation(mask == LABEL["Myo"], plane)
+    return float((border & near_myo).sum() / border.sum())
+
+
+def rv_apart_slices(mask: np.ndarray) -> list[int]:
+    """Slices with both RV and LV where no RV pixel comes within :data:`RV_REACH` pixels of the Myo or LV."""
+    heart = (mask == LABEL["Myo"]) | (mask == LABEL["LV"])
+    rv = mask == LABEL["RV"]
+    near = ndimage.binary_dilation(heart, ndimage.generate_binary_structure(2, 2)[..., None], iterations=RV_REACH)
+    both = rv.any(axis=(0, 1)) & (mask == LABEL["LV"]).any(axis=(0, 1))
+    return [int(z) for z in np.flatnonzero(both & ~(rv & near).any(axis=(0, 1)))]
+
+
+def gap_slices(mask: np.ndarray) -> dict[str, list[int]]:
+    """Per structure, the slices without it that lie between slices with it (a hole through the stack)."""
+    gaps = {}
+    for name, value in LABEL.items():
+        present = _slices_with(mask == value)
+        if len(present):
+            missing = sorted(set(range(int(present[0]), int(present[-1]) + 1)) - set(present.tolist()))
+            if missing:
+                gaps[name] = missing
+    return gaps
+
+
+def anatomy_signals(mask: np.ndarray) -> dict[str, Any]:
+    """``missing`` (structures absent from the volume), ``lv_enclosure``, ``rv_apart`` (slices), ``gaps``
+    (structure -> slices) of an ``H x W x Z`` label volume."""
+    return {"missing": [name for name, value in LABEL.items() if not (mask == value).any()],
+            "lv_enclosure": lv_enclosure(mask), "rv_apart": rv_apart_slices(mask), "gaps": gap_slices(mask)}
+
+
+def volume_signals(probs: np.ndarray | None, mask: np.ndarray, agreement: Sequence[np.ndarray] | None = None
+                   ) -> dict[str, Any]:
+    """Every signal of one predicted volume: probability ones (NaN without ``probs``, e.g. a label volume read
+    back), flip-view agreement (NaN without ``agreement`` counts) and anatomy."""
+    views = structure_view_dice(agreement)
+    signals: dict[str, Any] = {"view_dice": float(np.mean(views)), "view_dice_min": float(np.min(views)),
+                               **proportions(mask)}
+    signals.update(probability_signals(probs, mask) if probs is not None else {"margin": math.nan, "uncertain": math.nan})
+    signals.update(anatomy_signals(mask))
+    return signals
