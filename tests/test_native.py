@@ -280,3 +280,15 @@ def test_validation_scores_whole_native_slices_of_different_sizes(native_dir: Pa
     dice = [row["dice_mean"] for row in result.history]
     assert np.isnan(dice[0]) and np.isfinite(dice[1]) and np.isfinite(dice[2])
     assert result.best_epoch in (2, 3) and 0.0 <= result.best_dice <= 1.0
+
+
+def test_native_dataset_of_one_patient_cannot_be_split(tmp_path: Path) -> None:
+    """One patient plans fine but leaves nobody to validate on: a one-line error before the run folder is written."""
+    from cmrseg.training import train
+
+    one = write_synthetic_volumes(tmp_path / "one", 0, grids=[(1.25, 128)], slices=(3, 3))
+    assert plan_dataset(one).fingerprint.n_patients == 1  # type: ignore[union-attr]
+    config = config_from_dict(tiny_config_dict(one, epochs=1, split_mode="holdout"))
+    with pytest.raises(CmrsegError, match="at least 2 patients"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
