@@ -312,6 +312,11 @@ def w24(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         shutil.copytree(world / "run", root / f"run_spacing_{name}")
         data = json.loads((world / "run" / runs.DATA_FILE).read_text())
         (root / f"run_spacing_{name}" / runs.DATA_FILE).write_text(json.dumps({**data, "spacing": spacing}))
+        (root / f"run_spacing_{name}" / runs.PLAN_FILE).unlink()  # a run from before plans: data.json gives the spacing
+    for name, spacing in (("neg", [-1.6, -1.6]), ("str", "1.6")):
+        shutil.copytree(world / "run", root / f"run_plan_{name}")
+        plan = json.loads((world / "run" / runs.PLAN_FILE).read_text())
+        (root / f"run_plan_{name}" / runs.PLAN_FILE).write_text(json.dumps({**plan, "target_spacing": spacing}))
     yield root
     if previous is None:
         os.environ.pop("CMRSEG_CACHE")
@@ -477,6 +482,9 @@ CASES_24 = [
                           ("str", "data.json: voxel spacing '1.6' is not two or three numbers"),
                           ("far", "data.json: row spacing 0.0016 mm is outside"),
                           ("fine", "patient001_frame01.nii.gz: resampling by 10.7x10.7 to the training spacing"))],
+    *[(["predict", "--run", f"{{v}}/run_plan_{name}", "--images", "{v}/acdc", "--out", "{v}/new_pred"], 2, words)
+      for name, words in (("neg", "plan.json: row spacing -1.6 mm is outside 0.1-10 mm"),
+                          ("str", "plan.json: not a valid plan"))],
     ([*PZIP, "{v}/run_nan"], 2, "run_nan/best.pt: the network returned NaN or infinite scores"),
     pytest.param([*PZIP, "{v}/run_nan", "--engine", "onnxruntime"], 2, "the network returned NaN or infinite scores",
                  marks=ONNX),
