@@ -292,3 +292,12 @@ def test_native_dataset_of_one_patient_cannot_be_split(tmp_path: Path) -> None:
     with pytest.raises(CmrsegError, match="at least 2 patients"):
         train(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_plan_command_applies_set_without_a_config_and_checks_out_first(native_dir: Path, tmp_path: Path) -> None:
+    from cmrseg.cli import main
+
+    assert main(["plan", "--data", str(native_dir), "--set", "plan.target_spacing=2.0"]) == 0
+    assert main(["plan", "--data", str(native_dir), "--set", "plan.target_spacing=-1"]) == 2
+    (tmp_path / "folder").mkdir()
+    assert main(["plan", "--data", str(native_dir), "--out", str(tmp_path / "folder")]) == 2

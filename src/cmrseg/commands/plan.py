@@ -23,9 +23,16 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Print the plan of ``--data``; write it to ``--out``."""
+    from cmrseg.config import ExperimentConfig, apply_overrides, parse_assignment
+    from cmrseg.outputs import check_output_file
     from cmrseg.planning import plan_dataset, write_plan_file
 
-    plan = plan_dataset(args.data, config_from_args(args.config, args.set))
+    if args.out:
+        check_output_file(args.out)  # refuse a bad --out before reading the data
+    config = config_from_args(args.config, args.set)
+    if config is None and args.set:
+        config = apply_overrides(ExperimentConfig(), dict(parse_assignment(item) for item in args.set))
+    plan = plan_dataset(args.data, config)
     fingerprint = plan.fingerprint
     if fingerprint is not None:
         print(f"fingerprint: {fingerprint.n_slices} slices, {fingerprint.n_volumes} volumes, "
