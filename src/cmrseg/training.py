@@ -82,8 +82,8 @@ class Trainer:
         self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed,
                                              conditions, self.plan.patch_size, self.plan.foreground_fraction)
         self.val_set = SegmentationDataset(data.val, self.normalization, conditions=conditions) if data.val else None
+        # validation slices of different sizes (native volumes) go one at a time: padding would be scored
         self.val_batch = config.batch_size if len({s.image.shape[:2] for s in data.val}) <= 1 else 1
-        """Validation slices of different sizes (native volumes) go one at a time: padding would be scored."""
         self.sample_weights = (position_weights(data.train, config.slice_sampling) * (config.n_aug + 1)
                                if config.slice_sampling else None)
         seed_everything(config.seed)

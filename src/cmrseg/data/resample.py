@@ -20,7 +20,6 @@ from cmrseg.data.spacing import check_factors
 
 SPACING_TOLERANCE = 0.01
 """In-plane spacings within 1 % of the target are predicted on their own grid (no resampling)."""
-MAX_CV_CHANNELS = 512
 
 
 def zoom_factors(spacing: Sequence[float] | None, target: Sequence[float] | None,
