@@ -36,14 +36,15 @@ from cmrseg.config import ExperimentConfig, apply_overrides, load_config
 from cmrseg.constants import STRUCTURES
 from cmrseg.crossval import cross_validate, final_checkpoint
 from cmrseg.data.dataset import prepare_data
-from cmrseg.data.volumes import Volume, list_cases, load_volume, phase_partners
+from cmrseg.data.readers import Volume, list_cases, load_volume
+from cmrseg.data.slicing import phase_partners
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import aggregate, image_metrics
 from cmrseg.training import clone_config
 from cmrseg.commands.common import existing_folder
 from cmrseg.utils import run_metadata
-from cmrseg.evaluation.volumes import score_volume_masks
-from cmrseg.inference.volumes import predict_volume_probabilities, volume_mask, volume_probabilities
+from cmrseg.evaluation.volume_scoring import score_volume_masks
+from cmrseg.inference.volume_prediction import predict_volume_probabilities, volume_mask, volume_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

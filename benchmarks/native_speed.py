@@ -26,10 +26,10 @@ import torch
 
 from cmrseg.commands.common import existing_folder
 from cmrseg.config import load_config
-from cmrseg.data.volumes import list_cases, load_volume
+from cmrseg.data.readers import list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run
-from cmrseg.inference.volumes import training_spacing, volume_mask, volume_probabilities
+from cmrseg.inference.volume_prediction import training_spacing, volume_mask, volume_probabilities
 from cmrseg.utils import run_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,9 +71,9 @@ import resource, sys, torch
 torch.set_num_threads({threads})
 from pathlib import Path
 from cmrseg.data.synth import write_synthetic_volumes
-from cmrseg.data.volumes import list_cases, load_volume
+from cmrseg.data.readers import list_cases, load_volume
 from cmrseg.inference import PredictSettings, load_run
-from cmrseg.inference.volumes import training_spacing, volume_mask, volume_probabilities
+from cmrseg.inference.volume_prediction import training_spacing, volume_mask, volume_probabilities
 import tempfile
 folder = Path(tempfile.mkdtemp())
 data = write_synthetic_volumes(folder / "big", 0, grids=[(0.7, 512)], slices=(18, 18), with_labels=False)

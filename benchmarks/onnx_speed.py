@@ -28,7 +28,7 @@ import torch
 
 from cmrseg.config import ModelInfo
 from cmrseg.data.normalization import Normalization
-from cmrseg.data.reader import list_images, load_image
+from cmrseg.data.readers.png import list_images, load_image
 from cmrseg.export import minimum_size, onnx_bytes, onnx_metadata
 from cmrseg.inference import ModelPredictor
 from cmrseg.models import build_model

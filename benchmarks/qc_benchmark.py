@@ -29,7 +29,7 @@ from cmrseg.clinical import PhaseLabel, indices_table
 from cmrseg.commands.common import existing_folder
 from cmrseg.config import apply_overrides, load_config
 from cmrseg.crossval import cross_validate, fold_dir
-from cmrseg.evaluation.volumes import config_validation_volumes, predict_volume_masks
+from cmrseg.evaluation.volume_scoring import config_validation_volumes, predict_volume_masks
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics.volumes import volume_metrics
 from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features

@@ -19,7 +19,7 @@ import torch
 
 from cmrseg.config import ExperimentConfig
 from cmrseg.data.normalization import Normalization
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.models import build_model
 from cmrseg.commands.common import existing_folder

@@ -21,7 +21,7 @@ import torch
 
 from cmrseg import runs
 from cmrseg.config import ModelInfo, apply_overrides, load_config
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.ensemble import make_ensemble
 from cmrseg.evaluation import evaluate_run
 from cmrseg.inference import PredictSettings, images_per_second, load_run

@@ -15,7 +15,7 @@ from PIL import Image
 
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.runs import read_history
 from cmrseg.training import train
 

@@ -14,13 +14,13 @@ from cmrseg.config import config_from_dict
 from cmrseg.data.conditions import condition_values, with_planes
 from cmrseg.data.dataset import SegmentationDataset
 from cmrseg.data.normalization import Normalization
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.data.synth import write_synthetic_dataset
-from cmrseg.data.volumes import list_cases, load_volume
+from cmrseg.data.readers import list_cases, load_volume
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.models import build_model
-from cmrseg.inference.volumes import volume_probabilities
+from cmrseg.inference.volume_prediction import volume_probabilities
 
 from conftest import run_onnx_example, tiny_config_dict, train_volume_run, volume_run_fixture
 

@@ -19,7 +19,8 @@ from cmrseg.data.dataset import (
     prepare_data,
     share_of_patients,
 )
-from cmrseg.data.reader import Sample, list_images, load_folder, load_image
+from cmrseg.data.readers.png import list_images, load_image
+from cmrseg.data.slicing import Sample, load_folder
 from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.data.transforms import build_pipeline
 from cmrseg.errors import CmrsegError

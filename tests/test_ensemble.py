@@ -9,7 +9,7 @@ import pytest
 
 from cmrseg.cli import main
 from cmrseg.config import ModelInfo, config_from_dict
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.ensemble import make_ensemble
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import load_run

@@ -16,7 +16,8 @@ import pytest
 
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
-from cmrseg.data.reader import list_images, load_folder, load_image
+from cmrseg.data.readers.png import list_images, load_image
+from cmrseg.data.slicing import load_folder
 from cmrseg.ensemble import make_ensemble
 from cmrseg.errors import CmrsegError
 from cmrseg.export import FORMAT_VERSION, MANIFEST_FILE, export_run, require
@@ -315,7 +316,7 @@ def test_onnxruntime_predicts_the_torch_label_volumes(volume_export: tuple[Path,
 
 def test_zip_carries_the_training_data_but_no_output_marker(volume_export: tuple[Path, Path, Path], tmp_path: Path) -> None:
     from cmrseg.outputs import MARKER_FILE
-    from cmrseg.inference.volumes import training_spacing
+    from cmrseg.inference.volume_prediction import training_spacing
 
     _, run_dir, model_zip = volume_export
     assert (run_dir / MARKER_FILE).is_file()

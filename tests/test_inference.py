@@ -13,7 +13,7 @@ import torch
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.dataset import Normalization
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run, zoom
 from cmrseg.report import run_report

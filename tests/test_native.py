@@ -175,7 +175,7 @@ def test_prediction_on_another_grid_keeps_the_input_geometry(native_run: Path, t
 
 def test_plan_travels_with_the_zip_and_onnx_exports(native_run: Path, tmp_path: Path) -> None:
     from cmrseg.export import export_run
-    from cmrseg.inference.volumes import training_spacing
+    from cmrseg.inference.volume_prediction import training_spacing
 
     pytest.importorskip("onnx")
     zipped = export_run(native_run, tmp_path / "model.zip")
@@ -211,10 +211,10 @@ def test_onnx_example_reproduces_the_preprocessing_on_a_native_slice(native_run:
     pytest.importorskip("onnxruntime")
     from PIL import Image
 
-    from cmrseg.data.volumes import list_cases, load_volume
+    from cmrseg.data.readers import list_cases, load_volume
     from cmrseg.export import export_run
     from cmrseg.inference import PredictSettings, load_run
-    from cmrseg.inference.volumes import training_spacing, volume_mask, volume_probabilities
+    from cmrseg.inference.volume_prediction import training_spacing, volume_mask, volume_probabilities
 
     graph = export_run(native_run, tmp_path / "model.onnx", fmt="onnx")
     scans = write_synthetic_volumes(tmp_path / "scans", 0, seed=4, grids=[(1.7, 112)], slices=(3, 3), with_labels=False)
@@ -255,7 +255,7 @@ def test_onnx_example_reproduces_the_preprocessing_on_a_native_slice(native_run:
 def test_ensemble_carries_its_members_plan_and_refuses_mixed_spacings(native_run: Path, native_dir: Path,
                                                                       tmp_path: Path) -> None:
     from cmrseg.ensemble import make_ensemble
-    from cmrseg.inference.volumes import training_spacing
+    from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.training import train
 
     ensemble = make_ensemble([native_run, native_run], tmp_path / "ensemble")

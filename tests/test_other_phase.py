@@ -11,12 +11,13 @@ import pytest
 
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.data.synth import write_synthetic_dataset
-from cmrseg.data.volumes import list_cases, load_volume, load_volume_folder, phase_partners
+from cmrseg.data.readers import list_cases, load_volume, read_volumes
+from cmrseg.data.slicing import phase_partners
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, load_run
-from cmrseg.inference.volumes import volume_probabilities
+from cmrseg.inference.volume_prediction import volume_probabilities
 from cmrseg.models import build_model
 
 from conftest import run_onnx_example, tiny_config_dict, train_volume_run, volume_run_fixture
@@ -36,7 +37,7 @@ def test_the_config_counts_both_phases_stacks(tmp_path: Path) -> None:
 
 
 def test_each_slice_carries_the_same_slice_of_the_other_phase(volumes_dir: Path) -> None:
-    volumes = {v.case: v for v in load_volume_folder(volumes_dir)}
+    volumes = {v.case: v for v in read_volumes(volumes_dir)}
     partners = phase_partners(list(volumes.values()), lambda v: v.path)
     samples = load_folder(volumes_dir, other_phase=True)
     assert len(samples) == sum(v.n_slices for v in volumes.values())

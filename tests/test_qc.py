@@ -13,7 +13,7 @@ import torch
 from cmrseg.cli import main
 from cmrseg.clinical import PhaseLabel
 from cmrseg.data.synth import write_synthetic_volumes
-from cmrseg.data.volumes import Volume, list_cases, load_volume
+from cmrseg.data.readers import Volume, list_cases, load_volume
 from cmrseg.inference.tta import agreement_counts, flip_average
 from cmrseg.plots import montage
 from cmrseg.qc import CHECK, FEATURES, PASS, QcModel, assess, volume_signals

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg.data.dataset import holdout_split
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 
 
 def test_real_train_and_test_folders_load(real_data: Path) -> None:
@@ -24,10 +24,11 @@ def test_real_train_and_test_folders_load(real_data: Path) -> None:
 def test_real_acdc_volumes_load_by_patient_with_the_documented_efs(acdc_data: Path, real_data: Path) -> None:
     from cmrseg.clinical import PhaseLabel, indices_table
     from cmrseg.data.dataset import kfold_split, sample_groups
-    from cmrseg.data.reader import load_image
-    from cmrseg.data.volumes import load_volume_folder, volume_samples
+    from cmrseg.data.readers.png import load_image
+    from cmrseg.data.readers import read_volumes
+    from cmrseg.data.slicing import volume_samples
 
-    volumes = load_volume_folder(acdc_data)
+    volumes = read_volumes(acdc_data)
     assert len(volumes) == 100 and {v.phase for v in volumes} == {"ED", "ES"}
     assert all(v.spacing is None and v.image.shape[:2] == (96, 96) for v in volumes)
     samples = volume_samples(volumes)
@@ -51,7 +52,7 @@ def test_real_native_volumes_plan_and_resample_as_documented() -> None:
     import pytest
 
     from cmrseg.data.resample import resize_label, zoom_factors, zoomed_shape
-    from cmrseg.data.volumes import list_cases, load_volume
+    from cmrseg.data.readers import list_cases, load_volume
     from cmrseg.planning import plan_dataset
 
     native = Path(os.environ.get("CMRSEG_NATIVE", Path(__file__).resolve().parent.parent.parent / "shared" / "data"

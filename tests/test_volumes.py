@@ -15,9 +15,10 @@ import pytest
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.dataset import prepare_data
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.data.synth import SYNTH_SPACING, write_synthetic_volumes
-from cmrseg.data.volumes import is_volume_dataset, list_cases, load_volume, load_volume_folder
+from cmrseg.data.readers import list_cases, load_volume, read_volumes
+from cmrseg.data.readers.layouts import is_volume_dataset
 from cmrseg.errors import CmrsegError
 from cmrseg.data.resample import zoom_factors
 
@@ -75,8 +76,8 @@ def test_acdc_layout_reads_phases_spacing_and_slices(acdc_dir: Path) -> None:
 
 @pytest.mark.parametrize("layout", ["flat", "nnunet"])
 def test_flat_and_nnunet_layouts_give_the_same_volumes(tmp_path: Path, layout: str) -> None:
-    acdc = load_volume_folder(write_synthetic_volumes(tmp_path / "a", 2, seed=1, size=32, slices=(3, 3)))
-    other = load_volume_folder(write_synthetic_volumes(tmp_path / "b", 2, seed=1, size=32, layout=layout, slices=(3, 3)))
+    acdc = read_volumes(write_synthetic_volumes(tmp_path / "a", 2, seed=1, size=32, slices=(3, 3)))
+    other = read_volumes(write_synthetic_volumes(tmp_path / "b", 2, seed=1, size=32, layout=layout, slices=(3, 3)))
     assert [(v.patient, v.phase) for v in other] == [(v.patient, v.phase) for v in acdc]
     for a, b in zip(acdc, other, strict=True):
         np.testing.assert_array_equal(a.image, b.image)
@@ -219,11 +220,11 @@ def test_data_synth_volumes_command(tmp_path: Path) -> None:
 
 def _count_volume_predictions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Cases passed to the volume predictor from now on; slice-by-slice prediction of samples is refused."""
-    import cmrseg.evaluation.slices
-    import cmrseg.inference.volumes
+    import cmrseg.evaluation.slice_scoring
+    import cmrseg.inference.volume_prediction
 
     predicted: list[str] = []
-    real = cmrseg.inference.volumes.volume_probabilities
+    real = cmrseg.inference.volume_prediction.volume_probabilities
 
     def counting(predictor, volume, *args):  # type: ignore[no-untyped-def]
         predicted.append(volume.case)
@@ -232,15 +233,15 @@ def _count_volume_predictions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("slices of volumes were predicted a second time, one by one")
 
-    monkeypatch.setattr(cmrseg.inference.volumes, "volume_probabilities", counting)
-    monkeypatch.setattr(cmrseg.evaluation.slices, "predict_sample_masks", refused)
+    monkeypatch.setattr(cmrseg.inference.volume_prediction, "volume_probabilities", counting)
+    monkeypatch.setattr(cmrseg.evaluation.slice_scoring, "predict_sample_masks", refused)
     return predicted
 
 
 def test_cv_on_volumes_scores_every_held_out_volume_once(acdc_dir: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from cmrseg.crossval import cross_validate, final_checkpoint
-    from cmrseg.evaluation.volumes import predict_held_out_volumes
+    from cmrseg.evaluation.volume_scoring import predict_held_out_volumes
     from cmrseg.inference import PredictSettings
     from cmrseg.metrics import image_metrics
     from cmrseg.training import clone_config

@@ -36,9 +36,9 @@ from cmrseg.config import ExperimentConfig, apply_overrides, load_config
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.transforms import build_pipeline
-from cmrseg.data.volumes import Volume, list_cases, load_volume
-from cmrseg.evaluation.volumes import config_validation_volumes, score_volume_masks
-from cmrseg.inference.volumes import volume_mask
+from cmrseg.data.readers import Volume, list_cases, load_volume
+from cmrseg.evaluation.volume_scoring import config_validation_volumes, score_volume_masks
+from cmrseg.inference.volume_prediction import volume_mask
 from cmrseg.metrics import batch_dice
 from cmrseg.optim import lr_factor
 from cmrseg.training import clone_config

@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from cmrseg.data.volumes import load_volume_folder
+from cmrseg.data.readers import read_volumes
 from cmrseg.commands.common import existing_folder
 
 RV, MYO, LV = 1, 2, 3
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--data", type=existing_folder, default="../shared/data/acdc96")
     args = parser.parse_args()
     starts: dict[str, dict[str, tuple[int, int]]] = {}
-    for volume in load_volume_folder(args.data):
+    for volume in read_volumes(args.data):
         starts.setdefault(volume.patient, {})[volume.phase or "?"] = (first_slice(volume.label, (RV,)),
                                                                       first_slice(volume.label, (MYO, LV)))
     pairs = [phases for phases in starts.values() if {"ED", "ES"} <= set(phases)]

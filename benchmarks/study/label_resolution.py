@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.reader import load_folder
+from cmrseg.data.slicing import load_folder
 from cmrseg.metrics import summarize
 
 AXIS_SHIFTS = [(-1, 0), (1, 0), (0, -1), (0, 1)]

@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.volumes import list_cases, load_volume
+from cmrseg.data.readers import list_cases, load_volume
 from cmrseg.metrics import dice_score
 from cmrseg.commands.common import existing_folder
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmrseg.data.reader import list_images, load_image
+from cmrseg.data.readers.png import list_images, load_image
 from cmrseg.export import onnx_bytes, onnx_metadata
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.onnx_engine import make_session

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cmrseg.data.volumes import spacing_text
+from cmrseg.data.spacing import spacing_text
 from cmrseg.errors import CmrsegError
 from cmrseg.utils import write_text_atomic
 
@@ -62,7 +62,7 @@ class PhaseLabel:
     @classmethod
     def from_volume(cls, volume: Any, label: np.ndarray) -> PhaseLabel:
         """``label`` counted for the patient, phase, case, spacing and group of ``volume`` (a read volume
-        or label volume of :mod:`cmrseg.data.volumes`)."""
+        or label volume of :mod:`cmrseg.data.label_volumes`)."""
         return cls.from_label(volume.patient, volume.phase, volume.case, label, volume.spacing, volume.group)
 
     @property
@@ -218,8 +218,8 @@ def _bland_altman(ax: Any, pred: np.ndarray, true: np.ndarray, title: str) -> No
 
 
 def phases_of_folder(directory: str | Path, info_dir: str | Path | None = None) -> list[PhaseLabel]:
-    """Labeled phases of a folder of label volumes (see :func:`cmrseg.data.volumes.load_label_folder`)."""
-    from cmrseg.data.volumes import load_label_folder
+    """Labeled phases of a folder of label volumes (see :func:`cmrseg.data.label_volumes.load_label_folder`)."""
+    from cmrseg.data.label_volumes import load_label_folder
 
     return [PhaseLabel.from_volume(v, v.label) for v in load_label_folder(directory, info_dir)]
 

@@ -97,7 +97,7 @@ class FoldScores:
 def _score_fold(config: ExperimentConfig, run_dir: Path, settings: PredictSettings) -> FoldScores:
     """Dice/HD95 of the fold's weights on its held-out slices. On volume data each held-out volume is predicted
     once (3D clean-up) and its slices are scored as cut from that prediction, which the volume report reuses."""
-    from cmrseg.evaluation.volumes import held_out_with_qc, slice_scores, trained_on_volumes
+    from cmrseg.evaluation.volume_scoring import held_out_with_qc, slice_scores, trained_on_volumes
 
     fold_settings = _fold_settings(config, settings)
     if not trained_on_volumes(config):
@@ -111,7 +111,7 @@ def _volume_report(out: Path, scores: list[FoldScores]) -> dict[str, Any] | None
     clinical indices and their agreement, written as ``cv_volumes.json``, ``cv_indices*.csv`` and plots."""
     if not any(fold.volumes for fold in scores):
         return None
-    from cmrseg.evaluation.volumes import write_volume_report
+    from cmrseg.evaluation.volume_scoring import write_volume_report
 
     from cmrseg.qc.assess import merge
 

@@ -339,7 +339,7 @@ def _git_commit() -> str | None:
 
 
 def _training_images(path: str | None) -> int | None:
-    from cmrseg.data.reader import list_images
+    from cmrseg.data.readers.png import list_images
 
     if not path:
         return None

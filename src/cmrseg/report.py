@@ -146,8 +146,8 @@ def _evaluate_slices(run_dir: Path, data_dir: str | Path | None, settings: Predi
 
 
 def _evaluate_volumes(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
-    from cmrseg.data.volumes import volume_samples
-    from cmrseg.evaluation.volumes import run_volumes_with_qc, slice_scores
+    from cmrseg.data.slicing import volume_samples
+    from cmrseg.evaluation.volume_scoring import run_volumes_with_qc, slice_scores
 
     volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress=False)
     summary = {**slice_scores(volumes, masks), **resolved.summary()}
@@ -181,8 +181,8 @@ def volume_sections(volumes: list[Any], masks: list[np.ndarray], max_volumes: in
     positions, clinical-index agreement with its scatter and Bland-Altman plots, the worst volumes side by
     side with their truth, and with ``qc`` (:class:`cmrseg.qc.QcResult`) the cases quality control says to
     check first (:func:`qc_section`)."""
-    from cmrseg.evaluation.volumes import score_volume_masks
-    from cmrseg.inference.volumes import montage
+    from cmrseg.evaluation.volume_scoring import score_volume_masks
+    from cmrseg.inference.volume_prediction import montage
 
     scored = score_volume_masks(volumes, masks, qc)
     columns, unit = [*STRUCTURES, "mean"], scored["hd95_unit"]
@@ -218,7 +218,7 @@ def qc_section(scored: dict[str, Any], by_case: dict[str, tuple[Any, np.ndarray]
                ) -> tuple[str, str]:
     """"Cases to check first": every volume quality control flags (lowest predicted Dice first) with its predicted
     and true Dice and reasons, the first ``max_volumes`` with their montage (truth beside prediction)."""
-    from cmrseg.inference.volumes import montage
+    from cmrseg.inference.volume_prediction import montage
     from cmrseg.qc import CHECK
 
     stats = scored["qc"]
@@ -241,7 +241,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     """HTML of one run (a folder or an export zip): metrics per structure, per-image Dice worst first with
     overlays, curves, config; predicted with ``settings`` (default: the run's own)."""
     from cmrseg import runs
-    from cmrseg.evaluation.volumes import is_volume_evaluation
+    from cmrseg.evaluation.volume_scoring import is_volume_evaluation
     from cmrseg.plots import overlay
 
     run_dir = runs.require_run_dir(run_dir)

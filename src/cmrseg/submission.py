@@ -76,7 +76,7 @@ def _read_rows(path: Path) -> list[tuple[int, str, str]]:
 def submit_folder(masks_dir: str | Path, out: str | Path) -> int:
     """Check ``out`` (a file outside ``masks_dir``), then encode every ``<id>_mask.png`` of ``masks_dir`` into it;
     returns the number of masks."""
-    from cmrseg.data.reader import load_mask_folder
+    from cmrseg.data.readers.png import load_mask_folder
     from cmrseg.outputs import check_output_file
 
     check_output_file(out, inputs=[masks_dir])

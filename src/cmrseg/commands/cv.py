@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
     print(format_cv_table(result.rows))
     print(f"wrote {result.out_dir / 'cv.csv'} and cv.json")
     if result.volumes is not None:
-        from cmrseg.evaluation.volumes import format_volume_report
+        from cmrseg.evaluation.volume_scoring import format_volume_report
 
         print(format_volume_report(result.volumes))
         print(f"wrote {result.out_dir / 'cv_volumes.json'}, cv_indices.csv, cv_indices_true.csv and the agreement plots")

@@ -23,7 +23,7 @@ def add_parser(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     """Evaluate and print the table."""
     from cmrseg.evaluation import evaluate_run, format_table
-    from cmrseg.evaluation.volumes import format_volume_report
+    from cmrseg.evaluation.volume_scoring import format_volume_report
 
     summary = evaluate_run(args.run, args.data, args.json, predict_settings(args))
     print(format_volume_report(summary) if "per_volume" in summary else format_table(summary))

@@ -16,7 +16,7 @@ from cmrseg.config import ExperimentConfig, SliceSampling
 from cmrseg.data.conditions import with_planes
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.patches import crop, patch_origin
-from cmrseg.data.reader import Sample, channels_first, load_folder
+from cmrseg.data.slicing import Sample, channels_first, load_folder
 from cmrseg.data.transforms import build_pipeline
 from cmrseg.errors import CmrsegError
 
@@ -137,7 +137,7 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
 
 def position_weights(samples: list[Sample], sampling: SliceSampling) -> list[float]:
     """Sampling weight of each slice: ``sampling``'s weight of its third (base, mid, apex) of its volume."""
-    from cmrseg.data.volumes import slice_positions
+    from cmrseg.data.slicing import slice_positions
 
     if any(s.volume is None or s.slice_index is None for s in samples):
         raise CmrsegError("slice_sampling needs a volume dataset (slices that know their volume), not PNG slices")

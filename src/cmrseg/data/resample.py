@@ -65,7 +65,7 @@ def resize_label(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def resample_sample(sample: Any, target: Sequence[float]) -> Any:
-    """A volume slice (:class:`~cmrseg.data.reader.Sample`) resampled in-plane to ``target`` mm (itself when its spacing
+    """A volume slice (:class:`~cmrseg.data.slicing.Sample`) resampled in-plane to ``target`` mm (itself when its spacing
     is unknown or already there); its spacing then says the new grid."""
     factors = zoom_factors(sample.spacing, target, f"slice {sample.id}")
     if factors is None:

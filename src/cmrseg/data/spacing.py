@@ -25,6 +25,8 @@ import numpy as np
 from cmrseg.errors import CmrsegError
 
 Spacing = tuple[float, ...]
+
+
 IN_PLANE_MM = (0.1, 10.0)
 SLICE_MM = (0.5, 30.0)
 FACTOR_RANGE = (0.1, 10.0)
@@ -65,3 +67,8 @@ def check_factors(factors: Sequence[float], source: str) -> tuple[float, ...]:
         raise CmrsegError(f"{source}: resampling by {'x'.join(f'{f:.3g}' for f in factors)} to the training spacing is "
                           f"outside {low:g}-{high:g} per axis; the volume's or the model's spacing is wrong")
     return tuple(float(f) for f in factors)
+
+
+def spacing_text(spacing: Sequence[float] | None) -> str:
+    """``1.5x1.5x8`` (mm), or ``unknown``, as tables and manifests print a voxel spacing."""
+    return "unknown" if spacing is None else "x".join(f"{s:g}" for s in spacing)

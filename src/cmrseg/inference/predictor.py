@@ -17,7 +17,8 @@ from cmrseg.config import stack_channels
 from cmrseg.constants import NUM_CLASSES
 from cmrseg.data.conditions import with_planes
 from cmrseg.data.normalization import Normalization
-from cmrseg.data.reader import Sample, channels_first
+from cmrseg.data.readers import list_cases, reads_stacks
+from cmrseg.data.slicing import Sample, channels_first
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
 from cmrseg.inference.settings import PredictSettings
@@ -173,7 +174,7 @@ class ModelPredictor:
     def predict_proba(self, images: Sequence[np.ndarray],
                       conditions: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
         """Probabilities ``C x H x W`` of each ``H x W`` slice (``H x W x K`` stack for a 2.5-D model); a
-        conditioned model needs each slice's ``conditions`` values (:meth:`cmrseg.data.volumes.Volume.conditions`)."""
+        conditioned model needs each slice's ``conditions`` values (:meth:`cmrseg.data.readers.base.Volume.conditions`)."""
         self.model.eval()
         values = self._condition_values(len(images), conditions)
         images = [self._channels(image) for image in images]
@@ -262,28 +263,26 @@ def predict_folder(
     ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
-    the clinical indices (:func:`cmrseg.inference.volumes.predict_volume_folder`), and ``qc_threshold`` sets the
+    the clinical indices (:func:`cmrseg.inference.volume_prediction.predict_volume_folder`), and ``qc_threshold`` sets the
     quality-control cut there (:mod:`cmrseg.qc`). ``images_dir`` may also be one PNG or NIfTI file, predicted as a
     one-item dataset.
     """
     from PIL import Image
 
-    from cmrseg.data.volumes import is_volume_dataset
-
-    if is_volume_dataset(images_dir):
-        from cmrseg.inference.volumes import predict_volume_folder
+    if reads_stacks(images_dir):
+        from cmrseg.inference.volume_prediction import predict_volume_folder
 
         return predict_volume_folder(run_dir, images_dir, out_dir, overlays=overlays, settings=settings,
                                      indices=indices, overwrite=overwrite, qc_threshold=qc_threshold)
     if indices:
         raise CmrsegError(f"{images_dir}: --indices needs NIfTI volumes (ED and ES per patient), not PNG slices")
-    from cmrseg.data.reader import list_images, load_folder
+    from cmrseg.data.slicing import load_folder
     from cmrseg.outputs import check_output_dir
     from cmrseg.plots import overlay
     from cmrseg.utils import atomic_dir
 
     kinds = ("mask", "overlay") if overlays else ("mask",)
-    planned = [f"{path.stem}_{kind}.png" for path in list_images(images_dir) for kind in kinds]
+    planned = [f"{case.case}_{kind}.png" for case in list_cases(images_dir, require_labels=False) for kind in kinds]
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                      files=planned)
     predictor, resolved = load_run(run_dir, settings)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.volumes import POSITIONS, slice_positions
+from cmrseg.data.slicing import POSITIONS, slice_positions
 from cmrseg.metrics.slices import dice_score, image_metrics
 
 

@@ -1,6 +1,6 @@
 """A dataset's fingerprint: what the plan is chosen from (spacings, slice sizes, heart extent, class sizes).
 
-It is computed from the slices training reads (:class:`cmrseg.data.reader.Sample`), so ``cmrseg plan`` and the
+It is computed from the slices training reads (:class:`cmrseg.data.slicing.Sample`), so ``cmrseg plan`` and the
 plan inside ``train`` see the same numbers.
 """
 

@@ -118,7 +118,7 @@ def make_plan(fingerprint: Fingerprint, config: ExperimentConfig) -> Plan:
 def plan_dataset(data_dir: str | Path, config: ExperimentConfig | None = None) -> Plan:
     """The plan of a labeled dataset folder (PNG or NIfTI volumes) under ``config`` (default: the default config)."""
     from cmrseg.config import ExperimentConfig
-    from cmrseg.data.reader import load_folder
+    from cmrseg.data.slicing import load_folder
 
     config = config or ExperimentConfig()
     samples = load_folder(data_dir, require_masks=True)

@@ -46,9 +46,9 @@ def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettin
               alpha: float = ALPHA, progress: bool = True) -> dict[str, Any]:
     """Fit the QC model of the run folder ``run_dir`` on the labeled volumes of ``data_dir``, store it
     (``RUN/qc_model.json``) and return ``{"model", "per_volume", "cv", "path"}``."""
-    from cmrseg.evaluation.volumes import labeled_volumes
+    from cmrseg.evaluation.volume_scoring import labeled_volumes
     from cmrseg.inference import load_run
-    from cmrseg.inference.volumes import training_spacing
+    from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.metrics.volumes import volume_metrics
     from cmrseg.qc.predict import predict_with_signals
 

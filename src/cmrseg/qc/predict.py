@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cmrseg import runs
-from cmrseg.data.volumes import Volume
+from cmrseg.data.readers import Volume
 from cmrseg.inference import Predictor
 from cmrseg.qc.model import QcModel
 from cmrseg.qc.signals import volume_signals
@@ -30,11 +30,11 @@ def last_signals(predictor: Predictor, probs: np.ndarray, mask: np.ndarray) -> d
 def predict_with_signals(predictor: Predictor, volumes: Sequence[Volume], postprocess: bool,
                          class_weights: Sequence[float] | None = None, target_spacing: Sequence[float] | None = None,
                          progress: bool = False) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
-    """Label volumes of ``volumes`` (as :func:`cmrseg.evaluation.volumes.predict_volume_masks`) and each one's
+    """Label volumes of ``volumes`` (as :func:`cmrseg.evaluation.volume_scoring.predict_volume_masks`) and each one's
     QC signals."""
     from tqdm.auto import tqdm
 
-    from cmrseg.inference.volumes import partners_for, require_conditions, volume_mask, volume_probabilities
+    from cmrseg.inference.volume_prediction import partners_for, require_conditions, volume_mask, volume_probabilities
 
     require_conditions(predictor, [(volume.phase, volume.path) for volume in volumes])
     partners = partners_for(predictor, volumes, lambda volume: volume.path)

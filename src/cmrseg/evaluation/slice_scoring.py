@@ -1,4 +1,4 @@
-"""Evaluating a run folder on labeled slices (or a submission CSV) against masks; volumes go to :mod:`cmrseg.evaluation.volumes`."""
+"""Evaluating a run folder on labeled slices (or a submission CSV) against masks; volumes go to :mod:`cmrseg.evaluation.volume_scoring`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.reader import Sample, load_folder, load_mask_folder
+from cmrseg.data.readers.png import load_mask_folder
+from cmrseg.data.slicing import Sample, load_folder
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.inference.predictor import predict_sample_masks
@@ -76,8 +77,8 @@ def evaluate_run(
     with ``settings`` (default: the run's own); optionally saved as JSON.
 
     On NIfTI volumes (or, without ``data_dir``, for a run trained on volumes) the scores are per volume, with
-    ED/ES summaries, slice positions and clinical indices (see :mod:`cmrseg.evaluation.volumes`)."""
-    from cmrseg.evaluation.volumes import evaluate_run_on_volumes, is_volume_evaluation
+    ED/ES summaries, slice positions and clinical indices (see :mod:`cmrseg.evaluation.volume_scoring`)."""
+    from cmrseg.evaluation.volume_scoring import evaluate_run_on_volumes, is_volume_evaluation
 
     settings = settings or PredictSettings()
     if json_path:

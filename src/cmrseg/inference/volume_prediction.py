@@ -26,8 +26,11 @@ import numpy as np
 from cmrseg import runs
 from cmrseg.data.conditions import condition_values
 from cmrseg.data.spacing import check_spacing
-from cmrseg.data.volumes import (MANIFEST_FILE, Volume, VolumeCase, check_partner, list_cases, load_volume,
-                                 phase_partners, slice_input, spacing_text, write_label_volume)
+from cmrseg.data.label_volumes import MANIFEST_FILE
+from cmrseg.data.readers import Volume, VolumeCase, list_cases, load_volume
+from cmrseg.data.readers.nifti import write_label_volume
+from cmrseg.data.slicing import check_partner, phase_partners, slice_input
+from cmrseg.data.spacing import spacing_text
 from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
@@ -58,8 +61,8 @@ def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: S
                          partner: Volume | None = None) -> np.ndarray:
     """Class probabilities ``C x H x W x Z`` of every slice of ``volume``, resampled as the module doc says;
     a 2.5-D predictor gets each slice with its neighbours, one that reads the other phase the same slices of
-    ``partner`` too (:func:`cmrseg.data.volumes.slice_input`), a conditioned one each slice's phase and position
-    (:meth:`~cmrseg.data.volumes.Volume.conditions`)."""
+    ``partner`` too (:func:`cmrseg.data.slicing.slice_input`), a conditioned one each slice's phase and position
+    (:meth:`~cmrseg.data.readers.base.Volume.conditions`)."""
     context = getattr(predictor, "context_slices", 0)
     names = getattr(predictor, "conditions", ())
     if getattr(predictor, "other_phase", False):

@@ -1,6 +1,6 @@
 """Evaluating a run on labeled volumes: per-volume 3D metrics, ED/ES summaries, slice positions, clinical indices.
 
-``evaluate_volumes`` predicts every volume (see :mod:`cmrseg.inference.volumes`), scores it with
+``evaluate_volumes`` predicts every volume (see :mod:`cmrseg.inference.volume_prediction`), scores it with
 :mod:`cmrseg.metrics.volumes`, and compares the clinical indices of the predicted label volumes with those of
 the true ones (:mod:`cmrseg.clinical`). The result is one JSON-ready dictionary; ``format_volume_report``
 prints it as plain-text tables.
@@ -18,10 +18,10 @@ import numpy as np
 from cmrseg.clinical import PhaseLabel, agreement, format_agreement, indices_table
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
-from cmrseg.data.volumes import Volume, list_cases, load_volume
+from cmrseg.data.readers import Volume, list_cases, load_volume, read_volumes, reads_stacks
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor
-from cmrseg.inference.volumes import predict_volume_probabilities, volume_mask
+from cmrseg.inference.volume_prediction import predict_volume_probabilities, volume_mask
 from cmrseg.metrics import summarize
 from cmrseg.metrics.volumes import POSITIONS, evaluate_volume, summarize_volumes
 from cmrseg.qc.assess import QcResult
@@ -60,7 +60,7 @@ def predict_volume_masks(
     target_spacing: Sequence[float] | None = None,
     progress: bool = False,
 ) -> list[np.ndarray]:
-    """Predicted label volumes of ``volumes`` (see :mod:`cmrseg.inference.volumes`)."""
+    """Predicted label volumes of ``volumes`` (see :mod:`cmrseg.inference.volume_prediction`)."""
     return [volume_mask(probs, postprocess, class_weights)
             for probs in predict_volume_probabilities(predictor, volumes, target_spacing, progress)]
 
@@ -82,7 +82,7 @@ def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: Predict
                ) -> tuple[list[np.ndarray], PredictSettings, QcResult]:
     """Predicted label volumes, the resolved settings and the volumes' quality control (:mod:`cmrseg.qc`)."""
     from cmrseg.inference import load_run
-    from cmrseg.inference.volumes import training_spacing
+    from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.qc import assess
     from cmrseg.qc.predict import predict_with_signals, run_qc_model
 
@@ -96,7 +96,7 @@ def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: Predict
 
 def labeled_volumes(data_dir: str | Path) -> list[Volume]:
     """Every volume of ``data_dir`` with its labels (each must have them)."""
-    return [load_volume(case) for case in list_cases(data_dir, require_labels=True)]
+    return read_volumes(data_dir, require_labels=True)
 
 
 def _metric_line(label: str, values: dict[str, float], digits: int) -> str:
@@ -239,18 +239,16 @@ def run_volumes_with_qc(
 
 
 def is_volume_evaluation(run_dir: str | Path, data_dir: str | Path | None) -> bool:
-    """Whether ``evaluate`` scores volumes: ``data_dir`` holds NIfTI volumes, or (without it) the run was trained on some."""
+    """Whether ``evaluate`` scores volumes: ``data_dir`` holds stacks of slices (:func:`cmrseg.data.readers.reads_stacks`:
+    NIfTI volumes), or (without it) the run was trained on some."""
     from cmrseg import runs
-    from cmrseg.data.volumes import is_volume_dataset
 
     if data_dir is not None:
-        return is_volume_dataset(data_dir)
+        return reads_stacks(data_dir)
     return trained_on_volumes(runs.read_run_config(runs.require_run_dir(run_dir)))
 
 
 def trained_on_volumes(config: ExperimentConfig) -> bool:
-    """Whether the config's training data is a NIfTI volume dataset."""
-    from cmrseg.data.volumes import is_volume_dataset
-
+    """Whether the config's training data is a dataset of volumes (stacks of slices), not single images."""
     path = config.dataset_info.train_data_path
-    return bool(path) and is_volume_dataset(path)
+    return bool(path) and reads_stacks(path)

@@ -1,79 +1,60 @@
-"""Reading the folder layout ``DIR/image/<stem>.png`` + ``DIR/mask/<stem>_mask.png``.
+"""Reading PNG slices: the folder layout ``DIR/image/<stem>.png`` + ``DIR/mask/<stem>_mask.png``, or one PNG file.
 
 Images are 8-bit grayscale of any size; masks hold class indices 0-3. Every problem with a file
-raises a one-line :class:`CmrsegError` that names the file.
+raises a one-line :class:`CmrsegError` that names the file. The PNG reader of :mod:`cmrseg.data.readers` gives each
+image as a one-slice volume of unknown spacing, phase and patient.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cmrseg.constants import NUM_CLASSES
+from cmrseg.data.readers.base import Volume, VolumeCase, natural_key
 from cmrseg.errors import CmrsegError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MASK_SUFFIX = "_mask"
 
 
-@dataclass
-class Sample:
-    """One slice: its id (file stem), grayscale uint8 image and optional uint8 class mask.
+class PngReader:
+    """8-bit PNG slices, each a one-slice volume (``H x W x 1``) of unknown spacing; its case id is the file stem and
+    its label the mask PNG beside it (:func:`mask_path_for`). Claims any path no other reader claims (the fallback,
+    so a missing folder is reported as one)."""
 
-    A 2.5-D sample's image is ``H x W x C``: its neighbours and itself, base first (see
-    :func:`cmrseg.data.volumes.context_stack`), then with ``other_phase`` the same slices of the patient's
-    other phase; ``centre`` is the channel of the slice itself (None: the middle one).
+    name = "PNG"
+    what = "PNG slices"
+    stacks = False
 
-    Slices cut from a volume also know their patient (``group``, the unit of every split), their
-    volume's case id, their index ``z`` in it, the volume's slice count, cardiac phase (ED/ES, None when
-    unknown) and voxel spacing in mm (None when unknown).
-    """
+    def claims(self, path: Path) -> bool:
+        return True
 
-    id: str
-    image: np.ndarray
-    mask: np.ndarray | None = None
-    group: str | None = None
-    volume: str | None = None
-    slice_index: int | None = None
-    spacing: tuple[float, float, float] | None = None
-    n_slices: int | None = None
-    phase: str | None = None
-    centre: int | None = None
+    def list_cases(self, path: Path, require_labels: bool = True) -> list[VolumeCase]:
+        """Each image with its mask path when the mask exists or is required (a missing one is refused when the image
+        is read, so a broken image is named before a missing mask, as files are read in order)."""
+        cases = []
+        for image_path in list_images(path):
+            mask_path = mask_path_for(image_path)
+            label = mask_path if require_labels or mask_path.is_file() else None
+            cases.append(VolumeCase(image_path.stem, image_path.stem, image_path, label, reader=self.name))
+        return cases
 
-    @property
-    def slice_image(self) -> np.ndarray:
-        """The ``H x W`` slice itself (channel ``centre`` of a stacked image, by default the middle one)."""
-        if self.image.ndim == 2:
-            return self.image
-        return self.image[:, :, self.image.shape[2] // 2 if self.centre is None else self.centre]
-
-    def conditions(self, names: Sequence[str]) -> np.ndarray:
-        """This slice's values of ``model_info.conditions`` (:mod:`cmrseg.data.conditions`); one-line error if unknown."""
-        from cmrseg.data.conditions import condition_values
-
-        if names and self.volume is None:
-            raise CmrsegError(f"slice {self.id}: this model is conditioned on {' and '.join(names)} "
-                              "(model_info.conditions), which only slices of NIfTI volumes know, not PNG slices")
-        return condition_values(names, self.phase, self.slice_index, self.n_slices, f"slice {self.id}")
+    def load(self, case: VolumeCase, with_label: bool = True) -> Volume:
+        image = load_image(case.image_path)
+        mask = None
+        if with_label and case.label_path is not None:
+            if not case.label_path.is_file():
+                raise CmrsegError(f"{case.image_path}: no mask found (expected {case.label_path})")
+            mask = load_mask(case.label_path, image.shape)
+        return Volume(case.case, case.patient, None, image[:, :, None], None if mask is None else mask[:, :, None],
+                      np.eye(4), None, None, case.image_path, single_image=True)
 
 
-def channels_first(image: np.ndarray) -> np.ndarray:
-    """``C x H x W`` view of an ``H x W`` image (C = 1) or a channel-last ``H x W x C`` 2.5-D stack."""
-    return image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-
-
-def natural_key(text: str) -> list[object]:
-    """Sort key that orders embedded numbers numerically (cmr2 before cmr10)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
-def _open_png(path: Path) -> Image.Image:
+def open_png(path: Path) -> Image.Image:
     try:
         with path.open("rb") as handle:
             if handle.read(8) != PNG_SIGNATURE:
@@ -90,7 +71,7 @@ def _open_png(path: Path) -> Image.Image:
 def load_image(path: str | Path) -> np.ndarray:
     """Read a PNG as uint8 grayscale; colour images are converted with a warning, 16-bit rescaled."""
     path = Path(path)
-    image = _open_png(path)
+    image = open_png(path)
     if image.mode in ("I;16", "I;16B", "I"):
         array = np.asarray(image, dtype=np.float64)
         span = array.max() - array.min()
@@ -105,7 +86,7 @@ def load_image(path: str | Path) -> np.ndarray:
 def load_mask(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Read a class-index mask; values must lie in 0..3 and the size must match ``shape`` when given."""
     path = Path(path)
-    image = _open_png(path)
+    image = open_png(path)
     if image.mode not in ("L", "P", "I", "I;16"):
         raise CmrsegError(f"{path}: mask must be a single-channel PNG of class indices, got mode {image.mode}")
     mask = np.asarray(image)
@@ -147,34 +128,6 @@ def list_images(directory: str | Path) -> list[Path]:
 def mask_path_for(image_path: Path) -> Path:
     """``DIR/image/cmr1.png`` -> ``DIR/mask/cmr1_mask.png``."""
     return image_path.parent.parent / "mask" / f"{image_path.stem}{MASK_SUFFIX}.png"
-
-
-def load_folder(directory: str | Path, require_masks: bool = True, context_slices: int = 0,
-                other_phase: bool = False) -> list[Sample]:
-    """Load every slice of a folder; with ``require_masks`` each image must have its mask.
-
-    A folder of NIfTI volumes (see :mod:`cmrseg.data.volumes`) gives every slice of every volume, with
-    ``context_slices`` neighbours on each side stacked behind it (2.5-D) and with ``other_phase`` the same
-    slices of the patient's other phase; PNG slices have neither."""
-    from cmrseg.data.volumes import is_volume_dataset, load_volume_folder, volume_samples
-
-    if is_volume_dataset(directory):
-        return volume_samples(load_volume_folder(directory, require_labels=require_masks), context_slices, other_phase)
-    if context_slices or other_phase:
-        key, why = ((f"context_slices {context_slices}", "neighbouring slices") if context_slices
-                    else ("other_phase", "ED and ES of each patient"))
-        raise CmrsegError(f"{directory}: model_info.{key} needs NIfTI volumes ({why}), this folder holds PNG slices")
-    samples = []
-    for image_path in list_images(directory):
-        image = load_image(image_path)
-        mask_path = mask_path_for(image_path)
-        mask = None
-        if mask_path.is_file():
-            mask = load_mask(mask_path, image.shape)
-        elif require_masks:
-            raise CmrsegError(f"{image_path}: no mask found (expected {mask_path})")
-        samples.append(Sample(image_path.stem, image, mask))
-    return samples
 
 
 def load_mask_folder(directory: str | Path) -> dict[str, np.ndarray]:
