@@ -31,16 +31,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cmrseg.clinical import plot_agreement
+from cmrseg.metrics.clinical import plot_agreement
 from cmrseg.config import ExperimentConfig, apply_overrides, load_config
 from cmrseg.constants import STRUCTURES
-from cmrseg.crossval import cross_validate, final_checkpoint
+from cmrseg.workflows.crossval import cross_validate, final_checkpoint
 from cmrseg.data.dataset import prepare_data
 from cmrseg.data.readers import Volume, list_cases, load_volume
 from cmrseg.data.slicing import phase_partners
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import aggregate, image_metrics
-from cmrseg.training import clone_config
+from cmrseg.training.trainer import clone_config
 from cmrseg.commands.common import existing_folder
 from cmrseg.utils import run_metadata
 from cmrseg.evaluation.volume_scoring import score_volume_masks

@@ -20,8 +20,8 @@ import torch
 
 from cmrseg.config import ExperimentConfig, apply_overrides, load_config_with_overrides
 from cmrseg.errors import CmrsegError
-from cmrseg.outputs import check_output_file
-from cmrseg.training import Trainer
+from cmrseg.io.outputs import check_output_file
+from cmrseg.training.trainer import Trainer
 from cmrseg.utils import write_results
 
 REPO = Path(__file__).resolve().parent.parent

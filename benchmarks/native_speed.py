@@ -40,7 +40,7 @@ def untrained_run(folder: Path) -> Path:
     plan rules, so its timing is the recipe's."""
     from cmrseg.config import apply_overrides
     from cmrseg.data.synth import write_synthetic_volumes
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     data = write_synthetic_volumes(folder / "phantoms", 0, grids=[(1.5625, 216), (1.5625, 256)], slices=(2, 2))
     config = apply_overrides(load_config(ROOT / "configs" / "acdc_native.json"),

@@ -25,9 +25,9 @@ def main() -> None:
     os.environ["CMRSEG_CACHE"] = str(WORK / "cache")
     from cmrseg.config import config_from_dict
     from cmrseg.data.synth import write_synthetic_dataset
-    from cmrseg.export import export_run
+    from cmrseg.workflows.export import export_run
     from cmrseg.inference import PredictSettings, predict_folder
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     write_synthetic_dataset(WORK / "synth", count=16, size=96)
     config = json.loads((Path(__file__).resolve().parent.parent / "configs" / "best.json").read_text())

@@ -29,10 +29,10 @@ import torch
 from cmrseg.config import ModelInfo
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.readers.png import list_images, load_image
-from cmrseg.export import minimum_size, onnx_bytes, onnx_metadata
+from cmrseg.formats.onnx import minimum_size, onnx_bytes, onnx_metadata
 from cmrseg.inference import ModelPredictor
 from cmrseg.models import build_model
-from cmrseg.onnx_engine import OnnxNetwork, make_session
+from cmrseg.inference.onnx_engine import OnnxNetwork, make_session
 from cmrseg.commands.common import existing_folder
 from cmrseg.utils import write_results
 

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmrseg.clinical import PhaseLabel, indices_table
+from cmrseg.metrics.clinical import PhaseLabel, indices_table
 from cmrseg.commands.common import existing_folder
 from cmrseg.config import apply_overrides, load_config
-from cmrseg.crossval import cross_validate, fold_dir
+from cmrseg.workflows.crossval import cross_validate, fold_dir
 from cmrseg.evaluation.volume_scoring import config_validation_volumes, predict_volume_masks
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics.volumes import volume_metrics
@@ -37,8 +37,9 @@ from cmrseg.qc.assess import BAD_DICE
 from cmrseg.qc.model import agreement_stats, fit
 from cmrseg.qc.predict import predict_with_signals
 from cmrseg.runs import epoch_checkpoint
-from cmrseg.training import clone_config
-from cmrseg.utils import run_metadata, write_json_atomic, write_text_atomic
+from cmrseg.training.trainer import clone_config
+from cmrseg.io.atomic import write_json_atomic, write_text_atomic
+from cmrseg.utils import run_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

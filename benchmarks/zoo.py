@@ -22,12 +22,13 @@ import torch
 from cmrseg import runs
 from cmrseg.config import ModelInfo, apply_overrides, load_config
 from cmrseg.data.slicing import load_folder
-from cmrseg.ensemble import make_ensemble
+from cmrseg.workflows.ensemble import make_ensemble
 from cmrseg.evaluation import evaluate_run
 from cmrseg.inference import PredictSettings, images_per_second, load_run
 from cmrseg.models.registry import FAMILY_KEYS, model_entry
-from cmrseg.training import continue_run
-from cmrseg.utils import write_csv_atomic, write_results
+from cmrseg.training.trainer import continue_run
+from cmrseg.io.atomic import write_csv_atomic
+from cmrseg.utils import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "zoo"

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def train_volume_run(volumes_dir: Path, out: Path, model_info: dict[str, Any]) -> Path:
     """A tiny network of ``model_info`` trained for 1 epoch on phantom volumes, per-image normalised, in ``out``."""
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     train(config_from_dict(tiny_config_dict(volumes_dir, epochs=1, model_info=model_info, normalization="per_image")),
           out, progress=False)

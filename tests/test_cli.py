@@ -17,7 +17,7 @@ from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.slicing import load_folder
 from cmrseg.runs import read_history
-from cmrseg.training import train
+from cmrseg.training.trainer import train
 
 from conftest import tiny_config_dict
 

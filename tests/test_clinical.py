@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cmrseg.cli import main
-from cmrseg.clinical import MYOCARDIAL_DENSITY, PhaseLabel, agreement, indices_table
+from cmrseg.metrics.clinical import MYOCARDIAL_DENSITY, PhaseLabel, agreement, indices_table
 from cmrseg.metrics import diagonal, dice_score, hd95_score
 from cmrseg.metrics.volumes import slice_positions, volume_metrics
 

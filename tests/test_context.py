@@ -122,7 +122,7 @@ def test_onnx_export_of_a_context_model_matches_torch(context_run: Path, volumes
 
 
 def test_an_ensemble_hands_a_2d_member_the_centre_slice(context_run: Path, volumes_dir: Path, tmp_path: Path) -> None:
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     flat = tmp_path / "flat"
     train(config_from_dict(tiny_config_dict(volumes_dir, epochs=1)), flat, progress=False)
@@ -141,7 +141,7 @@ def test_an_ensemble_hands_a_2d_member_the_centre_slice(context_run: Path, volum
 def test_slice_sampling_weights_each_third_of_a_volume(volumes_dir: Path, tmp_path: Path) -> None:
     from cmrseg.config import SliceSampling
     from cmrseg.data.dataset import position_weights
-    from cmrseg.training import Trainer
+    from cmrseg.training.trainer import Trainer
 
     samples = load_folder(volumes_dir)
     weights = position_weights(samples, SliceSampling(base=3, mid=1, apex=0))

@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from cmrseg import crossval, runs, training
+from cmrseg import runs
+from cmrseg.training import trainer as training
+from cmrseg.workflows import crossval
 from cmrseg.cli import main
 from cmrseg.config import ExperimentConfig, PostprocessInfo, config_from_dict, load_config
 from cmrseg.data.synth import write_synthetic_dataset
 from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import evaluate_run
 from cmrseg.models.unet import DEFAULT_DEPTH as UNET_DEFAULT_DEPTH
-from cmrseg.training import clone_config, train
-from cmrseg.utils import csv_text
+from cmrseg.training.trainer import clone_config, train
+from cmrseg.io.atomic import csv_text
 
 from conftest import tiny_config_dict
 

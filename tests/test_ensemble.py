@@ -10,11 +10,11 @@ import pytest
 from cmrseg.cli import main
 from cmrseg.config import ModelInfo, config_from_dict
 from cmrseg.data.slicing import load_folder
-from cmrseg.ensemble import make_ensemble
+from cmrseg.workflows.ensemble import make_ensemble
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import load_run
 from cmrseg.models import available_models, build_model
-from cmrseg.training import train
+from cmrseg.training.trainer import train
 
 from conftest import tiny_config_dict
 

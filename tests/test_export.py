@@ -18,12 +18,15 @@ from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.readers.png import list_images, load_image
 from cmrseg.data.slicing import load_folder
-from cmrseg.ensemble import make_ensemble
+from cmrseg.workflows.ensemble import make_ensemble
 from cmrseg.errors import CmrsegError
-from cmrseg.export import FORMAT_VERSION, MANIFEST_FILE, export_run, require
+from cmrseg.formats.bundle import MANIFEST_FILE
+from cmrseg.formats.onnx import require
+from cmrseg.formats.version import FORMAT_VERSION
+from cmrseg.workflows.export import export_run
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run, predict_masks
-from cmrseg.onnx_engine import onnx_predictor_from_torch
-from cmrseg.training import train
+from cmrseg.inference.onnx_engine import onnx_predictor_from_torch
+from cmrseg.training.trainer import train
 
 from conftest import REPO_ROOT, real_data_dir, tiny_config_dict
 
@@ -315,7 +318,7 @@ def test_onnxruntime_predicts_the_torch_label_volumes(volume_export: tuple[Path,
 
 
 def test_zip_carries_the_training_data_but_no_output_marker(volume_export: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    from cmrseg.outputs import MARKER_FILE
+    from cmrseg.io.outputs import MARKER_FILE
     from cmrseg.inference.volume_prediction import training_spacing
 
     _, run_dir, model_zip = volume_export

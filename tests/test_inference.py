@@ -16,8 +16,8 @@ from cmrseg.data.dataset import Normalization
 from cmrseg.data.slicing import load_folder
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run, zoom
-from cmrseg.report import run_report
-from cmrseg.training import train
+from cmrseg.workflows.report import run_report
+from cmrseg.training.trainer import train
 
 from conftest import tiny_config_dict
 
@@ -113,7 +113,7 @@ def test_a_single_model_and_its_ensemble_folder_zoom_alike(zoom_run: Path, synth
     """The zoom acts before normalisation, so a run and a 2x ensemble of it predict the same."""
     import shutil
 
-    from cmrseg.ensemble import make_ensemble
+    from cmrseg.workflows.ensemble import make_ensemble
 
     twin = tmp_path / "twin"
     shutil.copytree(zoom_run, twin)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cmrseg.clinical import PhaseLabel, patient_row
+from cmrseg.metrics.clinical import PhaseLabel, patient_row
 from cmrseg.config import config_from_dict
 from cmrseg.data.patches import crop, patch_origin
 from cmrseg.data.resample import resize_channels_first, resize_label, zoom_factors, zoomed_shape
@@ -35,7 +35,7 @@ def native_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def native_run(native_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     out = tmp_path_factory.mktemp("native_run") / "run"
     config = config_from_dict(tiny_config_dict(native_dir, epochs=1, normalization="per_image", split_mode="full",
@@ -149,7 +149,7 @@ def test_training_on_native_volumes_uses_the_plan(native_run: Path) -> None:
     from cmrseg.data.dataset import SegmentationDataset, prepare_data
     from cmrseg.data.normalization import Normalization
     from cmrseg.runs import read_run_config
-    from cmrseg.training import resample_bundle, Plan
+    from cmrseg.training.trainer import resample_bundle, Plan
 
     config = read_run_config(native_run)
     data = resample_bundle(prepare_data(config), Plan.model_validate(plan))
@@ -174,7 +174,7 @@ def test_prediction_on_another_grid_keeps_the_input_geometry(native_run: Path, t
 
 
 def test_plan_travels_with_the_zip_and_onnx_exports(native_run: Path, tmp_path: Path) -> None:
-    from cmrseg.export import export_run
+    from cmrseg.workflows.export import export_run
     from cmrseg.inference.volume_prediction import training_spacing
 
     pytest.importorskip("onnx")
@@ -212,7 +212,7 @@ def test_onnx_example_reproduces_the_preprocessing_on_a_native_slice(native_run:
     from PIL import Image
 
     from cmrseg.data.readers import list_cases, load_volume
-    from cmrseg.export import export_run
+    from cmrseg.workflows.export import export_run
     from cmrseg.inference import PredictSettings, load_run
     from cmrseg.inference.volume_prediction import training_spacing, volume_mask, volume_probabilities
 
@@ -254,9 +254,9 @@ def test_onnx_example_reproduces_the_preprocessing_on_a_native_slice(native_run:
 
 def test_ensemble_carries_its_members_plan_and_refuses_mixed_spacings(native_run: Path, native_dir: Path,
                                                                       tmp_path: Path) -> None:
-    from cmrseg.ensemble import make_ensemble
+    from cmrseg.workflows.ensemble import make_ensemble
     from cmrseg.inference.volume_prediction import training_spacing
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     ensemble = make_ensemble([native_run, native_run], tmp_path / "ensemble")
     assert training_spacing(ensemble) == (1.25, 1.25)
@@ -272,7 +272,7 @@ def test_ensemble_carries_its_members_plan_and_refuses_mixed_spacings(native_run
 def test_validation_scores_whole_native_slices_of_different_sizes(native_dir: Path, tmp_path: Path) -> None:
     """A held-out patient's whole resampled slices differ in size from the others': validation scores each unpadded,
     every val_every epochs and after the last."""
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     config = config_from_dict(tiny_config_dict(native_dir, epochs=3, val_every=2, split_mode="holdout", val_fraction=0.5,
                                                model_info={"name": "UNet", "depths": 2, "features": 8}))
@@ -284,7 +284,7 @@ def test_validation_scores_whole_native_slices_of_different_sizes(native_dir: Pa
 
 def test_native_dataset_of_one_patient_cannot_be_split(tmp_path: Path) -> None:
     """One patient plans fine but leaves nobody to validate on: a one-line error before the run folder is written."""
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     one = write_synthetic_volumes(tmp_path / "one", 0, grids=[(1.25, 128)], slices=(3, 3))
     assert plan_dataset(one).fingerprint.n_patients == 1  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cmrseg.cli import main
-from cmrseg.clinical import PhaseLabel
+from cmrseg.metrics.clinical import PhaseLabel
 from cmrseg.data.synth import write_synthetic_volumes
 from cmrseg.data.readers import Volume, list_cases, load_volume
 from cmrseg.inference.tta import agreement_counts, flip_average

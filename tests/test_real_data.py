@@ -22,7 +22,7 @@ def test_real_train_and_test_folders_load(real_data: Path) -> None:
 
 
 def test_real_acdc_volumes_load_by_patient_with_the_documented_efs(acdc_data: Path, real_data: Path) -> None:
-    from cmrseg.clinical import PhaseLabel, indices_table
+    from cmrseg.metrics.clinical import PhaseLabel, indices_table
     from cmrseg.data.dataset import kfold_split, sample_groups
     from cmrseg.data.readers.png import load_image
     from cmrseg.data.readers import read_volumes

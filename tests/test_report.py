@@ -17,8 +17,8 @@ from PIL import Image
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict, load_config
 from cmrseg.data.dataset import prepare_data
-from cmrseg.sweep import parse_sets, run_sweep
-from cmrseg.training import train
+from cmrseg.workflows.sweep import parse_sets, run_sweep
+from cmrseg.training.trainer import train
 
 from conftest import tiny_config_dict
 

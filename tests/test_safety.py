@@ -23,12 +23,12 @@ from cmrseg import runs
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.synth import write_synthetic_dataset
-from cmrseg.ensemble import make_ensemble
+from cmrseg.workflows.ensemble import make_ensemble
 from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import score_submission, validation_samples
-from cmrseg.locks import run_lock
-from cmrseg.outputs import LOCK_FILE, MARKER_FILE, check_output_dir, check_output_file
-from cmrseg.training import train
+from cmrseg.io.locks import run_lock
+from cmrseg.io.outputs import LOCK_FILE, MARKER_FILE, check_output_dir, check_output_file
+from cmrseg.training.trainer import train
 
 from conftest import REPO_ROOT, tiny_config_dict
 
@@ -238,7 +238,7 @@ def test_unwritable_location_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
 
 def _locker(folder: Path) -> subprocess.Popen[str]:
     """A second process that takes the folder's lock and sleeps until killed."""
-    code = ("import sys, time\nfrom cmrseg.locks import run_lock\n"
+    code = ("import sys, time\nfrom cmrseg.io.locks import run_lock\n"
             "with run_lock(sys.argv[1], 'train'):\n    print('locked', flush=True)\n    time.sleep(120)\n")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, env=env)
@@ -326,7 +326,7 @@ def w24(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
 
 def _altered_zip(source: Path, out: Path, files: list[str] | None = None, extra: dict[str, bytes] | None = None) -> None:
     """A copy of the export zip ``source`` with members ``extra`` added or replaced and its manifest listing ``files``."""
-    from cmrseg.export import MANIFEST_FILE
+    from cmrseg.formats.bundle import MANIFEST_FILE
 
     with zipfile.ZipFile(source) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -392,7 +392,7 @@ def _tiny_graph(path: Path, channels: int, normalization: dict, training_data: d
     import onnx
     from onnx import TensorProto, helper
 
-    from cmrseg.export import onnx_metadata
+    from cmrseg.formats.onnx import onnx_metadata
 
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, "H", "W"])
     scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", channels, "H", "W"])
@@ -546,7 +546,7 @@ def test_a_changed_cache_entry_is_unpacked_again_from_the_zip(world: Path, w24: 
 def test_onnxruntime_graph_of_a_zip_is_exported_once_and_verified(w24: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from cmrseg import onnx_engine
+    from cmrseg.inference import onnx_engine
     from cmrseg.inference import PredictSettings, load_run
 
     calls = []
@@ -676,7 +676,7 @@ def _strict_json(path: Path) -> object:
 
 
 def test_json_results_write_null_for_undefined_numbers(world: Path, w24: Path, tmp_path: Path) -> None:
-    from cmrseg.utils import json_text
+    from cmrseg.io.atomic import json_text
 
     assert json.loads(json_text({"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.array([np.nan, 2.0])})) == {
         "a": None, "b": [None, 1.5], "c": [None, 2.0]}

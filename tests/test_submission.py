@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cmrseg.errors import CmrsegError
-from cmrseg.submission import read_submission, rle_decode, rle_encode, write_submission
+from cmrseg.workflows.submission import read_submission, rle_decode, rle_encode, write_submission
 
 
 def test_rle_is_column_major_and_one_based() -> None:

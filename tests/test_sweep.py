@@ -12,7 +12,7 @@ import pytest
 from cmrseg.cli import main
 from cmrseg.config import ExperimentConfig, load_config
 from cmrseg.errors import CmrsegError
-from cmrseg.sweep import parse_sets, run_sweep, split_choices, value_text
+from cmrseg.workflows.sweep import parse_sets, run_sweep, split_choices, value_text
 
 from conftest import tiny_config_dict
 
@@ -120,16 +120,16 @@ def test_seed_sweep_with_ensemble_writes_a_soft_vote_of_the_seeds(
 def test_no_ensemble_when_a_choice_fails(
     synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cmrseg.training
+    import cmrseg.training.trainer
 
-    original = cmrseg.training.continue_run
+    original = cmrseg.training.trainer.continue_run
 
     def diverge_for_seed_1(config: ExperimentConfig, run_dir: Path, progress: bool = True) -> None:
         if config.seed == 1:
             raise CmrsegError("training diverged at epoch 1 (loss nan); lower optimizer_info.lr")
         original(config, run_dir, progress=progress)
 
-    monkeypatch.setattr(cmrseg.training, "continue_run", diverge_for_seed_1)
+    monkeypatch.setattr(cmrseg.training.trainer, "continue_run", diverge_for_seed_1)
     config = _write_config(tmp_path / "base.json", synth_dir, epochs=1)
     out = tmp_path / "sweep"
     assert main(["sweep", "--config", str(config), "--set", "seed=0,1", "--ensemble", "--out", str(out), "--quiet"]) == 1

@@ -10,9 +10,9 @@ import torch
 from cmrseg import runs
 from cmrseg.config import CriterionInfo, ExperimentConfig, SchedulerInfo, config_from_dict
 from cmrseg.errors import CmrsegError
-from cmrseg.losses import build_loss
-from cmrseg.optim import lr_factor
-from cmrseg.training import Trainer, TrainingInterrupted, train
+from cmrseg.training.losses import build_loss
+from cmrseg.training.optim import lr_factor
+from cmrseg.training.trainer import Trainer, TrainingInterrupted, train
 
 from conftest import tiny_config_dict
 

@@ -36,7 +36,7 @@ def volume_run(acdc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """A tiny U-Net trained for 1 epoch on the phantom volumes (holdout split by patient)."""
     config = config_from_dict(tiny_config_dict(acdc_dir, epochs=1, postprocess={"largest_component": True}))
     run_dir = tmp_path_factory.mktemp("vrun") / "run"
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     train(config, run_dir, progress=False)
     return run_dir
@@ -240,11 +240,11 @@ def _count_volume_predictions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_cv_on_volumes_scores_every_held_out_volume_once(acdc_dir: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmrseg.crossval import cross_validate, final_checkpoint
+    from cmrseg.workflows.crossval import cross_validate, final_checkpoint
     from cmrseg.evaluation.volume_scoring import predict_held_out_volumes
     from cmrseg.inference import PredictSettings
     from cmrseg.metrics import image_metrics
-    from cmrseg.training import clone_config
+    from cmrseg.training.trainer import clone_config
 
     config = config_from_dict(tiny_config_dict(acdc_dir, epochs=1))
     cross_validate(config, folds=2, out_dir=tmp_path / "cv", progress=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cmrseg.config import RECIPE_AUGMENTATION, apply_overrides, load_config
-from cmrseg.crossval import cross_validate
+from cmrseg.workflows.crossval import cross_validate
 from cmrseg.inference import PredictSettings
 
 HERE = Path(__file__).resolve().parent

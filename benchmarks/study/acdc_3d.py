@@ -40,9 +40,10 @@ from cmrseg.data.readers import Volume, list_cases, load_volume
 from cmrseg.evaluation.volume_scoring import config_validation_volumes, score_volume_masks
 from cmrseg.inference.volume_prediction import volume_mask
 from cmrseg.metrics import batch_dice
-from cmrseg.optim import lr_factor
-from cmrseg.training import clone_config
-from cmrseg.utils import run_metadata, torch_save_atomic, write_json_atomic
+from cmrseg.training.optim import lr_factor
+from cmrseg.training.trainer import clone_config
+from cmrseg.io.atomic import torch_save_atomic, write_json_atomic
+from cmrseg.utils import run_metadata
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDS = 5
@@ -158,7 +159,7 @@ def run_fold(config: ExperimentConfig, every: list[Volume], fold: int, epochs: i
 
 def pooled(folds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-volume Dice and EF agreement over every finished fold's held-out volumes."""
-    from cmrseg.clinical import agreement
+    from cmrseg.metrics.clinical import agreement
 
     rows = [row for f in folds for row in f["per_volume"]]
     dice = {k: float(np.mean([row["dice"][k] for row in rows])) for k in (*STRUCTURES, "mean")}

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from cmrseg.config import ExperimentConfig, apply_overrides, load_config
-from cmrseg.crossval import final_checkpoint
+from cmrseg.workflows.crossval import final_checkpoint
 from cmrseg.data.readers import Volume
 from cmrseg.data.slicing import POSITIONS, slice_positions
 from cmrseg.inference import PredictSettings, load_run
 from cmrseg.metrics import dice_score
-from cmrseg.training import clone_config
+from cmrseg.training.trainer import clone_config
 from cmrseg.evaluation.volume_scoring import config_validation_volumes
 from cmrseg.inference.volume_prediction import predict_volume_probabilities, volume_mask, volume_probabilities
 from cmrseg.commands.common import existing_folder

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from cmrseg import runs
-from cmrseg.crossval import final_checkpoint, fold_dir
+from cmrseg.workflows.crossval import final_checkpoint, fold_dir
 from cmrseg.data.dataset import prepare_data
 from cmrseg.inference import PredictSettings, load_run, to_masks
 from cmrseg.metrics import summarize
-from cmrseg.training import clone_config
+from cmrseg.training.trainer import clone_config
 
 
 def parse_weights(text: str) -> tuple[float, ...]:

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from cmrseg import runs
-from cmrseg.crossval import final_checkpoint, fold_dir
+from cmrseg.workflows.crossval import final_checkpoint, fold_dir
 from cmrseg.data.dataset import kfold_split, prepare_data
 from cmrseg.data.slicing import Sample, load_folder
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run, predict_masks
 from cmrseg.metrics import summarize
-from cmrseg.training import clone_config
+from cmrseg.training.trainer import clone_config
 
 RV = 1
 

@@ -21,7 +21,7 @@ import numpy as np
 from cmrseg import runs
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.dataset import prepare_data
-from cmrseg.training import clone_config
+from cmrseg.training.trainer import clone_config
 
 
 def training_slices(cv_dir: Path, folds: int) -> float:

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from cmrseg.data.readers.png import list_images, load_image
-from cmrseg.export import onnx_bytes, onnx_metadata
+from cmrseg.formats.onnx import onnx_bytes, onnx_metadata
 from cmrseg.inference import PredictSettings, load_run
-from cmrseg.onnx_engine import make_session
+from cmrseg.inference.onnx_engine import make_session
 from cmrseg.commands.common import existing_folder
 
 Forward = Callable[[torch.Tensor], torch.Tensor]

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from cmrseg import runs
-from cmrseg.crossval import final_checkpoint, fold_dir
+from cmrseg.workflows.crossval import final_checkpoint, fold_dir
 from cmrseg.data.dataset import prepare_data
 from cmrseg.inference import IDENTITY, PredictSettings, Warp, load_run, to_masks, warp_average
 from cmrseg.metrics import summarize
-from cmrseg.training import clone_config
+from cmrseg.training.trainer import clone_config
 
 TTA_SETS: dict[str, list[Warp]] = {
     "flips": [IDENTITY],

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cmrseg.constants import STRUCTURES  # noqa: E402
-from cmrseg.utils import atomic_path  # noqa: E402
+from cmrseg.io.atomic import atomic_path  # noqa: E402
 
 CLASS_COLORS = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 90], [70, 120, 240]], dtype=np.float32)
 """RGB per class: background, RV red, Myo green, LV blue."""

@@ -10,8 +10,8 @@ ensemble, cv, sweep and report read it back through them.
     RUN_DIR/history.csv          one row per epoch, rewritten as the run goes
     RUN_DIR/loss_curve.png       train/val loss and val Dice curves
     RUN_DIR/qc_model.json        the fitted QC estimate, written by ``cmrseg qc calibrate`` (see :mod:`cmrseg.qc`)
-    RUN_DIR/.cmrseg-output.json  marker: written by ``cmrseg train`` (see :mod:`cmrseg.outputs`)
-    RUN_DIR/.cmrseg.lock         held while a training writes the folder (see :mod:`cmrseg.locks`)
+    RUN_DIR/.cmrseg-output.json  marker: written by ``cmrseg train`` (see :mod:`cmrseg.io.outputs`)
+    RUN_DIR/.cmrseg.lock         held while a training writes the folder (see :mod:`cmrseg.io.locks`)
 
 A weights checkpoint (``best.pt``, ``checkpoints/epoch_NNNN.pt``) holds ``model`` (the state dict),
 ``model_info``, ``normalization`` and ``epoch`` (and ``val_dice`` when written by training); ``last.pt``
@@ -34,7 +34,7 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.planning import Plan
-from cmrseg.utils import torch_save_atomic, write_csv_atomic, write_json_atomic
+from cmrseg.io.atomic import torch_save_atomic, write_csv_atomic, write_json_atomic
 
 CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
@@ -67,7 +67,7 @@ def require_run_dir(run_dir: str | Path) -> Path:
     """Check that ``run_dir`` is a run folder and return it as a Path; an export zip is unpacked to one."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
-        from cmrseg.export import unpack_export
+        from cmrseg.formats.bundle import unpack_export
 
         return unpack_export(run_dir)
     if not run_dir.is_dir():
@@ -78,11 +78,11 @@ def require_run_dir(run_dir: str | Path) -> Path:
 
 
 def run_inputs(run: str | Path) -> list[Path]:
-    """What an output of a command reading the run ``run`` must stay out of (:func:`cmrseg.outputs.check_output_dir`):
+    """What an output of a command reading the run ``run`` must stay out of (:func:`cmrseg.io.outputs.check_output_dir`):
     the run folder or export file and, for an export zip, its unpacked cache entry. Runs and caches are inputs."""
     run = Path(run)
     if run.is_file() and run.suffix.lower() != ".onnx":
-        from cmrseg.export import cache_entry
+        from cmrseg.formats.bundle import cache_entry
 
         return [run, cache_entry(run)]
     return [run]
@@ -267,7 +267,7 @@ def read_qc_model(run_dir: Path) -> dict[str, Any] | None:
 
 def write_qc_model(run_dir: Path, model: Mapping[str, Any]) -> Path:
     """Store the fitted QC model in the run folder, atomically (an earlier one is replaced); exports carry it."""
-    from cmrseg.utils import write_json_atomic
+    from cmrseg.io.atomic import write_json_atomic
 
     path = run_dir / QC_FILE
     write_json_atomic(path, dict(model))

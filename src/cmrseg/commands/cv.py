@@ -41,7 +41,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Cross-validate and print the per-fold table."""
-    from cmrseg.crossval import cross_validate, format_cv_table
+    from cmrseg.workflows.crossval import cross_validate, format_cv_table
 
     config = training_config(args.config, args.set, args.data)
     result = cross_validate(config, args.folds, args.out, ensemble=args.ensemble, only=args.only,

@@ -23,7 +23,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Write the ensemble folder and say how to use it."""
-    from cmrseg.ensemble import make_ensemble
+    from cmrseg.workflows.ensemble import make_ensemble
 
     out = make_ensemble(args.runs, args.out, args.weights, tta=args.tta or args.tta_scales is not None,
                         tta_scales=args.tta_scales, overwrite=args.overwrite)

@@ -22,7 +22,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Export the run and say where it went."""
-    from cmrseg.export import export_run
+    from cmrseg.workflows.export import export_run
 
     out = export_run(args.run, args.out, fmt=args.format, checkpoint=args.checkpoint)
     print(f"wrote the export of {args.run} to {out}")

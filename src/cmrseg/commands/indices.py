@@ -23,7 +23,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Tabulate the indices (and their agreement with the truth) and say what was written."""
-    from cmrseg.clinical import format_agreement, write_indices
+    from cmrseg.metrics.clinical import format_agreement, write_indices
 
     result = write_indices(args.masks, args.out, info_dir=args.info, truth_dir=args.truth)
     for note in sorted({row["note"] for row in result["rows"] if row["note"]}):

@@ -24,7 +24,7 @@ def add_parser(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     """Print the plan of ``--data``; write it to ``--out``."""
     from cmrseg.config import ExperimentConfig, apply_overrides, parse_assignment
-    from cmrseg.outputs import check_output_file
+    from cmrseg.io.outputs import check_output_file
     from cmrseg.planning import plan_dataset, write_plan_file
 
     if args.out:

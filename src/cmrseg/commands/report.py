@@ -22,7 +22,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Write the report and say where."""
-    from cmrseg.report import write_report
+    from cmrseg.workflows.report import write_report
 
     if args.max_images < 0:
         raise CmrsegError(f"--max-images must be 0 or more, got {args.max_images}")

@@ -18,7 +18,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Encode every mask of the folder."""
-    from cmrseg.submission import submit_folder
+    from cmrseg.workflows.submission import submit_folder
 
     count = submit_folder(args.masks, args.out)
     print(f"wrote {3 * count} rows for {count} masks to {args.out}")

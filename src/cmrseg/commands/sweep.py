@@ -26,7 +26,7 @@ def add_parser(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the sweep; exit 1 when a choice failed, 130 on Ctrl-C."""
     from cmrseg.config import load_config
-    from cmrseg.sweep import SweepInterrupted, parse_sets, run_sweep
+    from cmrseg.workflows.sweep import SweepInterrupted, parse_sets, run_sweep
 
     out = args.out or Path("sweeps") / Path(args.config).stem
     try:

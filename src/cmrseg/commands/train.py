@@ -25,7 +25,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; Ctrl-C exits 130 after saying how to resume."""
-    from cmrseg.training import NO_VALIDATION, TrainingInterrupted, train
+    from cmrseg.training.trainer import NO_VALIDATION, TrainingInterrupted, train
 
     config = training_config(args.config, args.set, args.data)
     try:

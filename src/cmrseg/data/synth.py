@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from cmrseg.utils import atomic_dir
+from cmrseg.io.outputs import atomic_dir
 
 
 def _ellipse(grid_y: np.ndarray, grid_x: np.ndarray, cy: float, cx: float, ry: float, rx: float, angle: float) -> np.ndarray:
@@ -118,8 +118,8 @@ def write_synthetic_dataset(
 ) -> Path:
     """Write ``count`` phantoms as ``out/image/synthN.png`` (+ ``out/mask/synthN_mask.png``); returns ``out``.
 
-    ``out`` must be new, empty, an earlier synth output, or ``overwrite`` (see :mod:`cmrseg.outputs`)."""
-    from cmrseg.outputs import check_output_dir
+    ``out`` must be new, empty, an earlier synth output, or ``overwrite`` (see :mod:`cmrseg.io.outputs`)."""
+    from cmrseg.io.outputs import check_output_dir
 
     check_synth_arguments(count, seed, size)
     planned = [f"image/synth{i}.png" for i in range(1, count + 1)]
@@ -219,7 +219,7 @@ def write_synthetic_volumes(
     of view of that grid, ``spacing``'s slice thickness (8 mm without one), as a scanner writes it. ``out`` follows
     the rules of :func:`write_synthetic_dataset`."""
     from cmrseg.errors import CmrsegError
-    from cmrseg.outputs import check_output_dir
+    from cmrseg.io.outputs import check_output_dir
 
     patients = len(grids) if grids is not None else patients
     check_synth_arguments(patients, seed, size)

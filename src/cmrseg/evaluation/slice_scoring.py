@@ -15,9 +15,9 @@ from cmrseg.errors import CmrsegError
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.inference.predictor import predict_sample_masks
 from cmrseg.metrics import summarize
-from cmrseg.outputs import check_output_file
-from cmrseg.submission import decode_submission
-from cmrseg.utils import write_json_atomic
+from cmrseg.io.outputs import check_output_file
+from cmrseg.workflows.submission import decode_submission
+from cmrseg.io.atomic import write_json_atomic
 
 
 def validation_samples(run_dir: str | Path) -> list[Sample]:
@@ -25,7 +25,7 @@ def validation_samples(run_dir: str | Path) -> list[Sample]:
 
     An ensemble's is its members' shared split; members validated on different splits are refused."""
     from cmrseg.data.dataset import prepare_data
-    from cmrseg.ensemble import validation_config
+    from cmrseg.workflows.ensemble import validation_config
 
     val = prepare_data(validation_config(run_dir)).val
     if not val:
@@ -101,7 +101,7 @@ def evaluate_run(
 def score_submission(csv_path: str | Path, masks_dir: str | Path, allow_partial: bool = False) -> dict[str, Any]:
     """Decode a submission CSV and compare it with the ground-truth masks of ``masks_dir``.
 
-    Every mask must have its three rows and every row its mask (see :func:`cmrseg.submission.decode_submission`); with
+    Every mask must have its three rows and every row its mask (see :func:`cmrseg.workflows.submission.decode_submission`); with
     ``allow_partial`` only the complete masks are scored and the summary's ``partial`` says what was left out."""
     truths = load_mask_folder(masks_dir)
     if not truths:

@@ -2,7 +2,7 @@
 
 ``evaluate_volumes`` predicts every volume (see :mod:`cmrseg.inference.volume_prediction`), scores it with
 :mod:`cmrseg.metrics.volumes`, and compares the clinical indices of the predicted label volumes with those of
-the true ones (:mod:`cmrseg.clinical`). The result is one JSON-ready dictionary; ``format_volume_report``
+the true ones (:mod:`cmrseg.metrics.clinical`). The result is one JSON-ready dictionary; ``format_volume_report``
 prints it as plain-text tables.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cmrseg.clinical import PhaseLabel, agreement, format_agreement, indices_table
+from cmrseg.metrics.clinical import PhaseLabel, agreement, format_agreement, indices_table
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.readers import Volume, list_cases, load_volume, read_volumes, reads_stacks
@@ -149,7 +149,7 @@ def config_validation_volumes(config: ExperimentConfig) -> list[Volume]:
 
 def validation_volumes(run_dir: str | Path) -> list[Volume]:
     """The whole volumes behind a volume-trained run's validation split (same data, seed and fold)."""
-    from cmrseg.ensemble import validation_config
+    from cmrseg.workflows.ensemble import validation_config
 
     volumes = config_validation_volumes(validation_config(run_dir))
     if not volumes:
@@ -188,8 +188,8 @@ def write_volume_report(out_dir: Path, volumes: Sequence[Volume], masks: Sequenc
     """Score ``masks`` and write ``PREFIX_volumes.json``, ``PREFIX_indices.csv`` (predicted; with ``qc`` each
     patient's flag), ``PREFIX_indices_true.csv`` and the agreement plots ``PREFIX_agreement_scatter.png`` /
     ``_bland_altman.png`` into ``out_dir``."""
-    from cmrseg.clinical import plot_agreement, with_patient_qc, write_indices_csv
-    from cmrseg.utils import write_json_atomic
+    from cmrseg.metrics.clinical import plot_agreement, with_patient_qc, write_indices_csv
+    from cmrseg.io.atomic import write_json_atomic
 
     scored = score_volume_masks(volumes, masks, qc)
     write_json_atomic(out_dir / f"{prefix}_volumes.json", scored)

@@ -71,7 +71,7 @@ class ModelPredictor:
     (BENCHMARKS.md, #14). The network runs in channels-last memory format, in batches of 8: on 2 CPU
     threads that predicts the default (input_scale 2) U-Net about 1.5x faster than contiguous NCHW
     batches of 32. ``model`` may be any module with the network's call signature, e.g. an onnxruntime
-    session (:class:`cmrseg.onnx_engine.OnnxNetwork`).
+    session (:class:`cmrseg.inference.onnx_engine.OnnxNetwork`).
     """
 
     model: nn.Module
@@ -224,7 +224,7 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     onnxruntime on the CPU behind the same predictor: same normalisation, TTA and batching."""
     settings = settings or PredictSettings()
     if Path(run_dir).suffix.lower() == ".onnx":
-        from cmrseg.onnx_engine import load_onnx
+        from cmrseg.inference.onnx_engine import load_onnx
 
         if settings.engine != "onnxruntime":
             raise CmrsegError(f"{run_dir}: an ONNX graph runs with --engine onnxruntime (torch needs the run folder or zip)")
@@ -241,7 +241,7 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
                                other_phase=config.model_info.other_phase,
                                source=str(runs.checkpoint_path(run_dir, resolved.checkpoint)))
     if onnx:
-        from cmrseg.onnx_engine import onnx_predictor_from_torch
+        from cmrseg.inference.onnx_engine import onnx_predictor_from_torch
 
         predictor = onnx_predictor_from_torch(predictor, weights=runs.checkpoint_path(run_dir, resolved.checkpoint),
                                               model_info=config.model_info)
@@ -260,7 +260,7 @@ def predict_folder(
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
-    ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.outputs`),
+    ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.io.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
     the clinical indices (:func:`cmrseg.inference.volume_prediction.predict_volume_folder`), and ``qc_threshold`` sets the
@@ -277,9 +277,9 @@ def predict_folder(
     if indices:
         raise CmrsegError(f"{images_dir}: --indices needs NIfTI volumes (ED and ES per patient), not PNG slices")
     from cmrseg.data.slicing import load_folder
-    from cmrseg.outputs import check_output_dir
+    from cmrseg.io.outputs import check_output_dir
     from cmrseg.plots import overlay
-    from cmrseg.utils import atomic_dir
+    from cmrseg.io.outputs import atomic_dir
 
     kinds = ("mask", "overlay") if overlays else ("mask",)
     planned = [f"{case.case}_{kind}.png" for case in list_cases(images_dir, require_labels=False) for kind in kinds]

@@ -34,7 +34,8 @@ from cmrseg.data.spacing import spacing_text
 from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
-from cmrseg.utils import atomic_dir, write_text_atomic
+from cmrseg.io.atomic import write_text_atomic
+from cmrseg.io.outputs import atomic_dir
 
 QC_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons")
 """Quality-control columns of ``cases.csv`` (:mod:`cmrseg.qc`)."""
@@ -46,7 +47,7 @@ def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:
 
     ``run_dir`` may be an export zip (its ``plan.json``/``data.json``) or an ``.onnx`` export (its metadata)."""
     if Path(run_dir).suffix.lower() == ".onnx":
-        from cmrseg.onnx_engine import read_plan, training_data
+        from cmrseg.formats.onnx import read_plan, training_data
 
         plan, data = read_plan(run_dir), training_data(run_dir)
         source = f"{run_dir} (metadata {'plan' if plan is not None else 'training_data'})"
@@ -174,8 +175,8 @@ def predict_volume_folder(
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from cmrseg.clinical import PhaseLabel, indices_table, with_patient_qc, write_indices_csv
-    from cmrseg.outputs import check_output_dir
+    from cmrseg.metrics.clinical import PhaseLabel, indices_table, with_patient_qc, write_indices_csv
+    from cmrseg.io.outputs import check_output_dir
     from cmrseg.qc import assess, check_threshold
     from cmrseg.qc.predict import enable_agreement, last_signals, run_qc_model
 

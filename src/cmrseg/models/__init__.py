@@ -6,13 +6,13 @@ from cmrseg.models import (  # noqa: F401  (each module registers its model fami
     drn,
     dynunet,
     effunet,
-    ensemble,
     fcn,
     mobilenet,
     resnet,
     segnet,
     swin_unetr,
     unet,
+    voting,
     xception,
 )
 from cmrseg.models.encoders import available_encoders, encoder_entry, register_encoder

@@ -127,7 +127,7 @@ def plan_dataset(data_dir: str | Path, config: ExperimentConfig | None = None) -
 
 def write_plan_file(plan: Plan, path: str | Path) -> None:
     """Write ``plan`` as JSON to ``path``: a new file or one cmrseg wrote, never anything else."""
-    from cmrseg.outputs import check_output_file
-    from cmrseg.utils import write_json_atomic
+    from cmrseg.io.outputs import check_output_file
+    from cmrseg.io.atomic import write_json_atomic
 
     write_json_atomic(check_output_file(path), plan.model_dump(mode="json"))

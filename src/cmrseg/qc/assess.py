@@ -61,7 +61,7 @@ def volume_reasons(signals: Mapping[str, Any]) -> list[str]:
 
 
 def patient_reasons(row: Mapping[str, Any]) -> list[str]:
-    """The physiology rules that fail for one patient's indices row (:func:`cmrseg.clinical.patient_row`)."""
+    """The physiology rules that fail for one patient's indices row (:func:`cmrseg.metrics.clinical.patient_row`)."""
     reasons = []
     for side in ("LV", "RV"):
         edv, esv = row.get(f"{side}_EDV_voxels", math.nan), row.get(f"{side}_ESV_voxels", math.nan)
@@ -102,8 +102,8 @@ def merge(results: Sequence[QcResult]) -> QcResult | None:
 def assess(signals: Mapping[str, Mapping[str, Any]], phases: Sequence[Any], model: QcModel | None = None,
            threshold: float = DEFAULT_THRESHOLD) -> QcResult:
     """QC of the volumes whose ``signals`` are given by case, with their predicted ``phases``
-    (:class:`cmrseg.clinical.PhaseLabel`, for the patient rules); ``model`` None uses :data:`DEFAULT_MODEL`."""
-    from cmrseg.clinical import indices_table
+    (:class:`cmrseg.metrics.clinical.PhaseLabel`, for the patient rules); ``model`` None uses :data:`DEFAULT_MODEL`."""
+    from cmrseg.metrics.clinical import indices_table
 
     chosen = model or DEFAULT_MODEL
     result = QcResult(threshold=threshold, calibrated=model is not None)

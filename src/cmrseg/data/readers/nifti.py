@@ -146,7 +146,7 @@ def label_volume_bytes(label: np.ndarray, like: Volume, compress: bool = True) -
 
 def write_label_volume(label: np.ndarray, like: Volume, path: str | Path) -> None:
     """Save ``label`` as ``path`` (``.nii.gz`` or ``.nii``) through a temporary file."""
-    from cmrseg.utils import atomic_path
+    from cmrseg.io.atomic import atomic_path
 
     data = label_volume_bytes(label, like, compress=str(path).endswith(".gz"))
     with atomic_path(path) as tmp:

@@ -21,8 +21,7 @@ from cmrseg.config import ModelInfo
 from cmrseg.data.conditions import CONDITIONS
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
-from cmrseg.planning import Plan
-from cmrseg.export import META_PREFIX, check_format_version, minimum_size, onnx_bytes, onnx_metadata, require
+from cmrseg.formats.onnx import broken_metadata, minimum_size, onnx_bytes, onnx_metadata, prediction_metadata, read_metadata, require
 from cmrseg.inference.predictor import ModelPredictor
 from cmrseg.inference.settings import PredictSettings
 
@@ -57,7 +56,7 @@ def make_session(source: bytes | str | Path, threads: int | None = None) -> Any:
 
 GRAPH_FILE = "graph.onnx"
 GRAPH_CACHE = "onnx"
-"""Folder of :func:`cmrseg.export.cache_root` holding the graphs exported for ``--engine onnxruntime``."""
+"""Folder of :func:`cmrseg.formats.cache.cache_root` holding the graphs exported for ``--engine onnxruntime``."""
 
 
 def onnx_predictor_from_torch(predictor: ModelPredictor, threads: int | None = None,
@@ -81,7 +80,8 @@ def cached_graph(predictor: ModelPredictor, weights: Path, architecture: str, ex
     normalisation, input channels, opset and the torch and cmrseg versions); verified like an unpacked export
     before every use and exported again when it differs."""
     from cmrseg import __version__
-    from cmrseg.export import ONNX_OPSET, cache_changes, fill_cache, writable_cache_root
+    from cmrseg.formats.cache import cache_changes, fill_cache, writable_cache_root
+    from cmrseg.formats.onnx import ONNX_OPSET
 
     key = hashlib.sha256(weights.read_bytes())
     key.update(json.dumps([architecture, predictor.normalization.to_dict(), predictor.network_channels, ONNX_OPSET,
@@ -96,41 +96,6 @@ def cached_graph(predictor: ModelPredictor, weights: Path, architecture: str, ex
     if cache_changes(target, [GRAPH_FILE]) is not None:
         fill_cache(target, write)
     return (target / GRAPH_FILE).read_bytes()
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The cmrseg ``metadata_props`` of an ONNX file (prefix dropped), checked; one-line errors otherwise."""
-    onnx = require("onnx")
-    path = Path(path)
-    if not path.is_file():
-        raise CmrsegError(f"{path}: ONNX file not found")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # onnx raises DecodeError, ValueError, OSError... for a broken file
-        raise CmrsegError(f"{path}: not a readable ONNX file ({type(err).__name__})") from None
-    props = {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
-    if props.get("format") != "cmrseg-model" or "normalization" not in props:
-        raise CmrsegError(f"{path}: not a cmrseg ONNX export (no cmrseg metadata); export one with "
-                          "'cmrseg export --format onnx'")
-    raw = props.get("format_version", "")
-    check_format_version(int(raw) if raw.isdigit() else raw, str(path))
-    return props
-
-
-def _broken(path: str | Path, err: Exception) -> CmrsegError:
-    return CmrsegError(f"{path}: broken cmrseg metadata ({type(err).__name__}: {err})")
-
-
-def prediction_metadata(path: str | Path, props: dict[str, str] | None = None) -> dict[str, Any]:
-    """The export's ``prediction`` metadata (the run's TTA, clean-up and ``context_slices``), checked."""
-    props = read_metadata(path) if props is None else props
-    try:
-        defaults = json.loads(props.get("prediction") or "{}")
-    except ValueError as err:
-        raise _broken(path, err) from None
-    if not isinstance(defaults, dict):
-        raise _broken(path, TypeError("'prediction' is not an object"))
-    return defaults
 
 
 def load_onnx(path: str | Path, settings: PredictSettings | None = None,
@@ -151,7 +116,7 @@ def load_onnx(path: str | Path, settings: PredictSettings | None = None,
         if not isinstance(other_phase, bool):
             raise TypeError("'other_phase' is not true or false")
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise _broken(path, err) from None
+        raise broken_metadata(path, err) from None
     predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
                                tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context,
                                conditions=conditions, other_phase=other_phase, source=str(path))
@@ -165,23 +130,3 @@ def _conditions(names: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def training_data(path: str | Path) -> dict[str, Any]:
-    """The run's ``data.json`` (training spacing and counts) as recorded in an ``.onnx`` export; empty when absent."""
-    try:
-        data = json.loads(read_metadata(path).get("training_data") or "{}")
-    except ValueError as err:
-        raise _broken(path, err) from None
-    return data if isinstance(data, dict) else {}
-
-
-def read_plan(path: str | Path) -> Plan | None:
-    """The run's plan as recorded in an ``.onnx`` export (None for an export of a run trained before plans)."""
-    from pydantic import ValidationError
-
-    raw = read_metadata(path).get("plan")
-    if not raw:
-        return None
-    try:
-        return Plan.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as err:
-        raise _broken(path, err) from None

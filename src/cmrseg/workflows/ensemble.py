@@ -11,9 +11,10 @@ from cmrseg.data.conditions import CONDITIONS
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
-from cmrseg.outputs import check_output_dir
+from cmrseg.io.outputs import check_output_dir
 from cmrseg.planning import Plan
-from cmrseg.utils import atomic_dir, write_json_atomic
+from cmrseg.io.atomic import write_json_atomic
+from cmrseg.io.outputs import atomic_dir
 
 IDENTITY = Normalization("dataset", 0.0, 1.0)
 """The ensemble sees images scaled to [0, 1]; each member normalises them its own way."""
@@ -41,7 +42,7 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
 def member_inputs(run_dirs: list[Path]) -> dict[str, Any]:
     """The ensemble's ``model_info`` inputs: the widest ``context_slices``, ``other_phase`` if any member reads the
     other phase, and every condition (in :data:`CONDITIONS` order) that a member run takes; each member is handed
-    its own part of them (:func:`cmrseg.models.ensemble.member_channels`)."""
+    its own part of them (:func:`cmrseg.models.voting.member_channels`)."""
     infos = [runs.read_run_config(runs.require_run_dir(run)).model_info for run in run_dirs]
     needed = {name for info in infos for name in info.conditions}
     return {"context_slices": max(info.context_slices for info in infos),
@@ -96,7 +97,7 @@ def make_ensemble(
 
     It predicts with ``tta`` (flips, at the zooms ``tta_scales``, default the first run's) by default.
     Each member's validation split is recorded with it. ``out_dir`` must lie outside every member and be
-    new, empty, an earlier ensemble output, or ``overwrite`` (see :mod:`cmrseg.outputs`)."""
+    new, empty, an earlier ensemble output, or ``overwrite`` (see :mod:`cmrseg.io.outputs`)."""
     paths = [Path(p) for p in run_dirs]
     check_output_dir(out_dir, "ensemble", overwrite=overwrite, inputs=paths, files=ENSEMBLE_FILES)
     if len(paths) < 2:

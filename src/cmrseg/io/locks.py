@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cmrseg.errors import CmrsegError
-from cmrseg.outputs import LOCK_FILE
+from cmrseg.io.outputs import LOCK_FILE
 
 
 def _holder(fd: int) -> str:

@@ -10,9 +10,9 @@ from typing import Any
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig
 from cmrseg.errors import CmrsegError
-from cmrseg.sweep.engines import TrainJob, check_engine, run_jobs
-from cmrseg.sweep.grid import Trial, expand_grid
-from cmrseg.sweep.table import summarize_sweep
+from cmrseg.workflows.sweep.engines import TrainJob, check_engine, run_jobs
+from cmrseg.workflows.sweep.grid import Trial, expand_grid
+from cmrseg.workflows.sweep.table import summarize_sweep
 
 SWEEP_FILE = "sweep.json"
 
@@ -54,13 +54,13 @@ def run_sweep(
     ensemble: bool = False,
     source: str | Path | None = None,
 ) -> SweepResult:
-    """Train every choice of ``grid`` (from :func:`~cmrseg.sweep.grid.parse_sets`) on top of ``config`` into
+    """Train every choice of ``grid`` (from :func:`~cmrseg.workflows.sweep.grid.parse_sets`) on top of ``config`` into
     ``sweep_dir`` (resumable); ``source`` is the config file, recorded in ``sweep.json`` for the report.
 
     With ``ensemble`` the trained runs are combined into ``sweep_dir/ensemble``, which predicts with the
     base config's TTA and post-processing."""
-    from cmrseg.locks import run_lock
-    from cmrseg.outputs import check_output_dir, write_marker
+    from cmrseg.io.locks import run_lock
+    from cmrseg.io.outputs import check_output_dir, write_marker
 
     check_engine(workers, ray_address)
     sweep_dir = Path(sweep_dir)
@@ -78,7 +78,7 @@ def run_sweep(
 def _write_spec(sweep_dir: Path, config: ExperimentConfig, grid: dict[str, list[Any]], trials: list[Trial],
                 source: str | Path | None) -> None:
     """``sweep.json``: the base config (and its file), the grid and each choice's folder."""
-    from cmrseg.utils import write_json_atomic
+    from cmrseg.io.atomic import write_json_atomic
 
     base_config = str(Path(source).resolve()) if source is not None else "(config given as an object)"
     write_json_atomic(sweep_dir / SWEEP_FILE, {"base_config": base_config, "grid": grid,
@@ -90,7 +90,7 @@ def _run_trials(base: ExperimentConfig, grid: dict[str, list[Any]], sweep_dir: P
                 states: dict[str, str], workers: int, ray_address: str | None, progress: bool,
                 log: Callable[[str], None], ensemble: bool) -> SweepResult:
     """Train the unfinished trials, tabulate them after each (and their ensemble at the end)."""
-    from cmrseg.training import TrainingInterrupted
+    from cmrseg.training.trainer import TrainingInterrupted
 
     jobs = [TrainJob(trial.label, trial.config, trial.run_dir) for trial in trials if states[trial.label] != "finished"]
     skipped = len(trials) - len(jobs)
@@ -109,7 +109,7 @@ def _run_trials(base: ExperimentConfig, grid: dict[str, list[Any]], sweep_dir: P
     rows = summarize_sweep(trials, grid, sweep_dir, errors)
     result = SweepResult(sweep_dir, rows, len(jobs), skipped, len(errors))
     if ensemble and not errors:
-        from cmrseg.ensemble import make_ensemble
+        from cmrseg.workflows.ensemble import make_ensemble
 
         result.ensemble_dir = make_ensemble([t.run_dir for t in trials], sweep_dir / "ensemble", tta=base.tta,
                                             tta_scales=base.tta_scales)

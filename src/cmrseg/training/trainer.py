@@ -24,15 +24,16 @@ from cmrseg.data.dataset import DataBundle, SegmentationDataset, pad_collate, po
 from cmrseg.data.resample import resample_sample
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
-from cmrseg.losses import build_loss
+from cmrseg.training.losses import build_loss
 from cmrseg.metrics import batch_dice
 from cmrseg.models import build_model
-from cmrseg.optim import build_optimizer, build_scheduler
+from cmrseg.training.optim import build_optimizer, build_scheduler
 from cmrseg.planning import Plan, fingerprint_samples, make_plan
 from cmrseg.plots import plot_history
-from cmrseg.locks import run_lock
-from cmrseg.outputs import check_output_dir, check_output_file, write_marker
-from cmrseg.utils import atomic_path, precision_autocast, resolve_device, seed_everything, write_json_atomic
+from cmrseg.io.locks import run_lock
+from cmrseg.io.outputs import check_output_dir, check_output_file, write_marker
+from cmrseg.io.atomic import atomic_path, write_json_atomic
+from cmrseg.utils import precision_autocast, resolve_device, seed_everything
 
 
 class TrainingInterrupted(CmrsegError):

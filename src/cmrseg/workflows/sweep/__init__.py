@@ -14,22 +14,10 @@ folders (here, in local processes or on Ray; cross-validation uses it too), ``ta
 ``sweep.csv`` and the plots, ``runner`` puts them together in :func:`run_sweep`.
 """
 
-from cmrseg.sweep.engines import TrainJob, import_ray, run_jobs, run_trial
-from cmrseg.sweep.grid import RUNS_DIR, Trial, choice_slug, expand_grid, parse_sets, split_choices, value_text
-from cmrseg.sweep.runner import SWEEP_FILE, SweepInterrupted, SweepResult, run_sweep, trial_state
-from cmrseg.sweep.table import (
-    LOSS_PLOT,
-    SCORE_COLUMNS,
-    SCORE_PLOT,
-    TABLE_COLUMNS,
-    TABLE_FILE,
-    plot_losses,
-    plot_scores,
-    read_table,
-    summarize_sweep,
-    trial_row,
-    write_table,
-)
+from cmrseg.workflows.sweep.engines import TrainJob, import_ray, run_jobs, run_trial
+from cmrseg.workflows.sweep.grid import RUNS_DIR, Trial, choice_slug, expand_grid, parse_sets, split_choices, value_text
+from cmrseg.workflows.sweep.runner import SWEEP_FILE, SweepInterrupted, SweepResult, run_sweep, trial_state
+from cmrseg.workflows.sweep.table import LOSS_PLOT, SCORE_COLUMNS, SCORE_PLOT, TABLE_COLUMNS, TABLE_FILE, plot_losses, plot_scores, read_table, summarize_sweep, trial_row, write_table
 
 __all__ = [
     "LOSS_PLOT", "RUNS_DIR", "SCORE_COLUMNS", "SCORE_PLOT", "SWEEP_FILE", "TABLE_COLUMNS", "TABLE_FILE",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmrseg.constants import STRUCTURES
 from cmrseg.errors import CmrsegError
-from cmrseg.outputs import check_output_file
+from cmrseg.io.outputs import check_output_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -167,7 +167,7 @@ def _curve_png(history: list[dict[str, float]]) -> bytes:
 
 
 def _agreement_pngs(scored: dict[str, Any]) -> list[bytes]:
-    from cmrseg.clinical import plot_agreement
+    from cmrseg.metrics.clinical import plot_agreement
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = plot_agreement(scored["indices"], scored["true_indices"], Path(tmp) / "scatter.png",
@@ -293,7 +293,7 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
 
 def sweep_report(sweep_dir: str | Path) -> str:
     """HTML of a sweep: the comparison table (best choice in bold), loss curves and best-score bars."""
-    from cmrseg import sweep
+    from cmrseg.workflows import sweep
 
     sweep_dir = Path(sweep_dir)
     spec = json.loads((sweep_dir / sweep.SWEEP_FILE).read_text())
@@ -323,8 +323,9 @@ def write_report(target: str | Path, out: str | Path, data_dir: str | Path | Non
                  settings: PredictSettings | None = None) -> Path:
     """Write the report of a run or sweep folder (or an export zip) ``target`` to ``out`` atomically; returns ``out``.
     ``settings`` say how a run predicts (default: its own)."""
-    from cmrseg import runs, sweep
-    from cmrseg.utils import write_text_atomic
+    from cmrseg import runs
+    from cmrseg.workflows import sweep
+    from cmrseg.io.atomic import write_text_atomic
 
     target = Path(target)
     inputs = [target / name for name in (*runs.RUN_FILES, sweep.SWEEP_FILE, sweep.TABLE_FILE, sweep.RUNS_DIR)]

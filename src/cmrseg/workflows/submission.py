@@ -15,7 +15,7 @@ import numpy as np
 
 from cmrseg.constants import NUM_CLASSES
 from cmrseg.errors import CmrsegError
-from cmrseg.utils import atomic_path
+from cmrseg.io.atomic import atomic_path
 
 
 def rle_encode(binary: np.ndarray) -> str:
@@ -77,7 +77,7 @@ def submit_folder(masks_dir: str | Path, out: str | Path) -> int:
     """Check ``out`` (a file outside ``masks_dir``), then encode every ``<id>_mask.png`` of ``masks_dir`` into it;
     returns the number of masks."""
     from cmrseg.data.readers.png import load_mask_folder
-    from cmrseg.outputs import check_output_file
+    from cmrseg.io.outputs import check_output_file
 
     check_output_file(out, inputs=[masks_dir])
     masks = load_mask_folder(masks_dir)

@@ -10,8 +10,8 @@ from typing import Any
 
 from cmrseg import runs
 from cmrseg.constants import STRUCTURES
-from cmrseg.sweep.grid import RUNS_DIR, Trial, value_text
-from cmrseg.utils import write_csv_atomic
+from cmrseg.workflows.sweep.grid import RUNS_DIR, Trial, value_text
+from cmrseg.io.atomic import write_csv_atomic
 
 TABLE_FILE = "sweep.csv"
 LOSS_PLOT = "loss_curves.png"

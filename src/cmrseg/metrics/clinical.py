@@ -26,7 +26,7 @@ import numpy as np
 
 from cmrseg.data.spacing import spacing_text
 from cmrseg.errors import CmrsegError
-from cmrseg.utils import write_text_atomic
+from cmrseg.io.atomic import write_text_atomic
 
 MYOCARDIAL_DENSITY = 1.05
 """g/mL, the density used by ACDC and most CMR software for LV mass."""
@@ -245,8 +245,8 @@ def write_indices(
     (``OUT_true.csv``), their agreement (``OUT_agreement.json``) and the scatter and Bland-Altman plots
     (``OUT_scatter.png``, ``OUT_bland_altman.png``). Every output path is checked before any work (not a
     folder, writable, outside the inputs). Returns the rows, agreement and written paths."""
-    from cmrseg.outputs import check_output_file
-    from cmrseg.utils import write_json_atomic
+    from cmrseg.io.outputs import check_output_file
+    from cmrseg.io.atomic import write_json_atomic
 
     out_csv = Path(out_csv)
     stem = out_csv.with_suffix("")

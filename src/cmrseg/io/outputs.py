@@ -15,43 +15,25 @@ and an existing file not listed there is refused.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from cmrseg.errors import CmrsegError
+from cmrseg.io.atomic import FILES_LEDGER, TEMP_TAG, claim, temp_prefix, temp_stem, write_json_atomic, written_files
 
 MARKER_FILE = ".cmrseg-output.json"
 LOCK_FILE = ".cmrseg.lock"
-FILES_LEDGER = ".cmrseg-files.json"
-TEMP_TAG = ".cmrseg-tmp-"
 _TEMP_PID = re.compile(re.escape(TEMP_TAG) + r"(\d+)-")
 _BOOKKEEPING = (MARKER_FILE, LOCK_FILE, FILES_LEDGER)
-_CLAIMED: set[Path] = set()
-"""Single output files checked by :func:`check_output_file` in this process, recorded once written."""
 
 PathLike = str | os.PathLike[str]
-
-
-NAME_MAX = 255
-"""Bytes in a file name on common file systems (ext4, APFS, NTFS)."""
-_TEMP_ROOM = 48
-"""Bytes a temporary name adds to its stand-in's: the dot, tag, pid, random part and a short suffix."""
-
-
-def _temp_stem(name: str) -> str:
-    """``name`` cut (at a character boundary) so that a temporary standing in for it fits :data:`NAME_MAX` bytes."""
-    return name.encode()[: NAME_MAX - _TEMP_ROOM].decode(errors="ignore")
-
-
-def temp_prefix(name: str) -> str:
-    """Prefix of a temporary file or folder standing in for ``name`` while this process writes it; a long
-    ``name`` is cut so that the whole temporary name fits the file system's 255-byte limit."""
-    return f".{_temp_stem(name)}{TEMP_TAG}{os.getpid()}-"
 
 
 def _is_temp(path: Path) -> bool:
@@ -85,7 +67,7 @@ def clean_stale_temps(folder: Path, name: str | None = None) -> None:
     """Remove dead processes' temporaries under ``folder`` (or only those for ``name`` directly in it)."""
     if not folder.is_dir():
         return
-    candidates = (folder.glob(f".{glob.escape(_temp_stem(name))}{TEMP_TAG}*") if name is not None
+    candidates = (folder.glob(f".{glob.escape(temp_stem(name))}{TEMP_TAG}*") if name is not None
                   else folder.rglob(f".*{TEMP_TAG}*"))
     for path in list(candidates):
         if _stale(path):
@@ -194,15 +176,6 @@ def check_clashes(folder: Path, command: str, files: Iterable[str]) -> None:
                           f"({len(foreign)} such file(s)); move them away or choose another folder")
 
 
-def written_files(folder: Path) -> set[str]:
-    """Names of the single files cmrseg wrote in ``folder`` (its ``.cmrseg-files.json``; empty when absent or broken)."""
-    try:
-        names = json.loads((folder / FILES_LEDGER).read_text()).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return set()
-    return {str(name) for name in names} if isinstance(names, list) else set()
-
-
 def check_output_file(path: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
     """Check that the file ``path`` may be written: new, or one cmrseg wrote (never a file it did not write);
     create its parents and clean stale temporaries. Once written (:func:`record_written`) it is listed as cmrseg's."""
@@ -214,24 +187,12 @@ def check_output_file(path: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
         raise CmrsegError(f"{path}: exists and was not written by cmrseg; move it away or choose another path")
     clean_stale_temps(path.parent, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _CLAIMED.add(path.resolve())
+    claim(path)
     return path
-
-
-def record_written(path: Path) -> None:
-    """List ``path`` in its folder's ``.cmrseg-files.json`` if :func:`check_output_file` cleared it (else nothing)."""
-    if path.resolve() not in _CLAIMED:
-        return
-    ledger = path.parent / FILES_LEDGER
-    tmp = ledger.with_name(f"{temp_prefix(FILES_LEDGER)}ledger")
-    tmp.write_text(json.dumps({"files": sorted(written_files(path.parent) | {path.name})}, indent=1) + "\n")
-    os.replace(tmp, ledger)
 
 
 def write_marker(folder: Path, command: str, files: Iterable[str] = ()) -> None:
     """Mark ``folder`` as the output of ``command``, owning ``files`` (relative names)."""
-    from cmrseg.utils import write_json_atomic
-
     write_json_atomic(folder / MARKER_FILE, {"command": command, "files": sorted(set(files))})
 
 
@@ -255,3 +216,17 @@ def publish(tmp: Path, target: Path, command: str) -> None:
         if not stale.is_dir() or stale.is_symlink():
             stale.unlink(missing_ok=True)
     write_marker(target, command, new)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str], command: str) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; if the block succeeds its files are moved into ``target``
+    one by one (:func:`publish`), replacing only files that ``command`` wrote before."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
+    try:
+        yield tmp
+        publish(tmp, target, command)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -41,7 +41,7 @@ def run_trial(config_json: dict[str, Any], run_dir: str, progress: bool = False)
     A failed training (e.g. a diverging learning rate) is a result for the caller, so it is reported, not raised.
     """
     from cmrseg.config import config_from_dict
-    from cmrseg.training import TrainingInterrupted, continue_run
+    from cmrseg.training.trainer import TrainingInterrupted, continue_run
 
     try:
         continue_run(config_from_dict(config_json), run_dir, progress=progress)

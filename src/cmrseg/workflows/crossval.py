@@ -9,7 +9,7 @@
     OUT/cv_volumes.json    on NIfTI volumes: every held-out volume scored in 3D (ED/ES, slice positions) with the
                            clinical indices; cv_indices.csv / cv_indices_true.csv and cv_agreement_*.png beside it
 
-Folds train on the sweep engines (:mod:`cmrseg.sweep.engines`): one after another here, in ``workers``
+Folds train on the sweep engines (:mod:`cmrseg.workflows.sweep.engines`): one after another here, in ``workers``
 local processes, or as Ray tasks (``ray_address``); scoring and the tables stay in this process, so the
 tables do not depend on the engine.
 
@@ -34,12 +34,12 @@ from cmrseg.data.dataset import prepare_data
 from cmrseg.errors import CmrsegError
 from cmrseg.evaluation import score_samples
 from cmrseg.inference import PredictSettings
-from cmrseg.locks import run_lock
+from cmrseg.io.locks import run_lock
 from cmrseg.metrics import aggregate
-from cmrseg.outputs import check_output_dir, write_marker
-from cmrseg.sweep.engines import TrainJob, check_engine, run_jobs
-from cmrseg.training import clone_config
-from cmrseg.utils import write_csv_atomic, write_json_atomic
+from cmrseg.io.outputs import check_output_dir, write_marker
+from cmrseg.workflows.sweep.engines import TrainJob, check_engine, run_jobs
+from cmrseg.training.trainer import clone_config
+from cmrseg.io.atomic import write_csv_atomic, write_json_atomic
 
 CV_SETTINGS = PredictSettings(checkpoint="final")
 """How folds are scored by default: the config's TTA and clean-up, with the last epoch's weights."""
@@ -251,7 +251,7 @@ def _write_tables(result: CvResult, config: ExperimentConfig, settings: PredictS
 
 def _make_fold_ensemble(out: Path, base: ExperimentConfig, folds: int) -> Path:
     """The fold models as one soft-voting run folder that predicts as ``base`` does (TTA, zooms)."""
-    from cmrseg.ensemble import make_ensemble
+    from cmrseg.workflows.ensemble import make_ensemble
 
     target = out / "ensemble"
     if (target / runs.CONFIG_FILE).is_file():
