@@ -4,4 +4,13 @@ from cmrseg.constants import CLASS_NAMES, NUM_CLASSES, STRUCTURES
 from cmrseg.errors import CmrsegError
 
 __version__ = "0.1.0"
-__all__ = ["CLASS_NAMES", "NUM_CLASSES", "STRUCTURES", "CmrsegError", "__version__"]
+__all__ = ["CLASS_NAMES", "NUM_CLASSES", "STRUCTURES", "CmrsegError", "__version__", "load_pretrained"]
+
+
+def __getattr__(name: str) -> object:
+    """``cmrseg.load_pretrained`` without importing torch at ``import cmrseg``."""
+    if name == "load_pretrained":
+        from cmrseg.pretrained_models import load_pretrained
+
+        return load_pretrained
+    raise AttributeError(f"module 'cmrseg' has no attribute {name!r}")

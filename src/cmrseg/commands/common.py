@@ -17,6 +17,24 @@ RUN_HELP = "run folder, export zip (cmrseg export) or, with --engine onnxruntime
 """What ``--run`` takes wherever a verb predicts with a trained model."""
 
 
+def add_model_options(parser: argparse.ArgumentParser, run_help: str = RUN_HELP) -> None:
+    """``--run`` (a trained run) or ``--model NAME`` (a shipped model); with neither, the default shipped model."""
+    parser.add_argument("--run", help=run_help + "; default: the shipped model (--model)")
+    parser.add_argument("--model", metavar="NAME",
+                        help="a shipped model by name (cmrseg models --pretrained lists them; default acdc-native-unet "
+                             "when --run is not given)")
+
+
+def model_from_args(args: argparse.Namespace) -> str | Path:
+    """The run (or shipped model's zip) a verb predicts with; says in one line when it is a shipped model."""
+    from cmrseg.pretrained_models import model_source
+
+    source, line = model_source(args.run, args.model)
+    if line:
+        print(line, flush=True)
+    return source
+
+
 def add_verb(subparsers: Subparsers, name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
     """Add the verb ``name``: ``summary`` is its line in ``cmrseg --help`` and the description of its own ``--help``,
     which ends with the ``examples`` (command lines)."""

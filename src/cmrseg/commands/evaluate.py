@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import RUN_HELP, Subparsers, add_inference_options, add_verb, predict_settings
+from cmrseg.commands.common import (Subparsers, add_inference_options, add_model_options, add_verb, model_from_args,
+                                    predict_settings)
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``evaluate``."""
     parser = add_verb(subparsers, "evaluate", "per-structure Dice and HD95 of a run on labeled data",
                       "cmrseg evaluate --run runs/demo --data demo_out/synth/val --json metrics.json")
-    parser.add_argument("--run", required=True, help=RUN_HELP)
+    add_model_options(parser)
     parser.add_argument("--data", help="labeled folder with image/ and mask/, or of NIfTI volumes (default: the run's "
                                        "validation split)")
     parser.add_argument("--json", help="also write the metrics as JSON here")
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> None:
     from cmrseg.evaluation import evaluate_run, format_table
     from cmrseg.evaluation.volume_scoring import format_volume_report
 
-    summary = evaluate_run(args.run, args.data, args.json, predict_settings(args))
+    summary = evaluate_run(model_from_args(args), args.data, args.json, predict_settings(args))
     print(format_volume_report(summary) if "per_volume" in summary else format_table(summary))
     if args.json:
         print(f"wrote {args.json}")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_verb
+from cmrseg.commands.common import Subparsers, add_model_options, add_verb, model_from_args
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``export``."""
     parser = add_verb(subparsers, "export", "write a trained run as one file: a zip with a model card, or ONNX",
-                      "cmrseg export --run runs/demo --out demo.zip", "cmrseg export --run demo.zip --out demo.onnx")
-    parser.add_argument("--run", required=True, help="run folder (or an export zip)")
+                      "cmrseg export --run runs/demo --out demo.zip", "cmrseg export --run demo.zip --out demo.onnx",
+                      "cmrseg export --model acdc-native-unet --out heart.onnx")
+    add_model_options(parser, "run folder (or an export zip)")
     parser.add_argument("--out", required=True, help="file to write, e.g. model.zip or model.onnx")
     parser.add_argument("--format", choices=("zip", "onnx"),
                         help="zip (weights, config, model card; any cmrseg command takes it) or onnx (a graph for "
@@ -24,5 +25,6 @@ def run(args: argparse.Namespace) -> None:
     """Export the run and say where it went."""
     from cmrseg.workflows.export import export_run
 
-    out = export_run(args.run, args.out, fmt=args.format, checkpoint=args.checkpoint)
-    print(f"wrote the export of {args.run} to {out}")
+    source = model_from_args(args)
+    out = export_run(source, args.out, fmt=args.format, checkpoint=args.checkpoint)
+    print(f"wrote the export of {args.run or args.model or 'the shipped model'} to {out}")

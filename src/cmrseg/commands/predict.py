@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import RUN_HELP, Subparsers, add_inference_options, add_verb, predict_settings
+from cmrseg.commands.common import (Subparsers, add_inference_options, add_model_options, add_verb, model_from_args,
+                                    predict_settings)
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Add ``predict``."""
     parser = add_verb(subparsers, "predict", "write predicted masks for a folder of images (or one image or volume)",
+                      "cmrseg predict --images scans/ --out preds --indices   # the shipped model",
                       "cmrseg predict --run runs/demo --images scans/ --out preds --overlays",
                       "cmrseg predict --run model.zip --images patient001_ED.nii.gz --out preds")
-    parser.add_argument("--run", required=True, help=RUN_HELP)
+    add_model_options(parser)
     parser.add_argument("--images", required=True,
                         help="folder of PNG images (or a folder with image/), or of NIfTI volumes (ACDC, flat, nnU-Net); or one "
                              ".png, .nii.gz or .nii file")
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
     """Predict the folder and say how many masks were written."""
     from cmrseg.inference import predict_folder
 
-    written = predict_folder(args.run, args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
+    written = predict_folder(model_from_args(args), args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
                              overwrite=args.overwrite, indices=args.indices, qc_threshold=args.qc_threshold)
     kind = "label volumes" if written and written[0].name.endswith((".nii.gz", ".nii")) else "masks"
     print(f"wrote {len(written)} {kind} to {args.out}" + (" (and indices.csv)" if args.indices else ""))

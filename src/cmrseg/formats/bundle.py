@@ -59,8 +59,11 @@ RATIO_FLOOR = 1024**2
 inflation ratio of a member above ``RATIO_FLOOR`` bytes (weights inflate about 1.1x, JSON about 5x)."""
 
 
-def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, Any], card: dict[str, Any]) -> None:
+def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, Any], card: dict[str, Any],
+               half: bool = False) -> None:
     saved = runs.load_checkpoint(runs.checkpoint_path(run_dir, checkpoint))
+    if half:
+        saved["model"] = {k: v.half() if v.is_floating_point() else v for k, v in saved["model"].items()}
     weights = io.BytesIO()
     torch.save({k: saved[k] for k in ("model", "model_info", "normalization", "epoch", "val_dice") if k in saved}, weights)
     files: dict[str, bytes] = {

@@ -8,6 +8,7 @@ import datetime
 import json
 import math
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,27 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
             "last": history[-1]}
 
 
-def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dict[str, Any]:
-    """What a colleague needs to judge the model: architecture, size, data, provenance, metrics, use and limits."""
+CARD_NOTES = ("name", "version", "training_data_description", "training", "cross_validation", "expected_input",
+              "intended_use", "limits")
+"""Model-card keys that notes may set (a shipped model's: :mod:`cmrseg.pretrained_models`)."""
+
+
+def _card_notes(run_dir: Path, notes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``notes`` checked against :data:`CARD_NOTES`, or those of the card an unpacked export already has."""
+    if notes is None:
+        with contextlib.suppress(OSError, ValueError):
+            previous = json.loads((run_dir / CARD_JSON).read_text())
+            notes = {key: previous[key] for key in previous.get("notes", [])}
+    unknown = sorted(set(notes or {}) - set(CARD_NOTES))
+    if unknown:
+        raise CmrsegError(f"model card notes {unknown}: unknown; expected some of {', '.join(CARD_NOTES)}")
+    return dict(notes or {})
+
+
+def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best",
+               notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a colleague needs to judge the model: architecture, size, data, provenance, metrics, use and limits
+    (``notes`` add to or replace these, see :func:`cmrseg.workflows.export.export_run`)."""
     from cmrseg.models.registry import count_parameters
 
     config = runs.read_run_config(run_dir)
@@ -80,7 +100,8 @@ def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dic
     members = info.options.get("members") if info.name == "Ensemble" else None
     train_path = config.dataset_info.train_data_path
     recorded = runs.read_training_data(run_dir)
-    images = _training_images(train_path)
+    volumes = recorded is not None and recorded.get("kind") == "volumes"  # a volume folder's file count is not its images
+    images = None if volumes else _training_images(train_path)
     if images is None and recorded is not None:
         images = recorded.get("n_slices")
     return {
@@ -103,7 +124,7 @@ def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best") -> dic
         "cmrseg_commit": _git_commit(),
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
-    }
+    } | (extra := _card_notes(run_dir, notes)) | ({"notes": sorted(extra)} if extra else {})
 
 
 def _weights_saved(run_dir: Path, weights: Path) -> str:
@@ -120,8 +141,9 @@ def _weights_saved(run_dir: Path, weights: Path) -> str:
 def card_markdown(card: dict[str, Any]) -> str:
     """The model card as short Markdown."""
     data, metrics = card["training_data"], card["metrics"]
+    title = f"{card['name']} {card.get('version', '')}".strip() if card.get("name") else f"cmrseg {card['architecture']}"
     lines = [
-        f"# Model card: cmrseg {card['architecture']}", "",
+        f"# Model card: {title}", "",
         f"- Architecture: {card['architecture']}" + (f" of {', '.join(map(str, card['ensemble_members']))}"
                                                      if card["ensemble_members"] else ""),
         f"- Parameters: {card['parameters']:,}",
@@ -145,5 +167,8 @@ def card_markdown(card: dict[str, Any]) -> str:
             dice = " | ".join(f"{row.get(f'dice_{s}', math.nan):.4f}" for s in CLASS_NAMES[1:])
             lines.append(f"| {label} | {int(row['epoch'])} | {dice} | {row.get('dice_mean', math.nan):.4f} |")
         lines.append("")
+    for key, heading in (("training_data_description", "Training data"), ("training", "Training"),
+                         ("cross_validation", "Cross-validated accuracy"), ("expected_input", "Expected input")):
+        lines += [f"## {heading}", "", card[key], ""] if card.get(key) else []
     lines += ["## Intended use", "", card["intended_use"], "", "## Limits", "", card["limits"], ""]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,6 +249,17 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     return predictor, resolved
 
 
+def warn_unknown_spacing(run_dir: str | Path, images: str | Path) -> None:
+    """Say once that PNG ``images`` (no pixel spacing) go to a model trained at a known spacing on their own grid."""
+    from cmrseg.data.volumes import spacing_text
+    from cmrseg.inference.volumes import training_spacing
+
+    target = training_spacing(run_dir)
+    if target is not None:
+        warnings.warn(f"{images}: PNG images carry no pixel spacing; predicted on their own grid, as if their pixels were "
+                      f"the model's {spacing_text(target)} mm (resample them to it first if they are not)", stacklevel=3)
+
+
 def predict_folder(
     run_dir: str | Path,
     images_dir: str | Path,
@@ -289,6 +301,7 @@ def predict_folder(
     samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices,
                           other_phase=predictor.other_phase)
     masks = predict_sample_masks(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
+    warn_unknown_spacing(run_dir, images_dir)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "predict") as tmp:
         for sample, mask in zip(samples, masks, strict=True):

@@ -178,6 +178,7 @@ def predict_volume_folder(
     from cmrseg.metrics.clinical import PhaseLabel, indices_table, with_patient_qc, write_indices_csv
     from cmrseg.io.outputs import check_output_dir
     from cmrseg.qc import assess, check_threshold
+    from cmrseg.qc.assess import anatomy_warning
     from cmrseg.qc.predict import enable_agreement, last_signals, run_qc_model
 
     threshold = check_threshold(qc_threshold)
@@ -213,6 +214,8 @@ def predict_volume_folder(
             volumes.append(volume)
             phases.append(PhaseLabel.from_volume(volume, mask))
         checked = assess(signals, phases, qc_model, threshold)
+        for line in filter(None, (anatomy_warning(case, found) for case, found in signals.items())):
+            warnings.warn(line, stacklevel=2)
         write_text_atomic(tmp / MANIFEST_FILE, _manifest(volumes, checked.cases))
         if indices:
             write_indices_csv(with_patient_qc(indices_table(phases), checked), tmp / INDICES_FILE)

@@ -153,3 +153,17 @@ def format_qc_against_truth(stats: Mapping[str, Any], rows: Sequence[Mapping[str
     if len(flagged) > shown:
         lines.append(f"  ... and {len(flagged) - shown} more")
     return "\n".join(lines)
+
+
+def anatomy_warning(case: str, signals: Mapping[str, Any]) -> str | None:
+    """One line for a volume whose labels are no heart in short axis: no LV, no myocardium, or an LV cavity that the
+    myocardium does not enclose. Input a model was not made for (a long-axis view, another organ) gives such labels."""
+    missing = [name for name in ("LV", "Myo") if name in signals["missing"]]
+    if missing:
+        what = "no " + " and no ".join(missing)
+    elif signals["lv_enclosure"] < LV_ENCLOSURE_MIN:
+        what = f"an LV cavity that the myocardium does not enclose ({100 * signals['lv_enclosure']:.0f} % of its border)"
+    else:
+        return None
+    return (f"{case}: the labels show {what}, which a short-axis view of a heart does not give; is it a short-axis "
+            "cardiac volume? Check it before using its numbers")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,13 @@ from cmrseg.io.atomic import atomic_path
 from cmrseg.io.outputs import check_output_file
 
 
-def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, checkpoint: str = "best") -> Path:
+def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, checkpoint: str = "best",
+               notes: Mapping[str, Any] | None = None, half: bool = False) -> Path:
     """Write ``run_dir`` (a run folder or an export zip) to ``out`` as ``fmt`` ``zip`` or ``onnx`` (default:
     onnx for an ``out`` ending in ``.onnx``, else zip), atomically.
+
+    ``notes`` add to the model card (:data:`cmrseg.formats.card.CARD_NOTES`: what a shipped model's card says beyond
+    the run's files; an export of an export keeps them); ``half`` stores a zip's weights in float16 (loaded as float32).
 
     ``out`` is checked first (:func:`cmrseg.io.outputs.check_output_file`): not a folder, not inside the run."""
     fmt = fmt or ("onnx" if str(out).lower().endswith(".onnx") else "zip")
@@ -30,7 +35,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
 
     predictor, _ = load_run(source, PredictSettings(device="cpu", checkpoint=checkpoint))
     config = runs.read_run_config(source)
-    card = model_card(source, predictor.model, checkpoint)
+    card = model_card(source, predictor.model, checkpoint, notes)
     with atomic_path(out) as tmp:
         if fmt == "onnx":
             plan = runs.read_plan(source)
@@ -38,7 +43,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
                                      runs.read_training_data(source), None if plan is None else plan.model_dump(mode="json"))
             tmp.write_bytes(onnx_bytes(predictor.model, metadata, predictor.network_channels))
         else:
-            _write_zip(tmp, source, checkpoint, prediction_defaults(config), card)
+            _write_zip(tmp, source, checkpoint, prediction_defaults(config), card, half)
     return out
 
 
