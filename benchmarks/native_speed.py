@@ -7,7 +7,10 @@ clean-up) without TTA and with the run's TTA, best of ``--repeats`` after a warm
 - every volume of ``--data`` (default ``../shared/data/acdc_native``, up to ``--volumes`` of them), and
 - a synthetic 512 x 512 x 18 volume at 0.7 mm, whose peak resident memory is measured in a fresh process.
 
-    .venv/bin/python benchmarks/native_speed.py [--run RUN] [--threads 2] [--out benchmarks/results/native_speed.json]
+and, for a shipped model (``--model NAME``), the first call's cost in fresh processes: importing cmrseg and loading
+the model with an empty export cache (the zip is checked and unpacked) and with a warm one.
+
+    .venv/bin/python benchmarks/native_speed.py [--run RUN | --model NAME] [--threads 2] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -90,10 +93,26 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
 
+def load_seconds(model: str, threads: int) -> dict[str, float]:
+    """Seconds from a fresh interpreter to a loaded shipped ``model`` (import included), cache cold then warm."""
+    import os
+
+    script = (f"import time; t = time.perf_counter(); import torch; torch.set_num_threads({threads}); import cmrseg; "
+              f"cmrseg.load_pretrained({model!r}); print(time.perf_counter() - t)")
+    result = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for state in ("cold_cache", "warm_cache"):
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                  env={**os.environ, "CMRSEG_CACHE": cache})
+            result[state] = round(float(done.stdout.strip().splitlines()[-1]), 2)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=existing_folder, default=ROOT.parent / "shared" / "data" / "acdc_native")
     parser.add_argument("--run", help="trained run folder or export (default: the native recipe, untrained)")
+    parser.add_argument("--model", help="a shipped model by name instead of --run (also times its first load)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--volumes", type=int, default=10, help="time this many volumes of --data")
     parser.add_argument("--repeats", type=int, default=3)
@@ -102,16 +121,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     try:
         with tempfile.TemporaryDirectory() as scratch:
+            if args.model:
+                from cmrseg.pretrained_models import pretrained_path
+
+                args.run = str(pretrained_path(args.model))
             run = Path(args.run) if args.run else untrained_run(Path(scratch))
             volumes = [load_volume(case, with_label=False)
                        for case in list_cases(args.data, require_labels=False)[: args.volumes]]
             plain = time_volumes(run, volumes, False, args.repeats)
             with_tta = time_volumes(run, volumes, True, args.repeats)
             memory = peak_memory_mb(run, args.threads)
+            loading = load_seconds(args.model, args.threads) if args.model else None
     except CmrsegError as err:
         sys.exit(f"native_speed: error: {err}")
     shapes = sorted({v.image.shape for v in volumes})
-    result = {"run": args.run or "configs/acdc_native.json (untrained)", "threads": args.threads,
+    result = {"run": args.model or args.run or "configs/acdc_native.json (untrained)", "threads": args.threads,
+              **({"first_load_seconds": loading} if loading else {}),
               "volumes": len(volumes), "shapes": [list(s) for s in shapes],
               "seconds_per_volume": round(plain, 3), "seconds_per_volume_tta": round(with_tta, 3),
               "tta_ratio": round(with_tta / plain, 2), "peak_rss_mb_512x512x18": memory, **run_metadata()}

@@ -161,3 +161,21 @@ def test_the_shipped_model_loads_from_an_installed_package(scans: Path, tmp_path
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].split() == ["ModelPredictor", "2"]
     assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 2
+
+
+def test_shipped_model_on_two_real_training_patients(tmp_path: Path) -> None:
+    """acdc_native (skipped where absent): two of the patients it was trained on, ED and ES, scored at native
+    resolution, each volume's mean Dice over RV, Myo and LV at least 0.85 (a floor, not an accuracy claim)."""
+    import os
+
+    native = Path(os.environ.get("CMRSEG_NATIVE", REPO_ROOT.parent / "shared" / "data" / "acdc_native"))
+    if not (native / "patient001" / "Info.cfg").is_file():
+        pytest.skip("real acdc_native volumes not found (set CMRSEG_NATIVE or place them at ../shared/data/acdc_native)")
+    subset = tmp_path / "two"
+    subset.mkdir()
+    for patient in ("patient001", "patient041"):
+        (subset / patient).symlink_to(native / patient, target_is_directory=True)
+    assert main(["evaluate", "--data", str(subset), "--json", str(tmp_path / "metrics.json"), "--no-tta"]) == 0
+    rows = json.loads((tmp_path / "metrics.json").read_text())["per_volume"]
+    dice = {row["case"]: float(np.mean([row["dice"][s] for s in ("RV", "Myo", "LV")])) for row in rows}
+    assert len(dice) == 4 and min(dice.values()) >= 0.85, dice
