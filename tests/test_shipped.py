@@ -142,9 +142,13 @@ def test_a_cine_volume_is_refused_with_its_frame_count(tmp_path: Path, capsys: p
 def test_the_shipped_model_loads_from_an_installed_package(scans: Path, tmp_path: Path) -> None:
     """Built as a wheel and installed into a fresh venv (its dependencies from this environment), the package finds its
     model in site-packages, not in the source tree, and predicts a volume from another folder."""
-    wheels = tmp_path / "wheels"
+    source, wheels = tmp_path / "source", tmp_path / "wheels"  # built from a copy: the build leaves files behind
+    shutil.copytree(REPO_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (REPO_ROOT / name).is_file():
+            shutil.copy2(REPO_ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(REPO_ROOT)], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(venv.glob("lib/python*/site-packages"))

@@ -251,8 +251,8 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
 
 def warn_unknown_spacing(run_dir: str | Path, images: str | Path) -> None:
     """Say once that PNG ``images`` (no pixel spacing) go to a model trained at a known spacing on their own grid."""
-    from cmrseg.data.volumes import spacing_text
-    from cmrseg.inference.volumes import training_spacing
+    from cmrseg.data.spacing import spacing_text
+    from cmrseg.inference.volume_prediction import training_spacing
 
     target = training_spacing(run_dir)
     if target is not None:
