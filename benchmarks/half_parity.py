@@ -21,7 +21,7 @@ from cmrseg.commands.common import existing_folder
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.readers import list_cases, load_volume
 from cmrseg.errors import CmrsegError
-from cmrseg.export import export_run
+from cmrseg.workflows.export import export_run
 from cmrseg.inference import load_run
 from cmrseg.inference.volume_prediction import training_spacing, volume_mask, volume_probabilities
 from cmrseg.metrics.slices import dice_score
