@@ -28,5 +28,11 @@ cmrseg indices --masks "$OUT/volume_predictions" --truth "$OUT/synth/volumes" --
 echo "    (a small model that saw 80 mid-ventricular 2D phantoms for 12 epochs: the apical and end-systolic slices of"
 echo "     these hearts are smaller than any it learned from, so expect EF errors of several points here; the recipes"
 echo "     measured on real volumes are in BENCHMARKS.md)"
+echo "==> the shipped model (no training, trained on real ACDC scans) on the same phantom volumes"
+cmrseg predict --images "$OUT/synth/volumes" --out "$OUT/shipped_predictions" --indices --overlays
+echo "    (these cartoon phantoms are unlike the real scans it learned from: quality control (cases.csv, qc_flag) should"
+echo "     flag them 'check', as it would flag a real scan the model gets wrong; on real short-axis volumes see"
+echo "     docs/shipped-model.md for its cross-validated accuracy)"
 echo "demo finished: see $OUT/ (run/loss_curve.png, metrics.json, predictions/*_overlay.png, submission.csv,"
-echo "  volume_predictions/*.nii.gz and *_overlay.png, volume_metrics.json, indices/indices*.csv and *_bland_altman.png)"
+echo "  volume_predictions/*.nii.gz and *_overlay.png, volume_metrics.json, indices/indices*.csv and *_bland_altman.png,"
+echo "  shipped_predictions/ with cases.csv and indices.csv)"
