@@ -269,25 +269,33 @@ def predict_folder(
     overwrite: bool = False,
     indices: bool = False,
     qc_threshold: float | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    progress: bool = True,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
 
     ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.io.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
-    the clinical indices (:func:`cmrseg.inference.volume_prediction.predict_volume_folder`), and ``qc_threshold`` sets the
-    quality-control cut there (:mod:`cmrseg.qc`). ``images_dir`` may also be one PNG or NIfTI file, predicted as a
-    one-item dataset.
+    the clinical indices, ``qc_threshold`` sets the quality-control cut there (:mod:`cmrseg.qc`), each volume is
+    published as it is done, a rerun skips the finished ones, and ``workers`` or ``ray_address`` spread the volumes
+    over local processes or a Ray cluster (:func:`cmrseg.inference.cohort.predict_cohort`). ``images_dir`` may
+    also be one PNG or NIfTI file, predicted as a one-item dataset.
     """
     from PIL import Image
 
     if reads_stacks(images_dir):
-        from cmrseg.inference.volume_prediction import predict_volume_folder
+        from cmrseg.inference.cohort import predict_cohort
 
-        return predict_volume_folder(run_dir, images_dir, out_dir, overlays=overlays, settings=settings,
-                                     indices=indices, overwrite=overwrite, qc_threshold=qc_threshold)
+        return predict_cohort(run_dir, images_dir, out_dir, overlays=overlays, settings=settings, indices=indices,
+                              overwrite=overwrite, qc_threshold=qc_threshold, workers=workers, ray_address=ray_address,
+                              progress=progress).written
     if indices:
         raise CmrsegError(f"{images_dir}: --indices needs NIfTI volumes (ED and ES per patient), not PNG slices")
+    if workers != 1 or ray_address is not None:
+        raise CmrsegError(f"{images_dir}: --workers and --ray-address spread NIfTI volumes; PNG slices are predicted "
+                          "in one process")
     from cmrseg.data.slicing import load_folder
     from cmrseg.io.outputs import check_output_dir
     from cmrseg.plots import overlay

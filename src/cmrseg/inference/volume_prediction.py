@@ -14,10 +14,8 @@ volumes keep the input's shape, affine and header.
 
 from __future__ import annotations
 
-import csv
-import io
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +23,12 @@ import numpy as np
 
 from cmrseg import runs
 from cmrseg.data.conditions import condition_values
-from cmrseg.data.spacing import check_spacing
-from cmrseg.data.label_volumes import MANIFEST_FILE
-from cmrseg.data.readers import Volume, VolumeCase, list_cases, load_volume
-from cmrseg.data.readers.nifti import write_label_volume
+from cmrseg.data.readers import Volume
 from cmrseg.data.slicing import check_partner, phase_partners, slice_input
-from cmrseg.data.spacing import spacing_text
+from cmrseg.data.spacing import check_spacing, spacing_text
 from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
 from cmrseg.errors import CmrsegError
-from cmrseg.inference import PredictSettings, Predictor, largest_component, load_run, to_mask
-from cmrseg.io.atomic import write_text_atomic
-from cmrseg.io.outputs import atomic_dir
-
-QC_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons")
-"""Quality-control columns of ``cases.csv`` (:mod:`cmrseg.qc`)."""
+from cmrseg.inference import Predictor, largest_component, to_mask
 
 
 def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:
@@ -127,96 +117,3 @@ def montage(volume: Volume, mask: np.ndarray, columns: int = 6, truth: np.ndarra
     from cmrseg.plots import montage as draw
 
     return draw(volume.image, mask, truth, columns)
-
-
-def _manifest(volumes: Sequence[Volume], qc: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """``cases.csv``: one row per volume, with its quality control (``qc_dice``, ``qc_flag``, ``qc_reasons``, see
-    :mod:`cmrseg.qc`) when ``qc`` gives it by case."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["case", "patient", "phase", "group", "spacing_mm", *(QC_COLUMNS if qc is not None else ())])
-    for v in volumes:
-        checks = [] if qc is None else [f"{qc[v.case]['qc_dice']:.3f}", qc[v.case]["qc_flag"], qc[v.case]["qc_reasons"]]
-        writer.writerow([v.case, v.patient, v.phase or "", v.group, "" if v.spacing is None else spacing_text(v.spacing),
-                         *checks])
-    return buffer.getvalue()
-
-
-INDICES_FILE = "indices.csv"
-
-
-def planned_outputs(cases: Sequence[VolumeCase], overlays: bool, indices: bool) -> list[str]:
-    """The files :func:`predict_volume_folder` writes for ``cases`` (checked against foreign files first)."""
-    names = [f"{case.case}.nii.gz" for case in cases] + [MANIFEST_FILE]
-    names += [f"{case.case}_overlay.png" for case in cases] if overlays else []
-    return names + ([INDICES_FILE] if indices else [])
-
-
-def predict_volume_folder(
-    run_dir: str | Path,
-    images_dir: str | Path,
-    out_dir: str | Path,
-    overlays: bool = False,
-    settings: PredictSettings | None = None,
-    indices: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    qc_threshold: float | None = None,
-) -> list[Path]:
-    """Write ``CASE.nii.gz`` (uint8 labels, the input's geometry) per input volume, ``cases.csv``, and with
-    ``overlays`` ``CASE_overlay.png`` (all slices side by side); with ``indices`` also ``indices.csv``.
-
-    ``cases.csv`` and ``indices.csv`` carry each volume's and patient's quality control (:mod:`cmrseg.qc`,
-    docs/qc.md): ``qc_threshold`` is the predicted Dice below which a volume is flagged (default
-    :data:`cmrseg.qc.DEFAULT_THRESHOLD`); the run's calibrated QC model is used when it has one.
-
-    ``out_dir`` follows the rules of :func:`cmrseg.inference.predict_folder` (new, empty, an earlier predict
-    output or ``overwrite``; outside the input)."""
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from cmrseg.metrics.clinical import PhaseLabel, indices_table, with_patient_qc, write_indices_csv
-    from cmrseg.io.outputs import check_output_dir
-    from cmrseg.qc import assess, check_threshold
-    from cmrseg.qc.assess import anatomy_warning
-    from cmrseg.qc.predict import enable_agreement, last_signals, run_qc_model
-
-    threshold = check_threshold(qc_threshold)
-    cases = list_cases(images_dir, require_labels=False)
-    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
-                     files=planned_outputs(cases, overlays, indices))
-    predictor, resolved = load_run(run_dir, settings)
-    qc_model, signals = run_qc_model(run_dir), {}
-    enable_agreement(predictor)
-    require_conditions(predictor, [(case.phase, case.image_path) for case in cases])
-    partners = partners_for(predictor, cases, lambda case: case.image_path)
-    target = training_spacing(run_dir)
-    out_dir = Path(out_dir)
-    volumes, phases = [], []
-    loaded: dict[str, Volume] = {}
-
-    def read(case: VolumeCase) -> Volume:
-        """Each volume once, though a model that reads the other phase needs it for its partner too."""
-        if case.case not in loaded:
-            loaded[case.case] = load_volume(case, with_label=False)
-        return loaded[case.case]
-
-    with atomic_dir(out_dir, "predict") as tmp:
-        for case in tqdm(cases, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True):
-            volume = read(case)
-            partner = read(partners[case.case]) if case.case in partners else None
-            probs = volume_probabilities(predictor, volume, target, partner)
-            mask = volume_mask(probs, bool(resolved.postprocess), resolved.class_weights)
-            signals[volume.case] = last_signals(predictor, probs, mask)
-            write_label_volume(mask, volume, tmp / f"{volume.case}.nii.gz")
-            if overlays:
-                Image.fromarray(montage(volume, mask)).save(tmp / f"{volume.case}_overlay.png")
-            volumes.append(volume)
-            phases.append(PhaseLabel.from_volume(volume, mask))
-        checked = assess(signals, phases, qc_model, threshold)
-        for line in filter(None, (anatomy_warning(case, found) for case, found in signals.items())):
-            warnings.warn(line, stacklevel=2)
-        write_text_atomic(tmp / MANIFEST_FILE, _manifest(volumes, checked.cases))
-        if indices:
-            write_indices_csv(with_patient_qc(indices_table(phases), checked), tmp / INDICES_FILE)
-    return [out_dir / f"{v.case}.nii.gz" for v in volumes]

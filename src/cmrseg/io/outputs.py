@@ -196,37 +196,46 @@ def write_marker(folder: Path, command: str, files: Iterable[str] = ()) -> None:
     write_json_atomic(folder / MARKER_FILE, {"command": command, "files": sorted(set(files))})
 
 
-def publish(tmp: Path, target: Path, command: str) -> None:
-    """Move every file of the temporary folder ``tmp`` into ``target`` one by one (rename each).
+def publish(tmp: Path, target: Path, command: str, keep_owned: bool = False) -> list[str]:
+    """Move every file of the temporary folder ``tmp`` into ``target`` one by one (rename each); returns their names.
 
-    Files that an earlier run of ``command`` wrote there but this one did not are removed, so the
-    folder's cmrseg files are exactly the new output; any other file is left alone.
+    Files that an earlier run of ``command`` wrote there but this one did not are removed (:func:`prune`), so the
+    folder's cmrseg files are exactly the new output; any other file is left alone. With ``keep_owned`` they are
+    kept and the new files are added to them: an output published piece by piece (a cohort, volume by volume).
     """
     new = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
     target.mkdir(parents=True, exist_ok=True)
     check_clashes(target, command, new)
-    old = _owned(target, command)
-    write_marker(target, command, old | set(new))
+    write_marker(target, command, _owned(target, command) | set(new))
     for name in new:
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, destination)
-    for name in sorted(old - set(new)):
+    if not keep_owned:
+        prune(target, command, new)
+    return new
+
+
+def prune(target: Path, command: str, keep: Iterable[str]) -> None:
+    """Remove the files an earlier run of ``command`` wrote in ``target``, except ``keep``, which the marker then
+    lists as its own; files cmrseg did not write are left alone."""
+    keep = set(keep)
+    for name in sorted(_owned(target, command) - keep):
         stale = inside(target, name, target / MARKER_FILE)
         if not stale.is_dir() or stale.is_symlink():
             stale.unlink(missing_ok=True)
-    write_marker(target, command, new)
+    write_marker(target, command, keep)
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike[str], command: str) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike[str], command: str, keep_owned: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; if the block succeeds its files are moved into ``target``
-    one by one (:func:`publish`), replacing only files that ``command`` wrote before."""
+    one by one (:func:`publish`, with ``keep_owned``), replacing only files that ``command`` wrote before."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield tmp
-        publish(tmp, target, command)
+        publish(tmp, target, command, keep_owned)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
