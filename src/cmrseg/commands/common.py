@@ -129,3 +129,18 @@ def add_worker_options(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"{what} trained in parallel local processes (torch threads split between them)")
     parser.add_argument("--ray-address", help=f"train {what} as Ray tasks on this cluster (auto, ray://host:port, "
                         "or local for a throwaway one); needs pip install 'cmrseg[distributed]'")
+
+
+def add_cohort_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--ray-address`` and ``--quiet`` of ``predict``: where a folder of volumes is predicted."""
+    parser.add_argument("--workers", type=int, default=1,
+                        help="volumes: predict in N local processes, each loading the model once (torch threads "
+                             "split between them)")
+    parser.add_argument("--ray-address", help="volumes: predict on N Ray actors (--workers) of this cluster (auto, "
+                        "ray://host:port, or local for a throwaway one); needs pip install 'cmrseg[distributed]'")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cohort_options(args: argparse.Namespace) -> dict[str, object]:
+    """The keyword arguments of :func:`add_cohort_options` for :func:`cmrseg.inference.predict_folder`."""
+    return {"workers": args.workers, "ray_address": args.ray_address, "progress": not args.quiet}

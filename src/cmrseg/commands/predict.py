@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import (Subparsers, add_inference_options, add_model_options, add_verb, model_from_args,
-                                    predict_settings)
+from cmrseg.commands.common import (Subparsers, add_cohort_options, add_inference_options, add_model_options, add_verb,
+                                    cohort_options, model_from_args, predict_settings)
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -27,6 +27,7 @@ def add_parser(subparsers: Subparsers) -> None:
                         help="volumes: flag a case 'check' in cases.csv when its predicted mean Dice is below this "
                              "(default 0.80; docs/qc.md)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
+    add_cohort_options(parser)
     add_inference_options(parser)
     parser.set_defaults(handler=run)
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> None:
     from cmrseg.inference import predict_folder
 
     written = predict_folder(model_from_args(args), args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
-                             overwrite=args.overwrite, indices=args.indices, qc_threshold=args.qc_threshold)
+                             overwrite=args.overwrite, indices=args.indices, qc_threshold=args.qc_threshold,
+                             **cohort_options(args))
     kind = "label volumes" if written and written[0].name.endswith((".nii.gz", ".nii")) else "masks"
     print(f"wrote {len(written)} {kind} to {args.out}" + (" (and indices.csv)" if args.indices else ""))
