@@ -157,3 +157,25 @@ def test_ray_actors_write_the_same_files_as_one_process(one_worker: Path, cohort
     cohort.predict_cohort(cohort_run, volumes_dir, tmp_path / "ray", indices=True, progress=False, workers=2,
                           ray_address="local", log=lambda _: None)
     assert _files(tmp_path / "ray") == _files(one_worker)
+
+
+def test_a_bad_volume_anywhere_in_the_folder_stops_the_cohort_before_anything_is_written(
+        cohort_run: Path, volumes_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    data = tmp_path / "data"
+    shutil.copytree(volumes_dir, data)
+    cine = data / "patient003" / "patient003_frame01.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((48, 48, 4, 3), np.uint8), np.eye(4)), str(cine))
+    with pytest.raises(CmrsegError, match=r"patient003_frame01.nii.gz: 4-D \(cine\) volume with 3 frames"):
+        cohort.predict_cohort(cohort_run, data, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    nib.save(nib.Nifti1Image(np.full((48, 48, 4), np.nan, np.float32), np.eye(4)),
+             str(data / "patient001" / "patient001_frame01.nii.gz"))  # found only when its voxels are read
+    shutil.rmtree(data / "patient003")
+    with pytest.raises(CmrsegError, match="patient001_frame01.nii.gz: 9216 voxel"):
+        cohort.predict_cohort(cohort_run, data, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if TEMP_TAG in p.name]

@@ -285,7 +285,7 @@ def test_predict_takes_one_nifti_file_as_a_one_volume_dataset(volume_run: Path, 
     assert (case.case, case.patient, case.phase, case.label_path.name) == (
         "patient002_frame10", "patient002", "ES", "patient002_frame10_gt.nii.gz")
     assert main(["predict", "--run", str(volume_run), "--images", str(image), "--out", str(tmp_path / "one")]) == 0
-    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [".cmrseg-output.json", "cases.csv",
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [".cmrseg-output.json", ".cmrseg-volumes", "cases.csv",
                                                                     "patient002_frame10.nii.gz"]
     assert "patient002_frame10,patient002,ES" in (tmp_path / "one" / "cases.csv").read_text()
     assert main(["predict", "--run", str(volume_run), "--images", str(acdc_dir), "--out", str(tmp_path / "all")]) == 0

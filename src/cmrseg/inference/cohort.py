@@ -265,10 +265,11 @@ def predict_cohort(
 
     ``out_dir`` follows the rules of :func:`cmrseg.inference.predict_folder` (new, empty, an earlier predict
     output or ``overwrite``; outside the input)."""
+    from cmrseg.data.readers.nifti import check_header
     from cmrseg.inference.predictor import load_run
     from cmrseg.inference.volume_prediction import partners_for, require_conditions, training_spacing
     from cmrseg.io.locks import run_lock
-    from cmrseg.io.outputs import check_output_dir, prune
+    from cmrseg.io.outputs import check_output_dir, prune, remove_if_unused
     from cmrseg.qc import check_threshold
     from cmrseg.qc.predict import run_qc_model
     from cmrseg.workers import check_engine
@@ -276,6 +277,9 @@ def predict_cohort(
     check_engine(workers, ray_address)
     threshold = check_threshold(qc_threshold)
     cases = list_cases(images_dir, require_labels=False)
+    for case in cases:
+        if case.image_path.name.endswith((".nii", ".nii.gz")):
+            check_header(case.image_path)
     out = check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                            files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
@@ -288,21 +292,27 @@ def predict_cohort(
             for case in cases}
     in_process = _Worker(predictor, resolved, target) if workers == 1 and ray_address is None else None
     del predictor
-    with run_lock(out, "predict"):
-        done = _finished(out, cases, jobs, overlays)
-        prune(out, "predict", [name for case in done for name in volume_outputs(case, overlays)])
-        if done:
-            log(f"{out}: {len(done)} of {len(cases)} volumes already predicted from the same input with the same run and "
-                "settings; skipped")
-        todo = [case for case in cases if case.case not in done]
-        try:
-            _predict_all(todo, partners, out, overlays, jobs, done, len(cases), progress, in_process,
-                         (str(run_dir), settings), workers, ray_address)
-        except KeyboardInterrupt:
-            log(f"interrupted: {len(done)} of {len(cases)} volumes are predicted in {out}; the same command predicts "
-                "the rest")
-            raise
-        _write_tables(out, [done[case.case] for case in cases], run_qc_model(run_dir), threshold, indices)
+    qc_model, fresh = run_qc_model(run_dir), not out.exists()
+    try:
+        with run_lock(out, "predict"):
+            done = _finished(out, cases, jobs, overlays)
+            prune(out, "predict", [name for case in done for name in volume_outputs(case, overlays)])
+            if done:
+                log(f"{out}: {len(done)} of {len(cases)} volumes already predicted from the same input with the same "
+                    "run and settings; skipped")
+            todo = [case for case in cases if case.case not in done]
+            try:
+                _predict_all(todo, partners, out, overlays, jobs, done, len(cases), progress, in_process,
+                             (str(run_dir), settings), workers, ray_address)
+            except KeyboardInterrupt:
+                log(f"interrupted: {len(done)} of {len(cases)} volumes are predicted in {out}; the same command "
+                    "predicts the rest")
+                raise
+            _write_tables(out, [done[case.case] for case in cases], qc_model, threshold, indices)
+    except BaseException:
+        if fresh:
+            remove_if_unused(out, "predict")
+        raise
     return CohortResult([out / f"{case.case}.nii.gz" for case in cases], len(todo), len(cases) - len(todo))
 
 

@@ -239,3 +239,13 @@ def atomic_dir(target: str | os.PathLike[str], command: str, keep_owned: bool = 
         publish(tmp, target, command, keep_owned)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_if_unused(folder: Path, command: str) -> None:
+    """Remove ``folder`` if it holds nothing but a marker of ``command`` that lists no file: an output folder this
+    process created and then wrote nothing into (its first piece failed), so a failed command leaves no trace."""
+    if not folder.is_dir() or (read_marker(folder) or {}).get("command") != command or _owned(folder, command):
+        return
+    if {path.name for path in folder.iterdir()} <= {MARKER_FILE}:
+        (folder / MARKER_FILE).unlink(missing_ok=True)
+        folder.rmdir()

@@ -59,12 +59,25 @@ def load_nifti(path: Path, voxels: bool = True) -> Any:
         raise CmrsegError(f"{path}: corrupt or unreadable NIfTI ({type(err).__name__}: {err})") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
-    if data.ndim == 4:
-        raise CmrsegError(f"{path}: 4-D (cine) volume with {data.shape[3]} frames; cmrseg needs one 3-D volume per "
-                          f"phase (for ACDC, the patientXXX_frameNN files named by Info.cfg)")
-    if data.ndim != 3:
-        raise CmrsegError(f"{path}: expected a 3-D volume, got {data.ndim} dimensions {data.shape}")
+    check_shape(path, data.shape)
     return image, data
+
+
+def check_shape(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse a volume that is not one 3-D volume (a 4-D cine, a 2-D image) in one line naming ``path``."""
+    if len(shape) == 4 and shape[3] != 1:
+        raise CmrsegError(f"{path}: 4-D (cine) volume with {shape[3]} frames; cmrseg needs one 3-D volume per "
+                          f"phase (for ACDC, the patientXXX_frameNN files named by Info.cfg)")
+    if len(shape) not in (3, 4):
+        raise CmrsegError(f"{path}: expected a 3-D volume, got {len(shape)} dimensions {shape}")
+
+
+def check_header(path: Path) -> None:
+    """The checks of :func:`load_volume` that the header alone allows (readable, one 3-D volume, sane spacing), without
+    reading the voxels: a folder of volumes is checked in a moment before the first is predicted."""
+    image = load_nifti(path, voxels=False)[0]
+    check_shape(path, tuple(image.shape))
+    header_spacing(image.header, path)
 
 
 def header_spacing(header: Any, source: str | Path = "NIfTI header") -> tuple[float, float, float] | None:
