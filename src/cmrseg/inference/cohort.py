@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,14 +359,18 @@ def _engine(args: Mapping[Hashable, Sequence[Any]], in_process: _Worker | None,
 
 
 def _write_tables(out: Path, records: Sequence[CaseRecord], qc_model: Any, threshold: float, indices: bool) -> None:
-    """``cases.csv`` (and ``indices.csv``) of every volume's record, with the quality control, in ``out``."""
+    """``cases.csv`` (and ``indices.csv``) of every volume's record, with the quality control, in ``out``; a volume
+    whose labels are no heart in short axis gets a one-line warning (:func:`cmrseg.qc.assess.anatomy_warning`)."""
     from cmrseg.metrics.clinical import indices_table, with_patient_qc, write_indices_csv
     from cmrseg.qc import assess
+    from cmrseg.qc.assess import anatomy_warning
     from cmrseg.io.atomic import write_text_atomic
     from cmrseg.io.outputs import atomic_dir
 
     phases = [record.phase_label() for record in records]
     checked = assess({record.case: record.signals for record in records}, phases, qc_model, threshold)
+    for line in filter(None, (anatomy_warning(record.case, record.signals) for record in records)):
+        warnings.warn(line, stacklevel=3)
     with atomic_dir(out, "predict", keep_owned=True) as tmp:
         write_text_atomic(tmp / MANIFEST_FILE, _manifest(records, checked.cases))
         if indices:
