@@ -233,10 +233,11 @@ def _finished(out: Path, cases: Sequence[VolumeCase], jobs: Mapping[str, str], o
 
 
 def _run_identity(run_dir: str | Path, predictor: Any, resolved: PredictSettings, target: Any, overlays: bool) -> Any:
-    """What a volume's outputs depend on besides its input: the run (its files as stamped), the resolved settings,
-    the spacing it predicts at and whether overlays are drawn."""
+    """What a volume's outputs depend on besides its input: the run (the checksums of its file or zip, weights and
+    config, so a retrained run or another export predicts anew, a copied one does not), the resolved settings, the
+    spacing it predicts at and whether overlays are drawn."""
     files = [Path(run_dir), Path(str(getattr(predictor, "source", ""))), Path(run_dir) / runs.CONFIG_FILE]
-    return {"run": [_stamp(path) for path in files if path.is_file()], "settings": dataclasses.asdict(resolved),
+    return {"run": [file_digest(path) for path in files if path.is_file()], "settings": dataclasses.asdict(resolved),
             "target": target, "overlays": overlays, "format": RECORD_FORMAT}
 
 
