@@ -3,6 +3,7 @@ the real data (when present)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from cmrseg.config import ExperimentConfig, config_from_dict
 from cmrseg.data.synth import write_synthetic_dataset, write_synthetic_volumes
@@ -111,3 +113,34 @@ def _private_export_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
         os.environ.pop("CMRSEG_CACHE", None)
     else:
         os.environ["CMRSEG_CACHE"] = previous
+
+
+def network_key(model: Any, channels: int) -> str:
+    """A hash of what an ONNX export of ``model`` depends on: its class, layers, input channels and every weight."""
+    digest = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}|{model!r}|{channels}".encode())
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _each_network_exported_to_onnx_once() -> Any:
+    """Tracing a network into an ONNX graph takes 10-60 s of CPU, and many tests export the same trained network
+    (a run, then its zip, then with other metadata): the graph of a network whose class, layers, input channels and
+    weights are all the same is exported once per session and reused (the metadata is still written per export)."""
+    from cmrseg.formats import onnx
+
+    graphs: dict[str, bytes] = {}
+    real = onnx.export_graph
+
+    def once(model: Any, channels: int = 1) -> bytes:
+        key = network_key(model, channels)
+        if key not in graphs:
+            graphs[key] = real(model, channels)
+        return graphs[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(onnx, "export_graph", once)
+        yield

@@ -89,9 +89,19 @@ def onnx_bytes(model: nn.Module, metadata: dict[str, str], channels: int = 1) ->
     """``model`` exported by ``torch.onnx.export`` (dynamo) with dynamic batch, height and width, plus ``metadata``;
     its input has ``channels`` slices (more than 1 for a 2.5-D model)."""
     onnx = require("onnx")
+    proto = onnx.load_from_string(export_graph(model, channels))
+    metadata = {**metadata, f"{META_PREFIX}min_size": str(minimum_size(model)), f"{META_PREFIX}opset": str(ONNX_OPSET)}
+    onnx.helper.set_model_props(proto, metadata)
+    proto.doc_string = "cmrseg segmentation network; see the cmrseg_* metadata for normalisation and labels"
+    return proto.SerializeToString()
+
+
+def export_graph(model: nn.Module, channels: int = 1) -> bytes:
+    """The serialised ONNX graph of ``model`` without metadata (:func:`onnx_bytes`): the slow part of an export
+    (tracing and decomposing the network takes seconds to a minute on a CPU)."""
+    require("onnx")
     require("onnxscript")
     min_size = minimum_size(model)
-    metadata = {**metadata, f"{META_PREFIX}min_size": str(min_size), f"{META_PREFIX}opset": str(ONNX_OPSET)}
     side = max(64, 2 * min_size)
     example = torch.zeros(2, channels, side, side)
     dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=min_size),
@@ -101,10 +111,7 @@ def onnx_bytes(model: nn.Module, metadata: dict[str, str], channels: int = 1) ->
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=ONNX_OPSET, input_names=["image"],
                                     output_names=["scores"], dynamic_shapes=(dims,),
                                     verbose=False)
-    proto = program.model_proto
-    onnx.helper.set_model_props(proto, metadata)
-    proto.doc_string = "cmrseg segmentation network; see the cmrseg_* metadata for normalisation and labels"
-    return proto.SerializeToString()
+    return program.model_proto.SerializeToString()
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
