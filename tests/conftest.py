@@ -73,6 +73,17 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_dataset(tmp_path_factory.mktemp("synth") / "train", count=24, seed=3, size=64)
 
 
+@pytest.fixture(scope="session")
+def slice_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny U-Net (:func:`tiny_config_dict`) trained 2 epochs on :func:`synth_dir`, shared by the tests of several
+    files: they only read it (a test that changes a run copies it first)."""
+    from cmrseg.training.trainer import train
+
+    run = tmp_path_factory.mktemp("slice_run") / "run"
+    train(config_from_dict(tiny_config_dict(synth_dir, epochs=2)), run, progress=False)
+    return run
+
+
 def tiny_config_dict(train_dir: Path, **updates: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "epochs": 2,

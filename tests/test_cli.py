@@ -14,19 +14,10 @@ import torch
 from PIL import Image
 
 from cmrseg.cli import main
-from cmrseg.config import config_from_dict
 from cmrseg.data.slicing import load_folder
 from cmrseg.runs import read_history
-from cmrseg.training.trainer import train
 
 from conftest import tiny_config_dict
-
-
-@pytest.fixture(scope="module")
-def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("cli") / "run"
-    train(config_from_dict(tiny_config_dict(synth_dir, epochs=2)), run, progress=False)
-    return run
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -72,23 +63,23 @@ def test_synth_train_evaluate_predict_submit_score(synth_dir: Path, tmp_path: Pa
     assert float(dice_row.split()[-1]) == pytest.approx(metrics["dice"]["mean"], abs=1e-3)
 
 
-def test_predictions_match_between_library_and_evaluate(trained_run: Path, synth_dir: Path) -> None:
+def test_predictions_match_between_library_and_evaluate(slice_run: Path, synth_dir: Path) -> None:
     from cmrseg.evaluation import evaluate_run
     from cmrseg.inference import PredictSettings, load_run, predict_masks
 
     samples = load_folder(synth_dir)[:4]
-    predictor, _ = load_run(trained_run)
+    predictor, _ = load_run(slice_run)
     masks = predict_masks(predictor, [s.image for s in samples])
-    tta_predictor, settings = load_run(trained_run, PredictSettings(tta=True))
+    tta_predictor, settings = load_run(slice_run, PredictSettings(tta=True))
     assert settings.tta and len(predict_masks(tta_predictor, [s.image for s in samples])) == 4
-    summary = evaluate_run(trained_run, synth_dir)
+    summary = evaluate_run(slice_run, synth_dir)
     assert summary["n_images"] == 24 and all(m.shape == (64, 64) for m in masks)
-    validation = evaluate_run(trained_run)
-    history_best = max(row["dice_mean"] for row in read_history(trained_run))
+    validation = evaluate_run(slice_run)
+    history_best = max(row["dice_mean"] for row in read_history(slice_run))
     assert validation["n_images"] == 6 and validation["dice"]["mean"] == pytest.approx(history_best, abs=1e-6)
 
 
-def test_evaluate_on_a_png_folder_reads_the_run_config_once(trained_run: Path, synth_dir: Path,
+def test_evaluate_on_a_png_folder_reads_the_run_config_once(slice_run: Path, synth_dir: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from cmrseg import runs
     from cmrseg.evaluation import evaluate_run
@@ -96,8 +87,8 @@ def test_evaluate_on_a_png_folder_reads_the_run_config_once(trained_run: Path, s
     reads: list[Path] = []
     read_config = runs.read_run_config
     monkeypatch.setattr(runs, "read_run_config", lambda run_dir: reads.append(Path(run_dir)) or read_config(run_dir))
-    summary = evaluate_run(trained_run, synth_dir)
-    assert summary["n_images"] == 24 and reads == [trained_run]
+    summary = evaluate_run(slice_run, synth_dir)
+    assert summary["n_images"] == 24 and reads == [slice_run]
 
 
 def test_predictor_runs_channels_last_and_matches_the_plain_forward(synth_dir: Path) -> None:
@@ -120,14 +111,14 @@ def test_predictor_runs_channels_last_and_matches_the_plain_forward(synth_dir: P
     np.testing.assert_allclose(np.stack(predictor.predict_proba(images)), expected, atol=1e-5)
 
 
-def test_class_weights_in_a_run_config_steer_predict_and_evaluate(trained_run: Path, synth_dir: Path, tmp_path: Path) -> None:
+def test_class_weights_in_a_run_config_steer_predict_and_evaluate(slice_run: Path, synth_dir: Path, tmp_path: Path) -> None:
     import shutil
 
     from cmrseg.evaluation import evaluate_run
     from cmrseg.inference import predict_folder
 
     weighted = tmp_path / "weighted"
-    shutil.copytree(trained_run, weighted)
+    shutil.copytree(slice_run, weighted)
     config = json.loads((weighted / "config.json").read_text())
     config["postprocess"] = {"largest_component": False, "class_weights": [1e-6, 1e6, 1e-6, 1e-6]}
     (weighted / "config.json").write_text(json.dumps(config))
@@ -163,19 +154,19 @@ def _bad_image_dir(tmp_path: Path, problem: str) -> Path:
         ("size_mismatch", "cmr1_mask.png: mask size"),
     ],
 )
-def test_bad_data_exits_2_with_one_line_and_no_output(trained_run: Path, tmp_path: Path, problem: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_data_exits_2_with_one_line_and_no_output(slice_run: Path, tmp_path: Path, problem: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _bad_image_dir(tmp_path, problem)
-    code, _, err = _run(["evaluate", "--run", str(trained_run), "--data", str(folder), "--json", str(tmp_path / "out.json")], capsys)
+    code, _, err = _run(["evaluate", "--run", str(slice_run), "--data", str(folder), "--json", str(tmp_path / "out.json")], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "out.json").exists()
 
 
-def test_predict_on_bad_folder_writes_nothing(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_on_bad_folder_writes_nothing(slice_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "a.png")
     (folder / "b.png").write_text("hello")
-    code, _, err = _run(["predict", "--run", str(trained_run), "--images", str(folder), "--out", str(tmp_path / "pred")], capsys)
+    code, _, err = _run(["predict", "--run", str(slice_run), "--images", str(folder), "--out", str(tmp_path / "pred")], capsys)
     assert code == 2 and "b.png: not a PNG file" in err
     assert not (tmp_path / "pred").exists() and not list(tmp_path.glob(".pred*"))
 
@@ -192,11 +183,11 @@ def test_empty_folder_and_missing_config(tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / "r").exists()
 
 
-def test_checkpoint_of_another_model_is_rejected(trained_run: Path, tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_checkpoint_of_another_model_is_rejected(slice_run: Path, tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
     other = tmp_path / "other"
-    shutil.copytree(trained_run, other)
+    shutil.copytree(slice_run, other)
     checkpoint = torch.load(other / "best.pt", weights_only=True)
     checkpoint["model"] = {k: v for k, v in checkpoint["model"].items() if "0.conv" not in k}
     torch.save(checkpoint, other / "best.pt")
@@ -210,12 +201,12 @@ def test_checkpoint_of_another_model_is_rejected(trained_run: Path, tmp_path: Pa
     assert code == 2 and "run folder not found" in err
 
 
-def test_rgb_input_warns_on_one_line(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rgb_input_warns_on_one_line(slice_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "rgb"
     folder.mkdir()
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "x.png")
     with pytest.warns(UserWarning, match="x.png: RGB image converted to grayscale") as record:
-        code, _, _ = _run(["predict", "--run", str(trained_run), "--images", str(folder), "--out", str(tmp_path / "p")], capsys)
+        code, _, _ = _run(["predict", "--run", str(slice_run), "--images", str(folder), "--out", str(tmp_path / "p")], capsys)
     assert code == 0 and (tmp_path / "p" / "x_mask.png").is_file()
     shown = warnings.formatwarning(record[0].message, record[0].category, record[0].filename, record[0].lineno)
     assert shown.startswith("cmrseg: warning: ") and shown.count("\n") == 1
@@ -260,18 +251,18 @@ def test_every_verb_has_a_description_and_an_example(capsys: pytest.CaptureFixtu
         assert "--run RUN run folder, export zip (cmrseg export) or, with --engine onnxruntime, an exported .onnx" in text
 
 
-def test_predict_takes_one_png_file(trained_run: Path, synth_dir: Path, tmp_path: Path,
+def test_predict_takes_one_png_file(slice_run: Path, synth_dir: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     image = synth_dir / "image" / "synth2.png"
-    code, out, _ = _run(["predict", "--run", str(trained_run), "--images", str(image), "--out", str(tmp_path / "one"),
+    code, out, _ = _run(["predict", "--run", str(slice_run), "--images", str(image), "--out", str(tmp_path / "one"),
                          "--overlays"], capsys)
     assert code == 0 and "wrote 1 masks" in out
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [".cmrseg-output.json", "synth2_mask.png",
                                                                     "synth2_overlay.png"]
-    assert main(["predict", "--run", str(trained_run), "--images", str(synth_dir), "--out", str(tmp_path / "all")]) == 0
+    assert main(["predict", "--run", str(slice_run), "--images", str(synth_dir), "--out", str(tmp_path / "all")]) == 0
     np.testing.assert_array_equal(np.array(Image.open(tmp_path / "one" / "synth2_mask.png")),
                                   np.array(Image.open(tmp_path / "all" / "synth2_mask.png")))
-    code, _, err = _run(["predict", "--run", str(trained_run), "--images", str(tmp_path / "nope.png"),
+    code, _, err = _run(["predict", "--run", str(slice_run), "--images", str(tmp_path / "nope.png"),
                          "--out", str(tmp_path / "none")], capsys)
     assert code == 2 and "nope.png: file not found" in err
 

@@ -18,7 +18,6 @@ from cmrseg.cli import main
 from cmrseg.config import config_from_dict, load_config
 from cmrseg.data.dataset import prepare_data
 from cmrseg.workflows.sweep import parse_sets, run_sweep
-from cmrseg.training.trainer import train
 
 from conftest import tiny_config_dict
 
@@ -55,13 +54,6 @@ def decode_png(src: str) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def run_dir(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("report") / "run"
-    train(config_from_dict(tiny_config_dict(synth_dir, epochs=2)), path, progress=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def sweep_dir(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report-sweep")
     config = folder / "base.json"
@@ -70,9 +62,9 @@ def sweep_dir(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder / "sweep"
 
 
-def test_run_report_embeds_metrics_overlays_curves_and_config(run_dir: Path, synth_dir: Path, tmp_path: Path) -> None:
+def test_run_report_embeds_metrics_overlays_curves_and_config(slice_run: Path, synth_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    assert main(["report", str(slice_run), "--out", str(out)]) == 0
     page = out.read_text()
     parts = parse(page)
     n_val = len(prepare_data(config_from_dict(tiny_config_dict(synth_dir))).val)
@@ -84,9 +76,9 @@ def test_run_report_embeds_metrics_overlays_curves_and_config(run_dir: Path, syn
     assert "class weights" not in page
 
 
-def test_run_report_names_the_class_weights_it_scored_with(run_dir: Path, tmp_path: Path) -> None:
+def test_run_report_names_the_class_weights_it_scored_with(slice_run: Path, tmp_path: Path) -> None:
     weighted = tmp_path / "weighted"
-    shutil.copytree(run_dir, weighted)
+    shutil.copytree(slice_run, weighted)
     config = json.loads((weighted / "config.json").read_text())
     config["postprocess"] = {"largest_component": False, "class_weights": [1, 2, 1, 1]}
     (weighted / "config.json").write_text(json.dumps(config))
@@ -95,9 +87,9 @@ def test_run_report_names_the_class_weights_it_scored_with(run_dir: Path, tmp_pa
     assert "class weights 1, 2, 1, 1 (background, RV, Myo, LV)" in out.read_text()
 
 
-def test_run_report_on_other_data_limits_overlays(run_dir: Path, synth_dir: Path, tmp_path: Path) -> None:
+def test_run_report_on_other_data_limits_overlays(slice_run: Path, synth_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    assert main(["report", str(run_dir), "--out", str(out), "--data", str(synth_dir), "--max-images", "2"]) == 0
+    assert main(["report", str(slice_run), "--out", str(out), "--data", str(synth_dir), "--max-images", "2"]) == 0
     parts = parse(out.read_text())
     assert len(parts.images) == 3 * 2 + 1
     assert parts.rows == (1 + 4) + (1 + 24)
@@ -136,7 +128,7 @@ def _chromium_run(chromium: str, tmp_path: Path, *args: str) -> subprocess.Compl
 @pytest.mark.parametrize("which", ["run", "sweep"])
 def test_report_renders_in_headless_chromium(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     chromium = _chromium()
-    folder = request.getfixturevalue(f"{which}_dir")
+    folder = request.getfixturevalue({"run": "slice_run", "sweep": "sweep_dir"}[which])
     out = tmp_path / "report.html"
     assert main(["report", str(folder), "--out", str(out)]) == 0
     dom = _chromium_run(chromium, tmp_path, "--dump-dom", out.as_uri()).stdout

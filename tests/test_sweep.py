@@ -94,9 +94,17 @@ def test_sweep_writes_table_and_plots_then_resumes(synth_dir: Path, tmp_path: Pa
         run_sweep(load_config(config), parse_sets(["optimizer_info.lr=1e-2,1e-3"]), out, log=lambda _: None)
 
 
-def test_two_workers_train_choices_in_parallel(synth_dir: Path, tmp_path: Path) -> None:
+def test_two_workers_train_choices_in_parallel(synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trials run on the shared job engine (whose workers end with a killed parent: tests/test_safety.py kills
+    a cv's workers, the same engine's)."""
+    from cmrseg.workflows.sweep import engines, runner
+
+    engine_calls = []
+    monkeypatch.setattr(runner, "run_jobs", lambda jobs, workers, *rest: engine_calls.append(workers)
+                        or engines.run_jobs(jobs, workers, *rest))
     config = _write_config(tmp_path / "base.json", synth_dir, epochs=1, threads=None)
     result = run_sweep(load_config(config), parse_sets(["criterion_info.name=Dice,CrossEntropy"]), tmp_path / "sweep", workers=2, log=lambda _: None)
+    assert engine_calls == [2]
     assert (result.trained, result.skipped, result.failed) == (2, 0, 0)
     assert sorted(row["status"] for row in result.rows) == ["finished", "finished"]
     assert {row["choice"] for row in _table(tmp_path / "sweep")} == {"name=Dice", "name=CrossEntropy"}
