@@ -36,7 +36,7 @@ GRIDS = ((1.25, 256), (1.5625, 216), (1.8, 192), (1.40625, 224))
 
 def recipe_run(scratch: Path) -> Path:
     """The native recipe after 1 epoch on two 2-slice phantom patients (its speed is the trained recipe's)."""
-    from cmrseg.training import train
+    from cmrseg.training.trainer import train
 
     data = write_synthetic_volumes(scratch / "train_phantoms", 0, seed=1, grids=GRIDS[1:3], slices=(2, 2))
     overrides = {"epochs": 1, "dataset_info.train_data_path": str(data), "plan.target_spacing": 1.5625}
