@@ -28,6 +28,7 @@ import torch
 
 from cmrseg.config import ModelInfo
 from cmrseg.data.normalization import Normalization
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.readers.png import list_images, load_image
 from cmrseg.formats.onnx import minimum_size, onnx_bytes, onnx_metadata
 from cmrseg.inference import ModelPredictor
@@ -68,10 +69,10 @@ def main() -> None:
 
     started = time.perf_counter()
     model = build_model(info).eval()
-    torch_base = ModelPredictor(model, normalization, torch.device("cpu"))
+    torch_base = ModelPredictor(model, InputSpec(normalization=normalization), torch.device("cpu"))
     torch_base.predict_proba(images[:1])
     torch_first = time.perf_counter() - started
-    export_seconds = _seconds(lambda: onnx_file.write_bytes(onnx_bytes(model, onnx_metadata(normalization.to_dict(), {}))))
+    export_seconds = _seconds(lambda: onnx_file.write_bytes(onnx_bytes(model, onnx_metadata(InputSpec(normalization=normalization), {}))))
     started = time.perf_counter()
     onnx_base = dataclasses.replace(torch_base, model=OnnxNetwork(make_session(onnx_file, args.threads), minimum_size(model)))
     onnx_base.predict_proba(images[:1])

@@ -19,6 +19,7 @@ import torch
 
 from cmrseg.config import ExperimentConfig
 from cmrseg.data.normalization import Normalization
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.slicing import load_folder
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.models import build_model
@@ -44,7 +45,7 @@ def main() -> None:
         name = args.run
     else:
         info = ExperimentConfig().model_info
-        predictor = ModelPredictor(build_model(info).eval(), Normalization("per_image"), torch.device("cpu"), tta=args.tta,
+        predictor = ModelPredictor(build_model(info).eval(), InputSpec(normalization=Normalization("per_image")), torch.device("cpu"), tta=args.tta,
                                    tta_scales=tuple(args.tta_scales))
         name = f"default {info.name} depths={info.depths} features={info.features} input_scale={info.input_scale}"
     predictor.predict_proba(images)

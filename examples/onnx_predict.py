@@ -7,10 +7,10 @@ onnxruntime, pillow and (for NIfTI) nibabel: no cmrseg, no torch.
 
 The graph takes the normalised image (N x C x H x W float32: the slice, then one constant plane per condition the
 model was trained with) and returns scores whose argmax over the classes is the mask. Everything else comes from the
-model's metadata (``cmrseg_*`` keys): the normalisation, the label names, the class weights of the argmax and, for a
-model trained on volumes of known spacing, its plan (``cmrseg_plan``), whose in-plane spacing each NIfTI slice is
+model's metadata (``cmrseg_*`` keys): the input spec (``cmrseg_input_spec``: the normalisation, the slices and planes
+the network reads and, for a model trained on volumes of known spacing, its plan, whose in-plane spacing each NIfTI slice is
 resampled to (bilinear, pixel centres aligned, as cmrseg does) before the network and whose probabilities are resampled
-back to the slice's own grid before the argmax. A NIfTI volume's intensities are first mapped from their 0.5-99.5th
+back to the slice's own grid before the argmax), the label names and the class weights of the argmax. A NIfTI volume's intensities are first mapped from their 0.5-99.5th
 percentile to 0-255 (8-bit volumes are taken as they are), as cmrseg reads volumes. This example predicts without test-time augmentation and without the
 largest-component clean-up; the mask holds 0 background, 1 RV, 2 Myo, 3 LV.
 """
@@ -78,6 +78,15 @@ def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out.round().clip(0, 255).astype(np.uint8) if image.dtype == np.uint8 else out.astype(image.dtype)
 
 
+def input_spec(metadata: dict, prediction: dict) -> dict:
+    """The model's input spec: ``cmrseg_input_spec``, or for an export made before it the loose keys."""
+    if "cmrseg_input_spec" in metadata:
+        return json.loads(metadata["cmrseg_input_spec"])
+    return {"normalization": json.loads(metadata["cmrseg_normalization"]),
+            "plan": json.loads(metadata.get("cmrseg_plan") or "null"),
+            **{key: prediction.get(key) for key in ("context_slices", "other_phase", "conditions")}}
+
+
 def segment(model_path: str, image_path: str, mask_path: str, index: int | None = None, phase: str | None = None) -> None:
     """Write the class mask (uint8 PNG) of ``image_path`` (a PNG, or slice ``index`` of a NIfTI volume of cardiac
     ``phase``) predicted by the ONNX model ``model_path``."""
@@ -85,15 +94,15 @@ def segment(model_path: str, image_path: str, mask_path: str, index: int | None 
     metadata = session.get_modelmeta().custom_metadata_map
     if metadata.get("cmrseg_format") != "cmrseg-model":
         sys.exit(f"{model_path}: not a cmrseg ONNX export (no cmrseg metadata)")
-    normalization = json.loads(metadata["cmrseg_normalization"])
     prediction = json.loads(metadata.get("cmrseg_prediction") or "{}")
-    plan = json.loads(metadata.get("cmrseg_plan") or "null") or {}
+    spec = input_spec(metadata, prediction)
+    normalization, plan = spec["normalization"], spec.get("plan") or {}
     nifti = image_path.endswith((".nii", ".nii.gz"))
-    if prediction.get("context_slices"):
+    if spec.get("context_slices"):
         sys.exit(f"{model_path}: a 2.5-D model (each slice with its neighbours); use cmrseg predict on the volume")
-    if prediction.get("other_phase"):
+    if spec.get("other_phase"):
         sys.exit(f"{model_path}: a model that reads both phases (ED and ES) of each slice; use cmrseg predict")
-    conditions = prediction.get("conditions") or []
+    conditions = spec.get("conditions") or []
     if set(conditions) - {"phase"} or (conditions and (not nifti or phase not in PHASE_VALUES)):
         sys.exit(f"{model_path}: a model conditioned on {' and '.join(conditions)}; give a NIfTI volume with "
                  "--phase ED or ES (the slice position needs cmrseg predict)")

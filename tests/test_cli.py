@@ -95,18 +95,19 @@ def test_predictor_runs_channels_last_and_matches_the_plain_forward(synth_dir: P
     import copy
 
     from cmrseg.config import ModelInfo
-    from cmrseg.data.dataset import Normalization
+    from cmrseg.data.normalization import Normalization
+    from cmrseg.data.input_spec import InputSpec
     from cmrseg.inference import ModelPredictor
     from cmrseg.models import build_model
 
     torch.manual_seed(0)
     model = build_model(ModelInfo(name="UNet", depths=2, features=8, input_scale=2)).eval()
     reference = copy.deepcopy(model)
-    predictor = ModelPredictor(model, Normalization("per_image"), torch.device("cpu"), batch_size=3)
+    predictor = ModelPredictor(model, InputSpec(normalization=Normalization("per_image")), torch.device("cpu"), batch_size=3)
     images = [s.image for s in load_folder(synth_dir)[:5]]
     assert next(p for p in predictor.model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        batch = torch.from_numpy(np.stack([predictor.normalization.apply(image) for image in images])[:, None])
+        batch = torch.from_numpy(np.stack([predictor.spec.normalization.apply(image) for image in images])[:, None])
         expected = torch.softmax(reference(batch), dim=1).numpy()
     np.testing.assert_allclose(np.stack(predictor.predict_proba(images)), expected, atol=1e-5)
 

@@ -13,6 +13,7 @@ from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.conditions import condition_values, with_planes
 from cmrseg.data.dataset import SegmentationDataset
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import Normalization
 from cmrseg.data.slicing import load_folder
 from cmrseg.data.synth import write_synthetic_dataset
@@ -57,7 +58,7 @@ def test_the_config_counts_one_network_channel_per_condition(tmp_path: Path) -> 
 def test_training_batches_carry_the_planes_behind_the_normalised_slice(volumes_dir: Path) -> None:
     samples = [s for s in load_folder(volumes_dir) if s.volume == list_cases(volumes_dir)[1].case]
     assert samples[0].phase == "ES"
-    dataset = SegmentationDataset(samples, Normalization("per_image"), conditions=("phase", "position"))
+    dataset = SegmentationDataset(samples, InputSpec(conditions=("phase", "position"), normalization=Normalization("per_image")))
     last = len(samples) - 1
     first_image, _ = dataset[0]
     last_image, _ = dataset[last]
@@ -124,7 +125,7 @@ def test_onnx_export_of_a_conditioned_model_matches_torch(phase_run: Path, volum
     settings = PredictSettings(tta=True, tta_scales=(0.9, 1.0))
     torch_predictor, _ = load_run(phase_run, settings)
     onnx_predictor, _ = load_run(out, PredictSettings(tta=True, tta_scales=(0.9, 1.0), engine="onnxruntime"))
-    assert onnx_predictor.conditions == ("phase", "position")
+    assert onnx_predictor.spec.conditions == ("phase", "position")
     volume = load_volume(list_cases(volumes_dir)[1])
     np.testing.assert_allclose(volume_probabilities(onnx_predictor, volume), volume_probabilities(torch_predictor, volume),
                                rtol=0, atol=1e-4)
@@ -140,7 +141,7 @@ def test_an_ensemble_hands_each_member_its_own_planes(phase_run: Path, volumes_d
     assert main(["ensemble", str(plain), str(only_phase), str(phase_run), "--out", str(tmp_path / "mixed")]) == 0
     members = [load_run(run, PredictSettings(tta=False))[0] for run in (plain, only_phase, phase_run)]
     mixed, _ = load_run(tmp_path / "mixed", PredictSettings(tta=False))
-    assert mixed.conditions == ("phase", "position") and mixed.network_channels == 3
+    assert mixed.spec.conditions == ("phase", "position") and mixed.spec.network_channels == 3
     volume = load_volume(list_cases(volumes_dir)[1])
     expected = np.mean([volume_probabilities(member, volume) for member in members], axis=0)
     np.testing.assert_allclose(volume_probabilities(mixed, volume), expected, rtol=0, atol=1e-4)

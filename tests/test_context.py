@@ -13,6 +13,7 @@ from torch.utils.data import SequentialSampler
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
 from cmrseg.data.dataset import SegmentationDataset, pad_collate, prepare_data
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import MemberNormalization, Normalization
 from cmrseg.data.slicing import load_folder
 from cmrseg.data.synth import write_synthetic_dataset
@@ -61,7 +62,7 @@ def test_volume_samples_and_batches_carry_the_neighbours(volumes_dir: Path) -> N
     for sample in samples:
         assert sample.image.shape == (48, 48, 3)
         np.testing.assert_array_equal(sample.slice_image, plain[sample.id].image)
-    dataset = SegmentationDataset(samples[:3], Normalization("per_image"))
+    dataset = SegmentationDataset(samples[:3], InputSpec(context_slices=1, normalization=Normalization("per_image")))
     images, masks = pad_collate([dataset[i] for i in range(3)])
     assert images.shape == (3, 3, 48, 48) and masks.shape == (3, 48, 48)
     assert float(images[0, 0].abs().max()) == 0.0, "the first slice of a volume has no neighbour below"
@@ -113,7 +114,7 @@ def test_onnx_export_of_a_context_model_matches_torch(context_run: Path, volumes
     settings = PredictSettings(tta=True, tta_scales=(0.9, 1.0))
     torch_predictor, _ = load_run(context_run, settings)
     onnx_predictor, _ = load_run(out, PredictSettings(tta=True, tta_scales=(0.9, 1.0), engine="onnxruntime"))
-    assert onnx_predictor.context_slices == 1
+    assert onnx_predictor.spec.context_slices == 1
     volume = load_volume(list_cases(volumes_dir)[1])
     np.testing.assert_allclose(volume_probabilities(onnx_predictor, volume), volume_probabilities(torch_predictor, volume),
                                rtol=0, atol=1e-4)
@@ -133,7 +134,7 @@ def test_an_ensemble_hands_a_2d_member_the_centre_slice(context_run: Path, volum
     volume = load_volume(list_cases(volumes_dir)[0])
     single, _ = load_run(context_run, PredictSettings(tta=False))
     mixed, _ = load_run(tmp_path / "ens", PredictSettings(tta=False))
-    assert mixed.context_slices == 1
+    assert mixed.spec.context_slices == 1
     expected = (volume_probabilities(single, volume) + volume_probabilities(flat_predictor, volume)) / 2
     np.testing.assert_allclose(volume_probabilities(mixed, volume), expected, rtol=0, atol=1e-4)
 

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from cmrseg.data.dataset import (
-    Normalization,
     SegmentationDataset,
     holdout_split,
     kfold_split,
@@ -19,6 +18,8 @@ from cmrseg.data.dataset import (
     prepare_data,
     share_of_patients,
 )
+from cmrseg.data.input_spec import InputSpec
+from cmrseg.data.normalization import Normalization
 from cmrseg.data.readers.png import list_images, load_image
 from cmrseg.data.slicing import Sample, load_folder
 from cmrseg.data.synth import write_synthetic_dataset
@@ -188,7 +189,7 @@ def test_unknown_transform_is_rejected() -> None:
 
 def test_dataset_tensors_offline_copies_and_epoch_seeding() -> None:
     samples = [Sample(f"s{i}", np.full((16, 16), 10 * i, np.uint8), np.eye(16, dtype=np.uint8)) for i in range(3)]
-    dataset = SegmentationDataset(samples, Normalization("dataset", 0.0, 1.0), "origin", n_aug=2, seed=0)
+    dataset = SegmentationDataset(samples, InputSpec(normalization=Normalization("dataset", 0.0, 1.0)), "origin", n_aug=2, seed=0)
     assert len(dataset) == 9
     image, mask = dataset[0]
     assert image.shape == (1, 16, 16) and image.dtype == torch.float32 and mask.dtype == torch.int64

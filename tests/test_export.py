@@ -159,7 +159,7 @@ def test_cli_onnx_export_predicts_the_torch_masks(model_runs: dict, synth_dir: P
     assert main(["export", "--run", str(model_runs["unet"]), "--out", str(model_onnx)]) == 0
     graph = onnx.load(str(model_onnx))
     props = {p.key: p.value for p in graph.metadata_props}
-    assert json.loads(props["cmrseg_normalization"])["mode"] == "per_image"
+    assert json.loads(props["cmrseg_input_spec"])["normalization"]["mode"] == "per_image"
     assert json.loads(props["cmrseg_labels"]) == ["background", "RV", "Myo", "LV"]
     assert props["cmrseg_format_version"] == str(FORMAT_VERSION) and props["cmrseg_opset"] == "18"
     assert json.loads(props["cmrseg_prediction"])["tta_scales"] == [0.9, 1.0, 1.1]

@@ -12,7 +12,8 @@ import torch
 
 from cmrseg.cli import main
 from cmrseg.config import config_from_dict
-from cmrseg.data.dataset import Normalization
+from cmrseg.data.normalization import Normalization
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.slicing import load_folder
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run, zoom
@@ -55,16 +56,16 @@ class _Pixelwise(torch.nn.Module):
 
 def test_zoom_tta_maps_each_prediction_back_onto_the_image() -> None:
     image = (_disk(radius=14) * 150 + _disk(radius=7) * 100).numpy()[0, 0].astype(np.uint8)
-    plain = ModelPredictor(_Pixelwise(), Normalization("dataset", 0.0, 1.0), torch.device("cpu"), tta=True)
-    zoomed = ModelPredictor(_Pixelwise(), plain.normalization, plain.device, tta=True, tta_scales=(0.9, 1.0, 1.1))
+    plain = ModelPredictor(_Pixelwise(), InputSpec(normalization=Normalization("dataset", 0.0, 1.0)), torch.device("cpu"), tta=True)
+    zoomed = ModelPredictor(_Pixelwise(), plain.spec, plain.device, tta=True, tta_scales=(0.9, 1.0, 1.1))
     expected, got = plain.predict_proba([image])[0], zoomed.predict_proba([image])[0]
     np.testing.assert_allclose(got.sum(0), 1.0, atol=1e-5)
     error = np.abs(got - expected).mean()
     assert 1e-3 < error < 0.005
     unaligned = torch.softmax(_Pixelwise()(zoom(torch.from_numpy(image / 255.0)[None, None].float(), 1.1)), 1)[0]
     assert np.abs(unaligned.detach().numpy() - expected).mean() > 3 * error
-    untouched = ModelPredictor(_Pixelwise(), plain.normalization, plain.device, tta=False, tta_scales=(0.9, 1.1))
-    no_tta = ModelPredictor(_Pixelwise(), plain.normalization, plain.device)
+    untouched = ModelPredictor(_Pixelwise(), plain.spec, plain.device, tta=False, tta_scales=(0.9, 1.1))
+    no_tta = ModelPredictor(_Pixelwise(), plain.spec, plain.device)
     np.testing.assert_array_equal(untouched.predict_proba([image])[0], no_tta.predict_proba([image])[0])
 
 

@@ -147,6 +147,7 @@ def test_training_on_native_volumes_uses_the_plan(native_run: Path) -> None:
     assert plan["target_spacing"] == [1.25, 1.25]
     assert plan["patch_size"] is not None and plan["patch_size"][0] < 160
     from cmrseg.data.dataset import SegmentationDataset, prepare_data
+    from cmrseg.data.input_spec import InputSpec
     from cmrseg.data.normalization import Normalization
     from cmrseg.runs import read_run_config
     from cmrseg.training.trainer import resample_bundle, Plan
@@ -154,8 +155,8 @@ def test_training_on_native_volumes_uses_the_plan(native_run: Path) -> None:
     config = read_run_config(native_run)
     data = resample_bundle(prepare_data(config), Plan.model_validate(plan))
     assert {s.spacing[:2] for s in data.train} == {(1.25, 1.25)}
-    dataset = SegmentationDataset(data.train, Normalization("per_image"), patch_size=plan["patch_size"],
-                                  foreground_fraction=1.0)
+    spec = InputSpec(normalization=Normalization("per_image"), plan=Plan.model_validate({**plan, "foreground_fraction": 1.0}))
+    dataset = SegmentationDataset(data.train, spec, patches=True)
     image, mask = dataset[0]
     assert tuple(image.shape[1:]) == tuple(plan["patch_size"]) == tuple(mask.shape)
     assert mask[plan["patch_size"][0] // 2, plan["patch_size"][1] // 2] > 0

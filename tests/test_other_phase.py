@@ -62,7 +62,7 @@ def test_a_paired_model_predicts_volumes_from_both_phases(paired_run: Path, volu
     cases = list_cases(volumes_dir)
     assert all((tmp_path / "pred" / f"{case.case}.nii.gz").is_file() for case in cases)
     predictor, _ = load_run(paired_run, PredictSettings(tta=False))
-    assert predictor.other_phase and predictor.network_channels == 3
+    assert predictor.spec.other_phase and predictor.spec.network_channels == 3
     ed, es = load_volume(cases[0]), load_volume(cases[1])
     assert (ed.patient, ed.phase, es.phase) == (es.patient, "ED", "ES")
     with_partner = volume_probabilities(predictor, ed, partner=es)
@@ -114,7 +114,7 @@ def test_export_and_ensemble_keep_the_other_phase(paired_run: Path, volumes_dir:
     assert main(["ensemble", str(plain), str(paired_run), "--out", str(tmp_path / "mixed")]) == 0
     members = [load_run(run, PredictSettings(tta=False))[0] for run in (plain, paired_run)]
     mixed, _ = load_run(tmp_path / "mixed", PredictSettings(tta=False))
-    assert mixed.other_phase and mixed.network_channels == 3
+    assert mixed.spec.other_phase and mixed.spec.network_channels == 3
     ed, es = (load_volume(case) for case in list_cases(volumes_dir)[:2])
     expected = np.mean([volume_probabilities(member, ed, partner=es) for member in members], axis=0)
     np.testing.assert_allclose(volume_probabilities(mixed, ed, partner=es), expected, rtol=0, atol=1e-4)
@@ -123,7 +123,7 @@ def test_export_and_ensemble_keep_the_other_phase(paired_run: Path, volumes_dir:
     out = tmp_path / "paired.onnx"
     assert main(["export", "--run", str(paired_run), "--out", str(out)]) == 0
     onnx_predictor, _ = load_run(out, PredictSettings(tta=False, engine="onnxruntime"))
-    assert onnx_predictor.other_phase
+    assert onnx_predictor.spec.other_phase
     np.testing.assert_allclose(volume_probabilities(onnx_predictor, ed, partner=es),
                                volume_probabilities(members[1], ed, partner=es), rtol=0, atol=1e-4)
     example = run_onnx_example(out, tmp_path)

@@ -392,6 +392,8 @@ def _tiny_graph(path: Path, channels: int, normalization: dict, training_data: d
     import onnx
     from onnx import TensorProto, helper
 
+    from cmrseg.data.input_spec import InputSpec
+    from cmrseg.data.normalization import Normalization
     from cmrseg.formats.onnx import onnx_metadata
 
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, "H", "W"])
@@ -400,7 +402,8 @@ def _tiny_graph(path: Path, channels: int, normalization: dict, training_data: d
     model = helper.make_model(helper.make_graph([node], "tiny", [image], [scores]),
                               opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    onnx.helper.set_model_props(model, onnx_metadata(normalization, {}, None, training_data))
+    spec = InputSpec(normalization=Normalization.from_dict(normalization))
+    onnx.helper.set_model_props(model, onnx_metadata(spec, {}, None, training_data))
     onnx.save(model, str(path))
 
 

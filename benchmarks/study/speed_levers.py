@@ -86,11 +86,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     predictor, _ = load_run(args.run, PredictSettings(device="cpu", tta=False))
     model = predictor.model.eval()
-    slices = np.stack([predictor.normalization.apply(load_image(p)) for p in list_images(args.data)])[:, None]
+    slices = np.stack([predictor.spec.normalization.apply(load_image(p)) for p in list_images(args.data)])[:, None]
     batch = torch.from_numpy(slices[: args.batch]).contiguous()
     workdir = tempfile.TemporaryDirectory(prefix="cmrseg-levers-")
     fp32 = Path(workdir.name) / "fp32.onnx"
-    fp32.write_bytes(onnx_bytes(model, onnx_metadata(predictor.normalization.to_dict(), {})))
+    fp32.write_bytes(onnx_bytes(model, onnx_metadata(predictor.spec, {})))
 
     def bf16(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):

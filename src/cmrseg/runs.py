@@ -2,7 +2,8 @@
 ensemble, cv, sweep and report read it back through them.
 
     RUN_DIR/config.json          resolved config (all defaults filled in)
-    RUN_DIR/normalization.json   intensity normalisation fitted on the training split
+    RUN_DIR/normalization.json   intensity normalisation fitted on the training split (with config.json's
+                                 model_info and plan.json: the input spec, :func:`read_input_spec`)
     RUN_DIR/data.json            what it was trained on: slices, patients, volumes, median voxel spacing (mm or null)
     RUN_DIR/plan.json            the plan it trained at and predicts at: spacing, patch, batch (:mod:`cmrseg.planning`)
     RUN_DIR/best.pt, last.pt     checkpoints (best by validation Dice; last for --resume)
@@ -31,6 +32,7 @@ from torch import nn
 
 from cmrseg.config import ExperimentConfig, ModelInfo, config_from_dict
 from cmrseg.constants import STRUCTURES
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.planning import Plan
@@ -235,6 +237,22 @@ def read_plan(run_dir: Path) -> Plan | None:
         return Plan.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValidationError) as err:
         raise CmrsegError(f"{path}: not a valid plan ({type(err).__name__})") from None
+
+
+def write_input_spec(run_dir: Path, spec: InputSpec) -> None:
+    """Store the run's input spec (:mod:`cmrseg.data.input_spec`): its normalisation as ``normalization.json`` and its
+    plan as ``plan.json``; its channel keys (``context_slices``, ``other_phase``, ``conditions``) are the config's
+    ``model_info``, stored in ``config.json``, so every part has one file."""
+    write_json_atomic(run_dir / NORMALIZATION_FILE, spec.normalization.to_dict())
+    if spec.plan is not None:
+        write_plan(run_dir, spec.plan)
+
+
+def read_input_spec(run_dir: Path, config: ExperimentConfig | None = None) -> InputSpec:
+    """The run's input spec: the channel keys of its config (``config``, default its ``config.json``), its
+    ``normalization.json`` and its ``plan.json`` (None for a run trained before plans)."""
+    config = config or read_run_config(run_dir)
+    return InputSpec.from_config(config.model_info, read_normalization(run_dir), read_plan(run_dir))
 
 
 def read_training_data(run_dir: Path) -> dict[str, Any] | None:

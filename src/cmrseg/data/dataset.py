@@ -1,4 +1,4 @@
-"""Splits and the torch Dataset that feeds training (``Normalization`` lives in :mod:`cmrseg.data.normalization`)."""
+"""Splits and the torch Dataset that feeds training (the input it builds is :mod:`cmrseg.data.input_spec`'s)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import torch
 from torch.utils.data import Dataset
 
 from cmrseg.config import ExperimentConfig, SliceSampling
-from cmrseg.data.conditions import with_planes
-from cmrseg.data.normalization import Normalization
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.patches import crop, patch_origin
-from cmrseg.data.slicing import Sample, channels_first, load_folder
+from cmrseg.data.slicing import Sample
 from cmrseg.data.transforms import build_pipeline
 from cmrseg.errors import CmrsegError
 
@@ -113,8 +112,8 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
     info = config.dataset_info
     if not info.train_data_path:
         raise CmrsegError("config: missing key 'dataset_info.train_data_path'")
-    context, other_phase = config.model_info.context_slices, config.model_info.other_phase
-    train = load_folder(info.train_data_path, require_masks=True, context_slices=context, other_phase=other_phase)
+    spec = InputSpec.from_config(config.model_info)
+    train = spec.read_samples(info.train_data_path)
     mode = config.split_mode
     if mode == "auto":
         mode = "folder" if info.val_data_path else "holdout"
@@ -126,8 +125,7 @@ def _split_data(config: ExperimentConfig) -> DataBundle:
         train_ids, val_ids = holdout_split([s.id for s in train], config.val_fraction, config.data_split_seed, config.group_pairs,
                                            sample_groups(train))
         return DataBundle(_select(train, train_ids), _select(train, val_ids))
-    val = (load_folder(info.val_data_path, require_masks=True, context_slices=context, other_phase=other_phase)
-           if info.val_data_path else [])
+    val = spec.read_samples(info.val_data_path) if info.val_data_path else []
     if mode == "folder":
         if not val:
             raise CmrsegError("config: split_mode 'folder' needs 'dataset_info.val_data_path'")
@@ -154,38 +152,36 @@ def position_weights(samples: list[Sample], sampling: SliceSampling) -> list[flo
 
 
 class SegmentationDataset(Dataset):
-    """Samples as ``(image CxHxW float32, mask HxW int64)`` tensors, augmented on-line each epoch
-    (C is 1, or a 2.5-D sample's slices, each normalised on its own, then one constant plane per
-    ``conditions`` name, see :mod:`cmrseg.data.conditions`).
+    """Samples as ``(image CxHxW float32, mask HxW int64)`` tensors, augmented on-line each epoch; each augmented
+    uint8 stack becomes the network's input through :meth:`InputSpec.network_input` (the one place training and
+    prediction build it: each channel normalised on its own, then the condition planes).
 
     ``n_aug`` adds that many offline augmented copies of every sample (drawn once, with fixed seeds),
     as the origin study did; on-line augmentation applies on top of them.
 
-    With ``patch_size`` (a plan's, :mod:`cmrseg.planning`) each item is a patch of its augmented, normalised slice,
-    ``foreground_fraction`` of them centred on a labeled pixel (:mod:`cmrseg.data.patches`), drawn from the epoch's
-    seed so a resumed run draws the same patches.
+    With ``patches`` and a plan patch size in the spec (:mod:`cmrseg.planning`) each item is a patch of its augmented,
+    normalised slice, the plan's ``foreground_fraction`` of them centred on a labeled pixel
+    (:mod:`cmrseg.data.patches`), drawn from the epoch's seed so a resumed run draws the same patches.
     """
 
     def __init__(
         self,
         samples: list[Sample],
-        normalization: Normalization,
+        spec: InputSpec,
         augmentation: str | list[Any] = "none",
         n_aug: int = 0,
         seed: int = 0,
-        conditions: Sequence[str] = (),
-        patch_size: Sequence[int] | None = None,
-        foreground_fraction: float = 1 / 3,
+        patches: bool = False,
     ) -> None:
         if any(sample.mask is None for sample in samples):
             raise CmrsegError("training samples must all have masks")
-        self.normalization = normalization
+        self.spec = spec
         self.seed = seed
         self.epoch = 0
-        self.patch_size = tuple(patch_size) if patch_size else None
-        self.foreground_fraction = foreground_fraction
+        self.patch_size = tuple(spec.patch_size) if patches and spec.patch_size else None
+        self.foreground_fraction = spec.plan.foreground_fraction if spec.plan is not None else 1 / 3
         self.pipeline = build_pipeline(augmentation, seed=seed)
-        values = [sample.conditions(conditions) for sample in samples]
+        values = [sample.conditions(spec.conditions) for sample in samples]
         self.items: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
             (s.image, s.mask, v) for s, v in zip(samples, values, strict=True)]  # type: ignore[misc]
         for copy in range(1, n_aug + 1):
@@ -205,15 +201,15 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask, values = self.items[index]
         result = self.pipeline(image=image, mask=mask)
-        normalized, mask = self.normalization.apply_channels(channels_first(result["image"])), result["mask"]
+        tensor = self.spec.network_input(self.spec.channels_first(result["image"])[None], values[None])[0]
+        mask = result["mask"]
         if self.patch_size:
-            normalized, mask = self._patch(normalized, mask, index)
-        if len(values):
-            normalized = with_planes(normalized[None], values[None])[0]
-        return torch.from_numpy(np.ascontiguousarray(normalized)), torch.from_numpy(np.ascontiguousarray(mask)).long()
+            tensor, mask = self._patch(tensor, mask, index)
+        return torch.from_numpy(np.ascontiguousarray(tensor)), torch.from_numpy(np.ascontiguousarray(mask)).long()
 
     def _patch(self, image: np.ndarray, mask: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The training patch of item ``index`` this epoch; beyond the slice each channel reads its darkest value."""
+        """The training patch of item ``index`` this epoch; beyond the slice each channel reads its darkest value (a
+        condition plane its constant)."""
         rng = np.random.default_rng((self.seed, self.epoch, index))
         origin = patch_origin(mask, self.patch_size, rng, rng.random() < self.foreground_fraction)  # type: ignore[arg-type]
         darkest = image.min(axis=(1, 2), keepdims=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.readers.png import load_mask_folder
-from cmrseg.data.slicing import Sample, load_folder
+from cmrseg.data.slicing import Sample
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import ModelPredictor, PredictSettings, load_run
 from cmrseg.inference.predictor import predict_sample_masks
@@ -53,8 +53,7 @@ def score_folder(
     """:func:`score_samples` on a labeled PNG folder, read with the loaded run's own context slices (so the run is
     loaded once); returns the summary, the samples read and their predicted masks."""
     predictor, resolved = load_run(run_dir, settings)
-    samples = load_folder(data_dir, require_masks=True, context_slices=predictor.context_slices,
-                          other_phase=predictor.other_phase)
+    samples = predictor.spec.read_samples(data_dir)
     summary, preds = _score(predictor, resolved, samples)
     return summary, samples, preds
 

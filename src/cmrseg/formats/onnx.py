@@ -1,11 +1,12 @@
 """The ONNX graph and its metadata.
 
-The graph (opset :data:`ONNX_OPSET`) maps a normalised ``N x 1 x H x W`` float32 image to
+The graph (opset :data:`ONNX_OPSET`) maps the input spec's ``N x C x H x W`` float32 channels to
 ``N x 4 x H x W`` scores whose softmax is the class probabilities; batch, height and width are
 dynamic from :func:`minimum_size` up. An ensemble is one graph: every member with its own
 normalisation and the weighted soft vote (its scores are log-probabilities). The model metadata
-(``metadata_props``) holds the normalisation, labels, prediction defaults, the training data's
-``data.json``, its ``plan.json`` (``plan``: volumes are resampled to its spacing) and the model card.
+(``metadata_props``) holds the input spec (``input_spec``: channels, normalisation and plan, whose spacing volumes are
+resampled to; exports made before it hold ``normalization`` and ``plan`` instead, still read), labels, prediction
+defaults, the training data's ``data.json`` and the model card.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import torch
 from torch import nn
 
 from cmrseg.constants import CLASS_NAMES
+from cmrseg.data.input_spec import InputSpec
+from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.formats.version import FORMAT, FORMAT_VERSION, check_format_version
 from cmrseg.io.atomic import json_text
@@ -46,20 +49,19 @@ def require(module: str) -> ModuleType:
         raise CmrsegError(f"{module} is not installed; install the ONNX extras with: {INSTALL_HINT}") from None
 
 
-def onnx_metadata(normalization: dict[str, Any], settings: dict[str, Any], card: dict[str, Any] | None = None,
-                  training_data: dict[str, Any] | None = None, plan: dict[str, Any] | None = None) -> dict[str, str]:
-    """The ``metadata_props`` of an exported graph: all values are strings (JSON where structured);
-    ``training_data`` is the run's ``data.json``, ``plan`` its ``plan.json`` (the spacing slices are resampled to)."""
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "normalization": json.dumps(normalization),
+def onnx_metadata(spec: InputSpec, settings: dict[str, Any], card: dict[str, Any] | None = None,
+                  training_data: dict[str, Any] | None = None) -> dict[str, str]:
+    """The ``metadata_props`` of an exported graph: all values are strings (JSON where structured); ``input_spec`` is
+    the run's input spec (:meth:`InputSpec.to_dict`: channels, normalisation, plan), ``training_data`` its
+    ``data.json``."""
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "input_spec": json.dumps(spec.to_dict()),
                 "labels": json.dumps(list(CLASS_NAMES)), "prediction": json.dumps(settings),
-                "input": "image: N x 1 x H x W float32, the normalised grayscale slice",
+                "input": f"image: N x {spec.network_channels} x H x W float32, the channels of the input spec",
                 "output": "scores: N x C x H x W; softmax over C gives the class probabilities"}
     if card is not None:
         metadata["model_card"] = json_text(card, indent=None)
     if training_data is not None:
         metadata["training_data"] = json.dumps(training_data)
-    if plan is not None:
-        metadata["plan"] = json.dumps(plan)
     return {META_PREFIX + key: value for key, value in metadata.items()}
 
 
@@ -125,7 +127,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     except Exception as err:  # onnx raises DecodeError, ValueError, OSError... for a broken file
         raise CmrsegError(f"{path}: not a readable ONNX file ({type(err).__name__})") from None
     props = {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
-    if props.get("format") != "cmrseg-model" or "normalization" not in props:
+    if props.get("format") != "cmrseg-model" or not {"input_spec", "normalization"} & set(props):
         raise CmrsegError(f"{path}: not a cmrseg ONNX export (no cmrseg metadata); export one with "
                           "'cmrseg export --format onnx'")
     raw = props.get("format_version", "")
@@ -158,14 +160,28 @@ def training_data(path: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def read_plan(path: str | Path) -> Plan | None:
-    """The run's plan as recorded in an ``.onnx`` export (None for an export of a run trained before plans)."""
+def spec_from_metadata(path: str | Path, props: dict[str, str]) -> InputSpec:
+    """The export's input spec: its ``input_spec`` key, or for an export written before the spec its loose keys
+    (``normalization``, the ``context_slices``, ``other_phase`` and ``conditions`` of ``prediction``, ``plan``)."""
     from pydantic import ValidationError
 
-    raw = read_metadata(path).get("plan")
-    if not raw:
-        return None
+    if "input_spec" in props:
+        try:
+            data = json.loads(props["input_spec"])
+        except ValueError as err:
+            raise broken_metadata(path, err) from None
+        return InputSpec.from_dict(data if isinstance(data, dict) else {}, source=f"{path} (metadata input_spec)")
+    defaults = prediction_metadata(path, props)
     try:
-        return Plan.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as err:
+        plan = json.loads(props["plan"]) if props.get("plan") else None
+        return InputSpec.checked(int(defaults.get("context_slices", 0)), defaults.get("other_phase", False),
+                                 defaults.get("conditions", []),
+                                 Normalization.from_dict(json.loads(props["normalization"])),
+                                 None if plan is None else Plan.model_validate(plan))
+    except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as err:
         raise broken_metadata(path, err) from None
+
+
+def read_plan(path: str | Path) -> Plan | None:
+    """The run's plan as recorded in an ``.onnx`` export (None for an export of a run trained before plans)."""
+    return spec_from_metadata(path, read_metadata(path)).plan

@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from cmrseg.config import ModelInfo
-from cmrseg.data.conditions import CONDITIONS
-from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
-from cmrseg.formats.onnx import broken_metadata, minimum_size, onnx_bytes, onnx_metadata, prediction_metadata, read_metadata, require
+from cmrseg.formats.onnx import (broken_metadata, minimum_size, onnx_bytes, onnx_metadata, prediction_metadata,
+                                 read_metadata, require, spec_from_metadata)
 from cmrseg.inference.predictor import ModelPredictor
 from cmrseg.inference.settings import PredictSettings
 
@@ -65,8 +64,7 @@ def onnx_predictor_from_torch(predictor: ModelPredictor, threads: int | None = N
     ``model_info`` (the checkpoint and architecture it was loaded from) the graph is cached (:func:`cached_graph`),
     else exported in memory."""
     def export() -> bytes:
-        return onnx_bytes(predictor.model, onnx_metadata(predictor.normalization.to_dict(), {}),
-                          predictor.network_channels)
+        return onnx_bytes(predictor.model, onnx_metadata(predictor.spec, {}), predictor.spec.network_channels)
 
     data = (export() if weights is None or model_info is None
             else cached_graph(predictor, weights, model_info.model_dump_json(), export))
@@ -84,7 +82,7 @@ def cached_graph(predictor: ModelPredictor, weights: Path, architecture: str, ex
     from cmrseg.formats.onnx import ONNX_OPSET
 
     key = hashlib.sha256(weights.read_bytes())
-    key.update(json.dumps([architecture, predictor.normalization.to_dict(), predictor.network_channels, ONNX_OPSET,
+    key.update(json.dumps([architecture, predictor.spec.normalization.to_dict(), predictor.spec.network_channels, ONNX_OPSET,
                            torch.__version__, __version__], default=str).encode())
     folder = writable_cache_root() / GRAPH_CACHE
     folder.mkdir(exist_ok=True)
@@ -100,33 +98,20 @@ def cached_graph(predictor: ModelPredictor, weights: Path, architecture: str, ex
 
 def load_onnx(path: str | Path, settings: PredictSettings | None = None,
               threads: int | None = None) -> tuple[ModelPredictor, PredictSettings]:
-    """A predictor and ``settings`` resolved against a cmrseg ``.onnx`` export's metadata (normalisation,
+    """A predictor and ``settings`` resolved against a cmrseg ``.onnx`` export's metadata (input spec,
     TTA and clean-up defaults), as :func:`cmrseg.inference.load_run` returns them for a run folder."""
     props = read_metadata(path)
     defaults = prediction_metadata(path, props)
+    spec = spec_from_metadata(path, props)
     try:
-        normalization = Normalization.from_dict(json.loads(props["normalization"]))
         min_size = int(props.get("min_size", "1"))
         resolved = (settings or PredictSettings(engine="onnxruntime")).with_defaults(
             bool(defaults.get("tta", False)), defaults.get("tta_scales") or [1.0], bool(defaults.get("postprocess", False)),
             defaults.get("class_weights"))
-        context = int(defaults.get("context_slices", 0))
-        conditions = _conditions(defaults.get("conditions", []))
-        other_phase = defaults.get("other_phase", False)
-        if not isinstance(other_phase, bool):
-            raise TypeError("'other_phase' is not true or false")
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise broken_metadata(path, err) from None
-    predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), normalization, torch.device("cpu"),
-                               tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), context_slices=context,
-                               conditions=conditions, other_phase=other_phase, source=str(path))
+    predictor = ModelPredictor(OnnxNetwork(make_session(path, threads), min_size), spec, torch.device("cpu"),
+                               tta=bool(resolved.tta), tta_scales=resolved.tta_scales or (1.0,), source=str(path))
     return predictor, resolved
-
-
-def _conditions(names: Any) -> tuple[str, ...]:
-    """The ``conditions`` of the prediction metadata, checked (ValueError otherwise)."""
-    if not isinstance(names, list) or any(name not in CONDITIONS for name in names):
-        raise ValueError(f"'conditions' must be a list of {', '.join(CONDITIONS)}, got {names!r}")
-    return tuple(names)
 
 

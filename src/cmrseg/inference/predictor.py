@@ -14,12 +14,10 @@ import torch
 from torch import nn
 
 from cmrseg import runs
-from cmrseg.config import stack_channels
 from cmrseg.constants import NUM_CLASSES
-from cmrseg.data.conditions import with_planes
-from cmrseg.data.normalization import Normalization
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.readers import list_cases, reads_stacks
-from cmrseg.data.slicing import Sample, channels_first
+from cmrseg.data.slicing import Sample
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
 from cmrseg.inference.settings import PredictSettings
@@ -29,7 +27,11 @@ from cmrseg.utils import precision_autocast, resolve_device
 
 class Predictor(Protocol):
     """Anything that turns grayscale uint8 images into per-class probabilities (C x H x W each); a conditioned
-    model also takes each image's condition values (:mod:`cmrseg.data.conditions`)."""
+    model also takes each image's condition values (:mod:`cmrseg.data.conditions`). ``spec`` says what it reads:
+    the slices of each input (neighbours, other phase), its condition planes, normalisation and plan
+    (:class:`~cmrseg.data.input_spec.InputSpec`)."""
+
+    spec: InputSpec
 
     def predict_proba(self, images: Sequence[np.ndarray],
                       conditions: Sequence[np.ndarray] | None = None) -> list[np.ndarray]: ...
@@ -61,7 +63,7 @@ def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[lis
 
 @dataclass
 class ModelPredictor:
-    """One trained network with its normalisation; ``tta`` averages softmax over flips (and ``tta_scales`` zooms).
+    """One trained network with its input spec; ``tta`` averages softmax over flips (and ``tta_scales`` zooms).
 
     With ``tta`` every zoom of ``tta_scales`` is predicted in all four flips; each softmax is flipped and
     zoomed back (borders extended) before the average (see :mod:`cmrseg.inference.tta`). Without ``tta``
@@ -76,16 +78,14 @@ class ModelPredictor:
     """
 
     model: nn.Module
-    normalization: Normalization
+    spec: InputSpec
+    """What the network reads and how a stored slice becomes it (:mod:`cmrseg.data.input_spec`)."""
     device: torch.device
     tta: bool = False
     batch_size: int = 8
     tta_scales: tuple[float, ...] = (1.0,)
     view_batch: int = 32
-    context_slices: int = 0
     precision: str = "float32"
-    conditions: tuple[str, ...] = ()
-    other_phase: bool = False
     source: str = "the network"
     """What the network was loaded from (a checkpoint or ``.onnx`` file), named when its output is refused."""
     record_agreement: bool = False
@@ -97,27 +97,14 @@ class ModelPredictor:
         """After :meth:`predict_proba` with ``record_agreement`` and ``tta``: per image its ``S x 2`` counts of
         :func:`cmrseg.inference.tta.agreement_counts` (summed over zooms); None otherwise."""
 
-    @property
-    def network_channels(self) -> int:
-        """Channels the network takes: its image channels and one plane per condition."""
-        return self.image_channels + len(self.conditions)
-
-    @property
-    def image_channels(self) -> int:
-        """The slice and its neighbours (``context_slices``), twice with ``other_phase`` (then the other phase's)."""
-        return stack_channels(self.context_slices, self.other_phase)
-
     @torch.inference_mode()
     def predict_flipped(self, raw: np.ndarray, values: np.ndarray | None = None,
                         agreement: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Softmax (``N x C x H x W``, on the model's device) of ``N x K x H x W`` raw images (K slices each,
-        see ``context_slices``), normalised here, then with each image's condition ``values`` (``N x M``) as
-        constant planes; with ``tta`` averaged over the four flips. Zooms and other warps of the raw image
-        go around it. ``agreement`` collects the flip views' agreement counts (:func:`flip_average`)."""
-        normalized = np.stack([self.normalization.apply_channels(image) for image in raw])
-        if self.conditions:
-            normalized = with_planes(normalized, values)  # type: ignore[arg-type]
-        batch = torch.from_numpy(normalized).to(self.device)
+        """Softmax (``N x C x H x W``, on the model's device) of ``N x K x H x W`` raw images (K slices each),
+        made the network's input by :meth:`InputSpec.network_input` (as training makes it) with each image's
+        condition ``values`` (``N x M``); with ``tta`` averaged over the four flips. Zooms and other warps of the raw
+        image go around it. ``agreement`` collects the flip views' agreement counts (:func:`flip_average`)."""
+        batch = torch.from_numpy(self.spec.network_input(raw, values)).to(self.device)
         with precision_autocast(self.device, self.precision):
             return flip_average(self.scores, batch, FLIPS if self.tta else FLIPS[:1],
                                 pixel_bounded(self.view_batch, batch.shape, VIEW_PIXELS), agreement)
@@ -148,42 +135,18 @@ class ModelPredictor:
             agreement.extend(torch.cat(counts).unflatten(0, (len(warps), len(raw))).sum(dim=0).cpu().numpy())
         return probs
 
-    def _condition_values(self, count: int, conditions: Sequence[np.ndarray] | None) -> list[np.ndarray]:
-        """Each image's condition values, checked against ``conditions`` of the model."""
-        if not self.conditions:
-            return [np.zeros(0, dtype=np.float32)] * count
-        if conditions is None:
-            raise CmrsegError(f"this model is conditioned on {' and '.join(self.conditions)} (model_info.conditions): "
-                              "it takes NIfTI volumes, whose slices know them, not single images")
-        if len(conditions) != count or any(len(v) != len(self.conditions) for v in conditions):
-            raise CmrsegError(f"expected {len(self.conditions)} condition values for each of {count} images")
-        return [np.asarray(v, dtype=np.float32) for v in conditions]
-
-    def _channels(self, image: np.ndarray) -> np.ndarray:
-        """``K x H x W`` of an input image, checked against the slices the network takes."""
-        if (image.shape[2] if image.ndim == 3 else 1) != self.image_channels:
-            what = "a single slice" if image.ndim == 2 else f"a stack of {image.shape[2]} slices"
-            if self.other_phase:
-                raise CmrsegError("this model also reads the patient's other phase (model_info.other_phase): it takes "
-                                  f"NIfTI volumes with ED and ES of each patient, not {what}")
-            if self.context_slices:
-                raise CmrsegError(f"this model is 2.5-D (context_slices {self.context_slices}): it takes NIfTI "
-                                  f"volumes, which give each slice its neighbours, not {what}")
-            raise CmrsegError(f"this model takes single slices, not {what}")
-        return channels_first(image)
-
     def predict_proba(self, images: Sequence[np.ndarray],
                       conditions: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
         """Probabilities ``C x H x W`` of each ``H x W`` slice (``H x W x K`` stack for a 2.5-D model); a
         conditioned model needs each slice's ``conditions`` values (:meth:`cmrseg.data.readers.base.Volume.conditions`)."""
         self.model.eval()
-        values = self._condition_values(len(images), conditions)
-        images = [self._channels(image) for image in images]
+        values = self.spec.condition_values(len(images), conditions)
+        images = [self.spec.channels_first(image) for image in images]
         results: list[np.ndarray] = [np.empty(0)] * len(images)
         record = self.record_agreement and self.tta
         agreement: list[np.ndarray] = [np.empty(0)] * len(images)
         for indices in _batches_by_shape(images, self.batch_size):
-            batch_values = np.stack([values[i] for i in indices]) if self.conditions else None
+            batch_values = np.stack([values[i] for i in indices]) if self.spec.conditions else None
             counts: list[np.ndarray] | None = [] if record else None
             probs = self._predict_batch(np.stack([images[i] for i in indices]), batch_values, counts).cpu().numpy()
             for slot, index in enumerate(indices):
@@ -211,7 +174,7 @@ def predict_sample_masks(
     class_weights: Sequence[float] | None = None,
 ) -> list[np.ndarray]:
     """:func:`predict_masks` of samples, with their condition values for a conditioned model."""
-    names = getattr(predictor, "conditions", ())
+    names = predictor.spec.conditions
     values = [sample.conditions(names) for sample in samples] if names else None
     return to_masks(predictor.predict_proba([s.image for s in samples], values), class_weights, postprocess)
 
@@ -236,10 +199,8 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     onnx = resolved.engine == "onnxruntime"
     device = resolve_device("cpu" if onnx else resolved.device)
     model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
-    predictor = ModelPredictor(model, runs.read_normalization(run_dir), device, tta=bool(resolved.tta),
-                               tta_scales=resolved.tta_scales or (1.0,), context_slices=config.model_info.context_slices,
-                               precision=resolved.precision, conditions=tuple(config.model_info.conditions),
-                               other_phase=config.model_info.other_phase,
+    predictor = ModelPredictor(model, runs.read_input_spec(run_dir, config), device, tta=bool(resolved.tta),
+                               tta_scales=resolved.tta_scales or (1.0,), precision=resolved.precision,
                                source=str(runs.checkpoint_path(run_dir, resolved.checkpoint)))
     if onnx:
         from cmrseg.inference.onnx_engine import onnx_predictor_from_torch
@@ -296,7 +257,6 @@ def predict_folder(
     if workers != 1 or ray_address is not None:
         raise CmrsegError(f"{images_dir}: --workers and --ray-address spread NIfTI volumes; PNG slices are predicted "
                           "in one process")
-    from cmrseg.data.slicing import load_folder
     from cmrseg.io.outputs import check_output_dir
     from cmrseg.plots import overlay
     from cmrseg.io.outputs import atomic_dir
@@ -306,8 +266,7 @@ def predict_folder(
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                      files=planned)
     predictor, resolved = load_run(run_dir, settings)
-    samples = load_folder(images_dir, require_masks=False, context_slices=predictor.context_slices,
-                          other_phase=predictor.other_phase)
+    samples = predictor.spec.read_samples(images_dir, require_masks=False)
     masks = predict_sample_masks(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
     warn_unknown_spacing(run_dir, images_dir)
     out_dir = Path(out_dir)

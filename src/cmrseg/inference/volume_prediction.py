@@ -24,7 +24,7 @@ import numpy as np
 from cmrseg import runs
 from cmrseg.data.conditions import condition_values
 from cmrseg.data.readers import Volume
-from cmrseg.data.slicing import check_partner, phase_partners, slice_input
+from cmrseg.data.slicing import phase_partners
 from cmrseg.data.spacing import check_spacing, spacing_text
 from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
 from cmrseg.errors import CmrsegError
@@ -54,17 +54,9 @@ def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: S
     a 2.5-D predictor gets each slice with its neighbours, one that reads the other phase the same slices of
     ``partner`` too (:func:`cmrseg.data.slicing.slice_input`), a conditioned one each slice's phase and position
     (:meth:`~cmrseg.data.readers.base.Volume.conditions`)."""
-    context = getattr(predictor, "context_slices", 0)
-    names = getattr(predictor, "conditions", ())
-    if getattr(predictor, "other_phase", False):
-        if partner is None:
-            raise CmrsegError(f"{volume.path}: this model also reads the patient's other phase "
-                              "(model_info.other_phase); predict ED and ES of the patient together")
-        check_partner(volume, partner)
-    else:
-        partner = None
-    values = [volume.conditions(names, z) for z in range(volume.n_slices)] if names else None
-    slices = [slice_input(volume, z, context, partner) for z in range(volume.n_slices)]
+    spec = predictor.spec
+    slices = spec.volume_stacks(volume, partner)
+    values = spec.volume_values(volume)
     if target_spacing is not None and volume.spacing is None:
         warnings.warn(f"{volume.path}: the header gives no voxel spacing; predicted on its own grid, as if its pixels "
                       f"were the model's {spacing_text(target_spacing)} mm (volumes in voxels)", stacklevel=2)
@@ -94,7 +86,7 @@ def predict_volume_probabilities(predictor: Predictor, volumes: Sequence[Volume]
 def require_conditions(predictor: Predictor, phases: Iterable[tuple[str | None, Path]]) -> None:
     """Refuse, before anything is predicted, a volume (``(phase, file)``) whose phase a conditioned predictor
     needs and nobody knows (:mod:`cmrseg.data.conditions`)."""
-    names = getattr(predictor, "conditions", ())
+    names = predictor.spec.conditions
     for phase, path in phases if names else ():
         condition_values(names, phase, 0, 1, str(path))
 
@@ -102,7 +94,7 @@ def require_conditions(predictor: Predictor, phases: Iterable[tuple[str | None, 
 def partners_for(predictor: Predictor, items: Sequence[Any], where: Callable[[Any], Path]) -> dict[str, Any]:
     """The other-phase partner of each volume or case for a predictor that reads it (``model_info.other_phase``),
     checked before anything is predicted; empty for any other predictor."""
-    return phase_partners(items, where) if getattr(predictor, "other_phase", False) else {}
+    return phase_partners(items, where) if predictor.spec.other_phase else {}
 
 
 def volume_mask(probs: np.ndarray, postprocess: bool, class_weights: Sequence[float] | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ from cmrseg.config import ExperimentConfig
 from cmrseg.constants import STRUCTURES
 from cmrseg.data.dataset import DataBundle, SegmentationDataset, pad_collate, position_weights, prepare_data
 from cmrseg.data.resample import resample_sample
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.training.losses import build_loss
@@ -78,11 +79,12 @@ class Trainer:
             tqdm.write(f"plan: {line}")
         data = resample_bundle(data, self.plan)
         self.has_val = bool(data.val)
-        self.normalization = Normalization.fit([s.slice_image for s in data.train], config.normalization)
-        conditions = config.model_info.conditions
-        self.train_set = SegmentationDataset(data.train, self.normalization, config.augmentation, config.n_aug, config.seed,
-                                             conditions, self.plan.patch_size, self.plan.foreground_fraction)
-        self.val_set = SegmentationDataset(data.val, self.normalization, conditions=conditions) if data.val else None
+        normalization = Normalization.fit([s.slice_image for s in data.train], config.normalization)
+        self.spec = InputSpec.from_config(config.model_info).fitted(normalization, self.plan)
+        """What the network reads, built once here and stored with the run (:func:`cmrseg.runs.write_input_spec`)."""
+        self.train_set = SegmentationDataset(data.train, self.spec, config.augmentation, config.n_aug, config.seed,
+                                             patches=True)
+        self.val_set = SegmentationDataset(data.val, self.spec) if data.val else None
         # validation slices of different sizes (native volumes) go one at a time: padding would be scored
         self.val_batch = config.batch_size if len({s.image.shape[:2] for s in data.val}) <= 1 else 1
         self.sample_weights = (position_weights(data.train, config.slice_sampling) * (config.n_aug + 1)
@@ -210,11 +212,11 @@ class Trainer:
             "best_dice": self.best_dice,
             "best_epoch": self.best_epoch,
             "model_info": self.config.model_info.model_dump(),
-            "normalization": self.normalization.to_dict(),
+            "normalization": self.spec.normalization.to_dict(),
         }
 
     def _save_weights(self, path: Path, epoch: int, dice: float) -> None:
-        runs.save_weights(path, self.eval_model.state_dict(), self.config.model_info, self.normalization, epoch, dice)
+        runs.save_weights(path, self.eval_model.state_dict(), self.config.model_info, self.spec.normalization, epoch, dice)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a ``last.pt``: weights, optimiser, schedule, EMA/SWA and history."""
@@ -348,9 +350,8 @@ def train(
             trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
         write_marker(run_dir, "train")
         write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
-        write_json_atomic(run_dir / runs.NORMALIZATION_FILE, trainer.normalization.to_dict())
         write_json_atomic(run_dir / runs.DATA_FILE, trainer.data_description)
-        runs.write_plan(run_dir, trainer.plan)
+        runs.write_input_spec(run_dir, trainer.spec)
         return trainer.fit()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
-from cmrseg.data.conditions import CONDITIONS
+from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.models import build_model
@@ -39,15 +39,12 @@ def _member_spec(run_dir: Path) -> dict[str, object]:
             "normalization": normalization, "split": validation_split(config)}
 
 
-def member_inputs(run_dirs: list[Path]) -> dict[str, Any]:
-    """The ensemble's ``model_info`` inputs: the widest ``context_slices``, ``other_phase`` if any member reads the
-    other phase, and every condition (in :data:`CONDITIONS` order) that a member run takes; each member is handed
-    its own part of them (:func:`cmrseg.models.voting.member_channels`)."""
-    infos = [runs.read_run_config(runs.require_run_dir(run)).model_info for run in run_dirs]
-    needed = {name for info in infos for name in info.conditions}
-    return {"context_slices": max(info.context_slices for info in infos),
-            "other_phase": any(info.other_phase for info in infos),
-            "conditions": [name for name in CONDITIONS if name in needed]}
+def ensemble_spec(run_dirs: list[Path], plan: Plan | None = None) -> InputSpec:
+    """The ensemble's input spec, merged from its members' (:meth:`InputSpec.merged`: the widest ``context_slices``,
+    ``other_phase`` if any member reads it, every condition a member takes), with the identity normalisation (each
+    member normalises its part itself) and the members' shared ``plan``; each member is handed its own part
+    (:func:`cmrseg.models.voting.member_channels`)."""
+    return InputSpec.merged([runs.read_input_spec(runs.require_run_dir(run)) for run in run_dirs], IDENTITY, plan)
 
 
 def member_splits(config: ExperimentConfig) -> list[tuple[str, dict[str, object] | None]]:
@@ -107,8 +104,8 @@ def make_ensemble(
     if tta_scales is not None:
         checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
-    plan = shared_plan(paths)
-    inputs = member_inputs(paths)
+    spec = ensemble_spec(paths, shared_plan(paths))
+    inputs = spec.channel_keys()
     options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
     stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
     model = build_model(ModelInfo(name="Ensemble", options=options, **inputs))
@@ -121,10 +118,8 @@ def make_ensemble(
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "ensemble") as tmp:
         write_json_atomic(tmp / runs.CONFIG_FILE, config.model_dump(mode="json"))
-        write_json_atomic(tmp / runs.NORMALIZATION_FILE, IDENTITY.to_dict())
+        runs.write_input_spec(tmp, spec)
         runs.save_weights(tmp / runs.BEST_CHECKPOINT, model.state_dict(), config.model_info, IDENTITY, epoch=0)
-        if plan is not None:
-            runs.write_plan(tmp, plan)
     return out_dir
 
 

@@ -38,20 +38,17 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str | None = None, che
     card = model_card(source, predictor.model, checkpoint, notes)
     with atomic_path(out) as tmp:
         if fmt == "onnx":
-            plan = runs.read_plan(source)
-            metadata = onnx_metadata(predictor.normalization.to_dict(), prediction_defaults(config), card,
-                                     runs.read_training_data(source), None if plan is None else plan.model_dump(mode="json"))
-            tmp.write_bytes(onnx_bytes(predictor.model, metadata, predictor.network_channels))
+            metadata = onnx_metadata(predictor.spec, prediction_defaults(config), card, runs.read_training_data(source))
+            tmp.write_bytes(onnx_bytes(predictor.model, metadata, predictor.spec.network_channels))
         else:
             _write_zip(tmp, source, checkpoint, prediction_defaults(config), card, half)
     return out
 
 
 def prediction_defaults(config: ExperimentConfig) -> dict[str, Any]:
-    """The run's own TTA and clean-up settings, which an export's reader resolves its options against."""
+    """The run's own TTA and clean-up settings, which an export's reader resolves its options against (what the
+    network reads is the input spec's)."""
     return {"tta": config.tta, "tta_scales": list(config.tta_scales),
-            "postprocess": config.postprocess.largest_component, "class_weights": config.postprocess.class_weights,
-            "context_slices": config.model_info.context_slices, "conditions": list(config.model_info.conditions),
-            "other_phase": config.model_info.other_phase}
+            "postprocess": config.postprocess.largest_component, "class_weights": config.postprocess.class_weights}
 
 
