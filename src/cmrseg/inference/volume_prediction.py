@@ -27,7 +27,6 @@ from cmrseg.data.readers import Volume
 from cmrseg.data.slicing import phase_partners
 from cmrseg.data.spacing import check_spacing, spacing_text
 from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
-from cmrseg.errors import CmrsegError
 from cmrseg.inference import Predictor, largest_component, to_mask
 
 
