@@ -11,6 +11,12 @@
    volumes with true mean Dice < 0.80 or an LV EF error > 10 points, the share flagged on the final model alone,
    and the cost of QC at prediction time (ratio to prediction without it).
 4. Writes ``benchmarks/results/qc_benchmark.json`` and ``.md``.
+
+With ``--cv DIR`` an existing ``cmrseg cv`` folder (e.g. the native recipe's 5-fold CV) gives the pool instead of
+steps 1-2's small U-Nets: every fold's held-out volumes predicted with the run's own TTA and plan by its weights
+after each epoch of ``--stages`` (checkpoints that every fold kept), written to ``qc_benchmark_<name>.json`` and
+``.md``. Each pool is also scored with the estimator of format version 1 (the mean Dice on the version-1 features)
+beside the current one (per-structure regressions on all features), on the same cross-validation folds.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from cmrseg.config import apply_overrides, load_config
 from cmrseg.workflows.crossval import cross_validate, fold_dir
 from cmrseg.evaluation.volume_scoring import config_validation_volumes, predict_volume_masks
 from cmrseg.inference import PredictSettings, load_run
+from cmrseg.inference.volume_prediction import training_spacing
 from cmrseg.metrics.volumes import volume_metrics
 from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features
 from cmrseg.qc.assess import BAD_DICE
-from cmrseg.qc.model import agreement_stats, fit
+from cmrseg.qc.model import FEATURES, FEATURES_V1, TARGETS, agreement_stats, fit
 from cmrseg.qc.predict import predict_with_signals
 from cmrseg.runs import epoch_checkpoint
 from cmrseg.training.trainer import clone_config
@@ -68,23 +75,26 @@ EF_ERROR = 10.0
 """A patient's LV EF off by more than this many points makes both its volumes bad."""
 
 
-def pool(runs_dir: Path, config: Any, folds: int, only: list[int] | None = None) -> list[dict[str, Any]]:
-    """Every held-out volume of every fold, predicted by the weights of each of :data:`STAGES`, with its signals,
-    true mean Dice, LV EF error of its patient and predicted phase (for the patient rules)."""
+def pool(cv_dir: Path, config: Any, folds: int, stages: tuple[int, ...] = STAGES) -> list[dict[str, Any]]:
+    """Every held-out volume of every fold of the cross-validation in ``cv_dir``, predicted by the weights after each
+    epoch of ``stages`` (flip TTA, the run's plan), with its signals, true Dice per structure and mean, LV EF error of
+    its patient and predicted phase (for the patient rules)."""
     rows = []
-    for fold in only if only is not None else range(folds):
+    for fold in range(folds):
         fold_config = clone_config(config, folds=folds, fold=fold)
         volumes = config_validation_volumes(fold_config)
-        for stage in STAGES:
+        for stage in stages:
             settings = PredictSettings(tta=True, checkpoint=epoch_checkpoint(stage))
-            predictor, resolved = load_run(fold_dir(runs_dir / "cv", fold), settings)
-            masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights)
+            predictor, resolved = load_run(fold_dir(cv_dir, fold), settings)
+            masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
+                                                  training_spacing(fold_dir(cv_dir, fold)))
             predicted = indices_table(PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True))
             true = {r["patient"]: r for r in indices_table(PhaseLabel.from_volume(v, v.label) for v in volumes)}
             ef_error = {r["patient"]: abs(r["LV_EF_pct"] - true[r["patient"]]["LV_EF_pct"]) for r in predicted}
             for volume, mask, sig in zip(volumes, masks, signals, strict=True):
+                dice = volume_metrics(mask, volume.label)["dice"]
                 rows.append({"fold": fold, "stage": stage, "case": volume.case, "patient": volume.patient,
-                             "true_dice": volume_metrics(mask, volume.label)["dice"]["mean"],
+                             "true_dice": dice["mean"], "true_structures": [dice[name] for name in TARGETS],
                              "ef_error": ef_error[volume.patient], "signals": sig,
                              "phase": PhaseLabel.from_volume(volume, mask)})
             print(f"fold {fold} epoch {stage}: mean Dice {np.mean([r['true_dice'] for r in rows[-len(volumes):]]):.3f}",
@@ -107,15 +117,26 @@ def rates(flagged: np.ndarray, bad: np.ndarray) -> dict[str, float]:
             "flagged": int(flagged.sum()), "bad": int(bad.sum()), "flagged_bad": int((flagged & bad).sum()), "n": int(len(bad))}
 
 
-def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float) -> None:
-    """Add ``qc_dice``, ``qc_flag``, ``qc_reasons`` and ``rule_flag`` to every row from a regressor fitted on the
-    other folds' rows only (all stages): never scored on patients it was fitted on."""
-    x = np.stack([features(r["signals"]) for r in rows])
-    y = np.array([r["true_dice"] for r in rows])
+ESTIMATORS = {"v1": FEATURES_V1, "current": FEATURES}
+"""The estimators compared: format version 1's (the mean Dice on its features) and the current per-structure one."""
+
+
+def targets_of(rows: list[dict[str, Any]], estimator: str) -> np.ndarray:
+    """What ``estimator`` is fitted to: the true mean Dice (v1) or each structure's."""
+    return np.array([[r["true_dice"]] if estimator == "v1" else r["true_structures"] for r in rows])
+
+
+def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float, stages: tuple[int, ...],
+                       estimator: str = "current") -> None:
+    """Add ``qc_dice`` (and each structure's), ``qc_flag``, ``qc_reasons`` and ``rule_flag`` to every row from
+    ``estimator`` fitted on the other folds' rows only (all stages): never scored on patients it was fitted on."""
+    names = ESTIMATORS[estimator]
+    x = np.stack([features(r["signals"], names) for r in rows])
+    y = targets_of(rows, estimator)
     fold = np.array([r["fold"] for r in rows])
     for k in range(folds):
-        model = fit(x[fold != k], y[fold != k])
-        for stage in STAGES:
+        model = fit(x[fold != k], y[fold != k], names=names)
+        for stage in stages:
             chosen = [r for r in rows if r["fold"] == k and r["stage"] == stage]
             checked = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, threshold)
             rules = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, 0.0)
@@ -144,7 +165,7 @@ def qc_cost(runs_dir: Path, config: Any, folds: int, repeats: int = 2) -> dict[s
     return {**timings, "ratio": timings["qc"] / timings["plain"], "volumes": len(volumes)}
 
 
-def measure(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+def measure(rows: list[dict[str, Any]], threshold: float, stages: tuple[int, ...] = STAGES) -> dict[str, Any]:
     """The issue's numbers on the pooled cross-validated estimates, and on the final model alone."""
     true = np.array([r["true_dice"] for r in rows])
     predicted = np.array([r["qc_dice"] for r in rows])
@@ -158,13 +179,15 @@ def measure(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     for cut in thresholds:
         operating.append({"threshold": cut, **rates(rule | (predicted < cut), bad)})
     reaching = [o for o in operating if o["sensitivity"] >= 0.90]
-    final = np.array([r["stage"] == EPOCHS for r in rows])
+    final = np.array([r["stage"] == max(stages) for r in rows])
     by_stage = {str(stage): {"mean_true_dice": float(true[[r["stage"] == stage for r in rows]].mean()),
                              **agreement_stats(predicted[[r["stage"] == stage for r in rows]], true[[r["stage"] == stage for r in rows]])}
-                for stage in STAGES}
+                for stage in stages}
+    structures = {name: float(np.mean([abs(r[f"qc_dice_{name}"] - r["true_structures"][k]) for r in rows]))
+                  for k, name in enumerate(TARGETS) if f"qc_dice_{name}" in rows[0]}
     return {
         "n_volumes": len(rows), "true_dice_spread": [float(true.min()), float(np.median(true)), float(true.max())],
-        "estimate": agreement_stats(predicted, true), "by_stage": by_stage,
+        "estimate": agreement_stats(predicted, true), "mae_structures": structures, "by_stage": by_stage,
         "bad": {"definition": f"true mean Dice < {BAD_DICE} or LV EF error > {EF_ERROR:.0f} points",
                 "n": int(bad.sum()), "by_dice": int((true < BAD_DICE).sum()), "by_ef": int(ef_bad.sum())},
         "flag_at_threshold": {"threshold": threshold, **rates(flagged, bad)},
@@ -188,6 +211,8 @@ def markdown(result: dict[str, Any]) -> str:
         "| measure | value | target |", "|---|---|---|",
         f"| correlation predicted vs true per-volume Dice | {e['r']:.3f} | >= 0.85 |",
         f"| mean absolute error | {e['mae']:.3f} | <= 0.05 |",
+        *([f"| MAE per structure (RV / Myo / LV) | {' / '.join(f'{v:.3f}' for v in result['mae_structures'].values())} | |"]
+          if result.get("mae_structures") else []),
         f"| sensitivity at --qc-threshold {f['threshold']:.2f} | {f['sensitivity']:.3f} ({f['flagged_bad']}/{f['bad']}) | >= 0.90 |",
         f"| specificity at --qc-threshold {f['threshold']:.2f} | {f['specificity']:.3f} | >= 0.80 |",
         f"| ROC AUC (rules, then 1 - qc_dice) | {result['roc_auc']:.3f} | |",
@@ -203,11 +228,21 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [f"| final model: volumes flagged | {fin['flagged']} of {fin['n']} ({100 * fin['flagged'] / fin['n']:.0f} %) | |",
               f"| final model: flagged that are bad / bad volumes | {fin['flagged_bad']} / {fin['bad']} | |",
               f"| final model: estimate MAE / r | {fin['estimate']['mae']:.3f} / {fin['estimate']['r']:.3f} | |",
-              f"| QC cost at prediction (flip TTA) | {result['cost']['qc']:.2f} s vs {result['cost']['plain']:.2f} s for "
-              f"{result['cost']['volumes']} volumes: ratio {result['cost']['ratio']:.3f} | |", "",
+              *([f"| QC cost at prediction (flip TTA) | {result['cost']['qc']:.2f} s vs {result['cost']['plain']:.2f} s for "
+                 f"{result['cost']['volumes']} volumes: ratio {result['cost']['ratio']:.3f} | |"] if "cost" in result else []),
+              *([f"| version-1 estimator (mean Dice, its features), same folds: MAE / r / sensitivity / specificity | "
+                 f"{v['estimate']['mae']:.3f} / {v['estimate']['r']:.3f} / {v['flag_at_threshold']['sensitivity']:.3f} / "
+                 f"{v['flag_at_threshold']['specificity']:.3f} | |"] if (v := result.get("v1_estimator")) else []), "",
               "| epochs | mean true Dice | MAE | r |", "|---|---|---|---|"]
     lines += [f"| {stage} | {s['mean_true_dice']:.3f} | {s['mae']:.3f} | {s['r']:.3f} |" for stage, s in result["by_stage"].items()]
     return "\n".join(lines) + "\n"
+
+
+def stages_of(cv_dir: Path, folds: int) -> tuple[int, ...]:
+    """The epochs whose checkpoints every fold of ``cv_dir`` kept."""
+    kept = [{int(path.stem.split("_")[1]) for path in (fold_dir(cv_dir, k) / "checkpoints").glob("epoch_*.pt")}
+            for k in range(folds)]
+    return tuple(sorted(set.intersection(*kept)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=existing_folder, default=str(ROOT.parent / "shared" / "data" / "acdc96"))
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "qc_bench")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--cv", type=existing_folder, help="an existing `cmrseg cv` folder to pool instead of training "
+                                                           "the small U-Nets (its config, folds and checkpoints)")
+    parser.add_argument("--stages", type=int, nargs="+", help="with --cv: the epochs whose weights predict the pool "
+                                                              "(default: every checkpoint all folds kept)")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="use the fold runs as they are (all must be there)")
     parser.add_argument("--reuse-pool", action="store_true", help="reuse RUNS/pool.pkl (the predicted pool) when there")
@@ -222,28 +261,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.time()
-    config = small_config(args.data)
-    if not args.skip_train:
-        train(config, args.runs, args.folds)
-    print(f"trained in {(time.time() - started) / 60:.1f} min", flush=True)
-    if args.train_only:
-        return 0
-    cache = args.runs / "pool.pkl"
+    if args.cv:
+        cv_dir = Path(args.cv)
+        config = load_config(cv_dir / "config.json")
+        folds = len(list(cv_dir.glob("fold_*")))
+        stages, name = tuple(args.stages or stages_of(cv_dir, folds)), f"_{cv_dir.name}"
+    else:
+        cv_dir, config, folds, stages, name = args.runs / "cv", small_config(args.data), args.folds, STAGES, ""
+        if not args.skip_train:
+            train(config, args.runs, args.folds)
+        print(f"trained in {(time.time() - started) / 60:.1f} min", flush=True)
+        if args.train_only:
+            return 0
+    cache = args.runs / f"pool{name}.pkl"
     if args.reuse_pool and cache.is_file():
         rows = pickle.loads(cache.read_bytes())
     else:
-        rows = pool(args.runs, config, args.folds)
+        rows = pool(cv_dir, config, folds, stages)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(rows))
-    cross_validated_qc(rows, args.folds, args.qc_threshold)
-    result = measure(rows, args.qc_threshold)
-    result["cost"] = qc_cost(args.runs, config, args.folds)
-    everything = fit(np.stack([features(r["signals"]) for r in rows]), np.array([r["true_dice"] for r in rows]))
+    cross_validated_qc(rows, folds, args.qc_threshold, stages, "v1")
+    earlier = measure(rows, args.qc_threshold, stages)
+    cross_validated_qc(rows, folds, args.qc_threshold, stages)
+    result = measure(rows, args.qc_threshold, stages)
+    result["v1_estimator"] = {key: earlier[key] for key in ("estimate", "flag_at_threshold", "roc_auc", "final_model")}
+    result["stages"] = list(stages)
+    if not args.cv:
+        result["cost"] = qc_cost(args.runs, config, args.folds)
+    everything = fit(np.stack([features(r["signals"]) for r in rows]), targets_of(rows, "current"))
     result["pool_model"] = everything.to_dict()
     result["metadata"] = run_metadata(ROOT)
     result["minutes"] = (time.time() - started) / 60
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(RESULTS / "qc_benchmark.json", result)
-    write_text_atomic(RESULTS / "qc_benchmark.md", markdown(result))
+    write_json_atomic(RESULTS / f"qc_benchmark{name}.json", result)
+    write_text_atomic(RESULTS / f"qc_benchmark{name}.md", markdown(result))
     print(markdown(result))
     return 0
 

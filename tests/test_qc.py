@@ -16,7 +16,7 @@ from cmrseg.data.synth import write_synthetic_volumes
 from cmrseg.data.readers import Volume, list_cases, load_volume
 from cmrseg.inference.tta import agreement_counts, flip_average
 from cmrseg.plots import montage
-from cmrseg.qc import CHECK, FEATURES, PASS, QcModel, assess, volume_signals
+from cmrseg.qc import CHECK, FEATURES, PASS, QcModel, assess, features, volume_signals
 from cmrseg.qc.model import cross_validated, fit
 from cmrseg.qc.signals import view_dice
 
@@ -164,7 +164,8 @@ def test_regression_recovers_a_linear_truth_cross_validated_by_patient() -> None
     x[:5, 0] = np.nan  # volumes predicted without TTA: no view agreement
     y = 0.7 + 0.05 * np.nan_to_num(x[:, 0]) - 0.03 * x[:, 2]
     groups = [f"p{i // 2}" for i in range(60)]
-    held_out = cross_validated(x, y, groups, folds=5, alpha=0.01)
+    held_out, structures = cross_validated(x, y, groups, folds=5, alpha=0.01)
+    assert np.isnan(structures).all()  # a model of the mean only
     assert np.abs(held_out - y)[5:].max() < 0.01
     assert np.abs(held_out - y)[:5].max() < 0.02  # unknown = the column's mean, here about 0
     model = fit(x, y, alpha=0.01)
@@ -242,3 +243,83 @@ def test_montage_outlines_numbers_and_truth_beside(patient: tuple[Volume, Volume
     # outline colours are present: RV red, Myo green, LV blue
     for color in ([230, 60, 60], [60, 200, 90], [70, 120, 240]):
         assert (alone == color).all(axis=-1).any()
+
+
+def _structure_model() -> QcModel:
+    """A per-structure model fitted on made-up volumes whose each structure's true Dice follows that structure's
+    flip-view agreement and margin (as a calibration on real volumes finds): what the test below needs to see the
+    signals of one corrupted structure carried into that structure's estimate."""
+    rng = np.random.default_rng(1)
+    rows, truth = [], []
+    for _ in range(80):
+        quality = rng.uniform(0.5, 1.0, size=3)
+        signals = {"missing": [], "gaps": {}, "rv_apart": [], "lv_enclosure": 1.0, "rv_lv": 0.0, "myo_lv": 0.0,
+                   "foreground": 0.1, "uncertain": float(1 - quality.mean()), "margin": float(quality.mean()),
+                   "view_dice": float(quality.mean()), "view_dice_min": float(quality.min())}
+        for name, q in zip(("RV", "Myo", "LV"), quality, strict=True):
+            signals[f"view_dice_{name}"], signals[f"margin_{name}"] = float(q), float(q)
+        rows.append(features(signals))
+        truth.append(quality * 0.9)
+    return fit(np.stack(rows), np.array(truth), alpha=0.1)
+
+
+def test_a_corrupted_structure_gets_the_lower_estimate_and_a_check_with_its_reason(patient: tuple[Volume, Volume]) -> None:
+    ed = patient[0]
+    label = ed.label
+    clean = perfect_signals(label)
+    probs = np.eye(4, dtype=np.float32)[label].transpose(3, 0, 1, 2)
+    rv = label == 1
+    probs[:, rv] = np.array([0.4, 0.45, 0.1, 0.05], np.float32)[:, None]  # the RV a near coin toss
+    counts = [np.array([[2.0 * (label[:, :, z] == c).sum() if c == 1 else 4.0 * (label[:, :, z] == c).sum(),
+                         8.0 * (label[:, :, z] == c).sum()] for c in (1, 2, 3)]) for z in range(label.shape[2])]
+    corrupted = volume_signals(probs, label, counts)  # flip views agree on half the RV only
+    assert corrupted["view_dice_RV"] == pytest.approx(0.5) and corrupted["view_dice_LV"] == 1.0
+    assert corrupted["margin_RV"] == pytest.approx(0.05) and corrupted["margin_LV"] == 1.0
+    model = _structure_model()
+    phases = [PhaseLabel.from_volume(ed, label)]
+    good, bad = (assess({ed.case: s}, phases, model).cases[ed.case] for s in (clean, corrupted))
+    assert good["qc_flag"] == PASS and min(good[f"qc_dice_{n}"] for n in ("RV", "Myo", "LV")) > 0.8
+    assert bad["qc_dice_RV"] < 0.6 and good["qc_dice_RV"] - bad["qc_dice_RV"] > 0.3  # the RV's estimate falls ...
+    assert min(bad["qc_dice_Myo"], bad["qc_dice_LV"]) > 0.85  # ... the others' stay high
+    assert bad["qc_dice"] == pytest.approx(np.mean([bad[f"qc_dice_{n}"] for n in ("RV", "Myo", "LV")]), abs=1e-6)
+    assert bad["qc_flag"] == CHECK and f"predicted RV Dice {bad['qc_dice_RV']:.2f} below 0.60" in bad["qc_reasons"]
+    assert "Myo Dice" not in bad["qc_reasons"] and "LV Dice" not in bad["qc_reasons"]
+
+
+def test_a_model_stored_before_per_structure_estimates_still_predicts_the_mean() -> None:
+    from cmrseg.qc.model import FEATURES_V1
+
+    old = {"format": "cmrseg-qc-model", "format_version": 1, "mean": [0.0] * 11, "scale": [1.0] * 11,
+           "coef": [0.1] + [0.0] * 10, "intercept": 0.5, "features": list(FEATURES_V1), "alpha": 10.0,
+           "cv": {"n": 8}, "source": {}}
+    model = QcModel.from_dict(old)
+    signals = {"missing": [], "gaps": {}, "rv_apart": [], "view_dice": 1 - np.exp(-1.0) + 0.01}  # log(1 - v + .01) = -1
+    x = model.inputs({**{name: 0.0 for name in FEATURES_V1}, **signals})[None]
+    assert model.predict(x)[0] == pytest.approx(0.5 - 0.1) and model.predict_structures(x) == {}
+    verdict = assess({"c": {**{name: 0.0 for name in FEATURES_V1}, **signals, "lv_enclosure": 1.0}}, [], model, 0.45)
+    assert set(verdict.cases["c"]) == {"qc_dice", "qc_flag", "qc_reasons"}
+    assert verdict.cases["c"]["qc_reasons"] == "predicted Dice 0.40 below 0.45"
+    with pytest.raises(Exception, match="expected names of"):
+        QcModel.from_dict({**old, "features": ["made_up", *FEATURES_V1[1:]]})
+
+
+def test_png_predictions_carry_quality_control(slice_run: Path, synth_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted((synth_dir / "image").glob("*.png"))[:3]:
+        shutil.copy(path, images / path.name)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(images / "blank.png")  # nothing to segment
+    out = tmp_path / "pred"
+    assert main(["predict", "--run", str(slice_run), "--images", str(images), "--out", str(out), "--tta"]) == 0
+    with (out / "cases.csv").open() as handle:
+        rows = {row["case"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == ["blank", "synth1", "synth10", "synth11"]
+    assert all(0.0 <= float(r["qc_dice"]) <= 1.0 and r["qc_flag"] in (PASS, CHECK) for r in rows.values())
+    assert all((r["qc_flag"] == CHECK) == bool(r["qc_reasons"]) for r in rows.values())
+    blank = rows["blank"]
+    assert blank["qc_flag"] == CHECK and "LV missing" in blank["qc_reasons"]
+    assert float(blank["qc_dice"]) <= min(float(rows[c]["qc_dice"]) for c in rows if c != "blank")

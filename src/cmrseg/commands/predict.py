@@ -24,8 +24,8 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--indices", action="store_true",
                         help="volumes: also write OUT/indices.csv (per patient EDV, ESV, SV, EF, LV mass)")
     parser.add_argument("--qc-threshold", type=float, default=None, metavar="DICE",
-                        help="volumes: flag a case 'check' in cases.csv when its predicted mean Dice is below this "
-                             "(default 0.80; docs/qc.md)")
+                        help="flag a case (volume or PNG image) 'check' in cases.csv when its predicted mean Dice is "
+                             "below this (default 0.80; docs/qc.md)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     add_cohort_options(parser)
     add_inference_options(parser)

@@ -35,8 +35,6 @@ from cmrseg.data.readers import Volume, VolumeCase, list_cases, load_volume
 from cmrseg.data.spacing import spacing_text
 from cmrseg.inference.settings import PredictSettings
 
-QC_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons")
-"""Quality-control columns of ``cases.csv`` (:mod:`cmrseg.qc`)."""
 INDICES_FILE = "indices.csv"
 RECORDS_DIR = ".cmrseg-volumes"
 """Folder of the per-volume records inside a predict output (module doc)."""
@@ -105,13 +103,15 @@ def planned_outputs(cases: Sequence[VolumeCase], overlays: bool, indices: bool) 
 
 
 def _manifest(records: Sequence[CaseRecord], qc: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """``cases.csv``: one row per volume, with its quality control (``qc_dice``, ``qc_flag``, ``qc_reasons``, see
-    :mod:`cmrseg.qc`) when ``qc`` gives it by case."""
+    """``cases.csv``: one row per volume, with its quality control (``qc_dice``, ``qc_flag``, ``qc_reasons`` and
+    each structure's ``qc_dice_*``, see :mod:`cmrseg.qc`) when ``qc`` gives it by case."""
+    from cmrseg.qc.assess import CASE_COLUMNS, case_cells
+
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["case", "patient", "phase", "group", "spacing_mm", *(QC_COLUMNS if qc is not None else ())])
+    writer.writerow(["case", "patient", "phase", "group", "spacing_mm", *(CASE_COLUMNS if qc is not None else ())])
     for v in records:
-        checks = [] if qc is None else [f"{qc[v.case]['qc_dice']:.3f}", qc[v.case]["qc_flag"], qc[v.case]["qc_reasons"]]
+        checks = [] if qc is None else case_cells(qc[v.case])
         writer.writerow([v.case, v.patient, v.phase or "", v.group, "" if v.spacing is None else spacing_text(v.spacing),
                          *checks])
     return buffer.getvalue()

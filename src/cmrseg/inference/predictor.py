@@ -167,6 +167,13 @@ def predict_masks(
     return to_masks(predictor.predict_proba(images), class_weights, postprocess)
 
 
+def sample_probabilities(predictor: Predictor, samples: Sequence[Sample]) -> list[np.ndarray]:
+    """Class probabilities of samples, with their condition values for a conditioned model."""
+    names = predictor.spec.conditions
+    values = [sample.conditions(names) for sample in samples] if names else None
+    return predictor.predict_proba([s.image for s in samples], values)
+
+
 def predict_sample_masks(
     predictor: Predictor,
     samples: Sequence[Sample],
@@ -174,9 +181,7 @@ def predict_sample_masks(
     class_weights: Sequence[float] | None = None,
 ) -> list[np.ndarray]:
     """:func:`predict_masks` of samples, with their condition values for a conditioned model."""
-    names = predictor.spec.conditions
-    values = [sample.conditions(names) for sample in samples] if names else None
-    return to_masks(predictor.predict_proba([s.image for s in samples], values), class_weights, postprocess)
+    return to_masks(sample_probabilities(predictor, samples), class_weights, postprocess)
 
 
 def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tuple[ModelPredictor, PredictSettings]:
@@ -234,7 +239,9 @@ def predict_folder(
     ray_address: str | None = None,
     progress: bool = True,
 ) -> list[Path]:
-    """Write ``<stem>_mask.png`` (values 0-3) per image, and ``<stem>_overlay.png`` with ``overlays``.
+    """Write ``<stem>_mask.png`` (values 0-3) per image, ``<stem>_overlay.png`` with ``overlays``, and ``cases.csv``
+    with each image's quality control (:func:`cmrseg.qc.predict.predict_slices_with_signals`; ``qc_threshold`` sets
+    its cut).
 
     ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.io.outputs`),
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
@@ -261,13 +268,21 @@ def predict_folder(
     from cmrseg.plots import overlay
     from cmrseg.io.outputs import atomic_dir
 
+    from cmrseg.data.label_volumes import MANIFEST_FILE
+    from cmrseg.io.atomic import write_text_atomic
+    from cmrseg.qc import assess, check_threshold
+    from cmrseg.qc.assess import slices_manifest
+    from cmrseg.qc.predict import predict_slices_with_signals, run_qc_model
+
+    threshold = check_threshold(qc_threshold)
     kinds = ("mask", "overlay") if overlays else ("mask",)
     planned = [f"{case.case}_{kind}.png" for case in list_cases(images_dir, require_labels=False) for kind in kinds]
     check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
-                     files=planned)
+                     files=[*planned, MANIFEST_FILE])
     predictor, resolved = load_run(run_dir, settings)
     samples = predictor.spec.read_samples(images_dir, require_masks=False)
-    masks = predict_sample_masks(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
+    masks, signals = predict_slices_with_signals(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
+    checked = assess({s.id: sig for s, sig in zip(samples, signals, strict=True)}, [], run_qc_model(run_dir), threshold)
     warn_unknown_spacing(run_dir, images_dir)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "predict") as tmp:
@@ -275,6 +290,7 @@ def predict_folder(
             Image.fromarray(mask).save(tmp / f"{sample.id}_mask.png")
             if overlays:
                 Image.fromarray(overlay(sample.slice_image, mask)).save(tmp / f"{sample.id}_overlay.png")
+        write_text_atomic(tmp / MANIFEST_FILE, slices_manifest(checked))
     return [out_dir / f"{sample.id}_mask.png" for sample in samples]
 
 

@@ -1,7 +1,8 @@
 """From signals to a verdict: ``qc_dice``, ``qc_flag`` (``pass`` or ``check``) and ``qc_reasons`` per volume, and
 the patient's flag.
 
-A volume is ``check`` when its predicted Dice is below the threshold or any rule fails. Rules of one volume: every
+A volume is ``check`` when its predicted mean Dice is below the threshold, one structure's predicted Dice is below
+:data:`STRUCTURE_MIN`, or any rule fails. Rules of one volume: every
 structure present, the LV cavity enclosed by myocardium (:data:`LV_ENCLOSURE_MIN` of its border), the RV beside
 the heart, no slice gap. Rules of a patient (ED and ES), which flag both volumes: ED volume above ES for each
 ventricle (else "phases swapped?"), EF at most :data:`EF_MAX` %, and, when the spacing is known, end-diastolic and
@@ -17,11 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from cmrseg.qc.model import DEFAULT_MODEL, QcModel, features
+from cmrseg.qc.model import DEFAULT_MODEL, QcModel
 
 DEFAULT_THRESHOLD = 0.80
 """Volumes whose predicted mean Dice is below this are flagged ``check`` (``--qc-threshold``). On the benchmark pool
 (BENCHMARKS.md) 0.80 caught 97 % of the bad volumes at 72 % specificity, 0.85 99 % at 59 %."""
+STRUCTURE_MIN = 0.60
+"""A volume whose predicted Dice of one structure (RV, Myo or LV) is below this is flagged ``check`` whatever its
+mean: one structure drawn badly makes its indices (an RV EF, an LV mass) untrustworthy."""
 LV_ENCLOSURE_MIN = 0.75
 """Share of the LV cavity's border that must touch the myocardium: at least 0.98 in every acdc96 label volume, at
 least 0.80 in every good prediction of the benchmark pool (BENCHMARKS.md), median 0.47 in its bad ones."""
@@ -77,10 +81,55 @@ def patient_reasons(row: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
+def estimate_dice(model: QcModel, signals: Mapping[str, Any]) -> dict[str, float]:
+    """``qc_dice`` and, when ``model`` predicts them, ``qc_dice_RV``, ``qc_dice_Myo`` and ``qc_dice_LV`` of one
+    volume's signals."""
+    x = model.inputs(signals)[None]
+    per = {f"qc_dice_{name}": float(value[0]) for name, value in model.predict_structures(x).items()}
+    return {"qc_dice": float(model.predict(x)[0]), **per}
+
+
+CASE_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons", "qc_dice_RV", "qc_dice_Myo", "qc_dice_LV")
+"""Quality-control columns of a predicted case's row (``cases.csv``); a structure's column is empty when the QC
+model predicts the mean only."""
+
+
+def case_cells(entry: Mapping[str, Any]) -> list[str]:
+    """The :data:`CASE_COLUMNS` of one case's :class:`QcResult` entry, as text."""
+    return [f"{entry[key]:.3f}" if key.startswith("qc_dice") and key in entry else str(entry.get(key, ""))
+            for key in CASE_COLUMNS]
+
+
+def slices_manifest(result: QcResult) -> str:
+    """``cases.csv`` of predicted PNG slices: each image's id and :data:`CASE_COLUMNS`."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["case", *CASE_COLUMNS])
+    for case, entry in result.cases.items():
+        writer.writerow([case, *case_cells(entry)])
+    return buffer.getvalue()
+
+
+def dice_reasons(estimate: Mapping[str, float], threshold: float) -> list[str]:
+    """The predicted-Dice reasons of :func:`estimate_dice`'s ``estimate``: the mean below ``threshold`` (with each
+    structure's estimate), and each structure below :data:`STRUCTURE_MIN`."""
+    structures = {key.removeprefix("qc_dice_"): value for key, value in estimate.items() if key != "qc_dice"}
+    reasons = []
+    if estimate["qc_dice"] < threshold:
+        detail = f" ({', '.join(f'{name} {value:.2f}' for name, value in structures.items())})" if structures else ""
+        reasons.append(f"predicted Dice {estimate['qc_dice']:.2f} below {threshold:.2f}{detail}")
+    reasons += [f"predicted {name} Dice {value:.2f} below {STRUCTURE_MIN:.2f}" for name, value in structures.items()
+                if value < STRUCTURE_MIN]
+    return reasons
+
+
 @dataclass
 class QcResult:
-    """Per case ``{"qc_dice", "qc_flag", "qc_reasons"}`` and per patient ``{"qc_flag", "qc_reasons"}``
-    (reasons ``;``-separated words)."""
+    """Per case ``{"qc_dice", "qc_flag", "qc_reasons"}`` (and ``qc_dice_RV``, ``qc_dice_Myo``, ``qc_dice_LV`` when
+    the model predicts them) and per patient ``{"qc_flag", "qc_reasons"}`` (reasons ``;``-separated words)."""
 
     cases: dict[str, dict[str, Any]] = field(default_factory=dict)
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -112,10 +161,10 @@ def assess(signals: Mapping[str, Mapping[str, Any]], phases: Sequence[Any], mode
     patient_rules = {row["patient"]: patient_reasons(row) for row in rows}
     own: dict[str, list[str]] = {}
     for case, sig in signals.items():
-        score = float(chosen.predict(features(sig)[None])[0])
-        own[case] = ([] if score >= threshold else [f"predicted Dice {score:.2f} below {threshold:.2f}"]) + volume_reasons(sig)
+        estimate = estimate_dice(chosen, sig)
+        own[case] = dice_reasons(estimate, threshold) + volume_reasons(sig)
         reasons = own[case] + patient_rules.get(by_case.get(case, ""), [])
-        result.cases[case] = {"qc_dice": score, "qc_flag": CHECK if reasons else PASS, "qc_reasons": "; ".join(reasons)}
+        result.cases[case] = {**estimate, "qc_flag": CHECK if reasons else PASS, "qc_reasons": "; ".join(reasons)}
     for row in rows:
         cases = [p.case for p in phases if p.patient == row["patient"] and own.get(p.case)]
         reasons = patient_rules[row["patient"]] + [f"{case} to check ({own[case][0]})" for case in cases]

@@ -1,6 +1,6 @@
 """``cmrseg qc calibrate``: fit the QC estimate of a run on labeled volumes and store it with the run.
 
-The run predicts every labeled volume (with its own TTA and clean-up, as ``predict`` will), the true mean Dice
+The run predicts every labeled volume (with its own TTA and clean-up, as ``predict`` will), the true Dice of RV, Myo
 over RV, Myo and LV of each is measured (:func:`cmrseg.metrics.volumes.volume_metrics`), the regression of
 :mod:`cmrseg.qc.model` is cross-validated by patient (each patient's estimate from a model fitted on the other
 patients) and then fitted on all of them, and the model goes to ``RUN/qc_model.json``.
@@ -16,7 +16,7 @@ import numpy as np
 from cmrseg import runs
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings
-from cmrseg.qc.model import ALPHA, QcModel, agreement_stats, cross_validated, features, fit
+from cmrseg.qc.model import ALPHA, TARGETS, QcModel, agreement_stats, cross_validated, features, fit
 
 MIN_PATIENTS = 3
 """Calibration needs labeled volumes of at least this many patients (to fit, and to cross-validate by patient)."""
@@ -32,14 +32,17 @@ def require_patients(groups: list[str]) -> int:
 
 
 def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5, alpha: float = ALPHA
-                  ) -> tuple[QcModel, np.ndarray]:
-    """The model fitted on all rows, with its patient-wise cross-validated MAE and r in ``cv``, and the
-    cross-validated estimates."""
+                  ) -> tuple[QcModel, np.ndarray, np.ndarray]:
+    """The model of the true per-structure Dice ``y`` (``N x 3``: RV, Myo, LV) fitted on all rows, with its
+    patient-wise cross-validated MAE and r of the mean (and MAE per structure) in ``cv``, and the cross-validated
+    estimates of the mean and of each structure."""
     patients = require_patients(groups)
-    held_out = cross_validated(x, y, groups, min(folds, patients), alpha)
+    held_out, held_structures = cross_validated(x, y, groups, min(folds, patients), alpha)
     model = fit(x, y, alpha)
-    model.cv = {**agreement_stats(held_out, y), "folds": min(folds, patients), "patients": patients}
-    return model, held_out
+    model.cv = {**agreement_stats(held_out, y.mean(axis=1)), "folds": min(folds, patients), "patients": patients,
+                "mae_structures": {name: float(np.abs(held_structures[:, k] - y[:, k]).mean())
+                                   for k, name in enumerate(TARGETS)}}
+    return model, held_out, held_structures
 
 
 def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettings | None = None, folds: int = 5,
@@ -60,14 +63,17 @@ def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettin
     predictor, resolved = load_run(run_dir, settings)
     masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
                                           training_spacing(run_dir), progress)
-    true = np.array([volume_metrics(m, v.label, v.spacing)["dice"]["mean"] for v, m in zip(volumes, masks, strict=True)])
+    dice = [volume_metrics(m, v.label, v.spacing)["dice"] for v, m in zip(volumes, masks, strict=True)]
+    true = np.array([[d[name] for name in TARGETS] for d in dice])
     x = np.stack([features(s) for s in signals])
-    model, held_out = fit_and_score(x, true, [v.patient for v in volumes], folds, alpha)
+    model, held_out, held_structures = fit_and_score(x, true, [v.patient for v in volumes], folds, alpha)
     model.source = {"data": str(Path(data_dir).resolve()), "n_volumes": len(volumes), "tta": bool(resolved.tta),
                     "checkpoint": resolved.checkpoint}
     path = runs.write_qc_model(run_dir, model.to_dict())
-    rows = [{"case": v.case, "patient": v.patient, "true_dice": float(t), "qc_dice_cv": float(h)}
-            for v, t, h in zip(volumes, true, held_out, strict=True)]
+    rows = [{"case": v.case, "patient": v.patient, "true_dice": float(t.mean()), "qc_dice_cv": float(h),
+             **{f"true_dice_{name}": float(t[k]) for k, name in enumerate(TARGETS)},
+             **{f"qc_dice_{name}_cv": float(hs[k]) for k, name in enumerate(TARGETS)}}
+            for v, t, h, hs in zip(volumes, true, held_out, held_structures, strict=True)]
     return {"model": model, "per_volume": rows, "cv": model.cv, "path": path}
 
 
@@ -75,5 +81,6 @@ def format_calibration(result: dict[str, Any]) -> str:
     """One paragraph: what was fitted and how well it predicts held-out patients."""
     cv = result["cv"]
     return (f"QC model fitted on {cv['n']} volumes of {cv['patients']} patients; cross-validated by patient "
-            f"({cv['folds']} folds): MAE {cv['mae']:.3f}, r {cv['r']:.3f} (predicted vs true mean Dice)\n"
+            f"({cv['folds']} folds): MAE {cv['mae']:.3f}, r {cv['r']:.3f} (predicted vs true mean Dice); MAE per "
+            f"structure {', '.join(f'{k} {v:.3f}' for k, v in cv['mae_structures'].items())}\n"
             f"wrote {result['path']}")

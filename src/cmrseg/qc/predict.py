@@ -47,6 +47,23 @@ def predict_with_signals(predictor: Predictor, volumes: Sequence[Volume], postpr
     return masks, signals
 
 
+def predict_slices_with_signals(predictor: Predictor, samples: Sequence[Any], postprocess: bool,
+                                class_weights: Sequence[float] | None = None
+                                ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """Masks of single slices (PNG images, as :func:`cmrseg.inference.predict_sample_masks`) and each one's QC
+    signals, measured as those of a one-slice volume (no slice gaps; a structure absent from the slice is missing)."""
+    from cmrseg.inference.postprocess import to_masks
+    from cmrseg.inference.predictor import sample_probabilities
+
+    enable_agreement(predictor)
+    probs = sample_probabilities(predictor, samples)
+    agreement = getattr(predictor, "agreement", None)
+    masks = to_masks(probs, class_weights, postprocess)
+    signals = [volume_signals(p[..., None], m[..., None], None if agreement is None else [agreement[i]])
+               for i, (p, m) in enumerate(zip(probs, masks, strict=True))]
+    return masks, signals
+
+
 def run_qc_model(run_dir: str | Path) -> QcModel | None:
     """The QC model a run (folder, export zip) was calibrated with, or None (then the default applies)."""
     if Path(run_dir).suffix.lower() == ".onnx":

@@ -4,7 +4,9 @@
   :func:`cmrseg.inference.tta.agreement_counts`), and ``view_dice_min`` its worst structure; NaN when the volume
   was predicted without TTA.
 - proportions (:func:`proportions`): RV and myocardium against the LV, and the share of voxels in a structure.
-- ``margin``: mean top-1 minus top-2 probability over the voxels predicted as a structure (1 = certain).
+- ``view_dice_RV``, ``view_dice_Myo``, ``view_dice_LV``: the same agreement per structure (NaN without TTA).
+- ``margin``: mean top-1 minus top-2 probability over the voxels predicted as a structure (1 = certain), and
+  ``margin_RV``, ``margin_Myo``, ``margin_LV`` over each structure's voxels (0 where it is absent).
 - ``uncertain``: voxels whose margin is below :data:`UNCERTAIN_MARGIN`, as a share of the predicted structures'
   voxels (plus those uncertain ones): how much of the segmentation is a coin toss.
 - anatomy (:func:`anatomy_signals`): structures missing, the share of the LV cavity's border that touches the
@@ -52,14 +54,17 @@ def proportions(mask: np.ndarray) -> dict[str, float]:
 
 
 def probability_signals(probs: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """``margin`` and ``uncertain`` (module doc) of ``C x H x W x Z`` probabilities and their label volume."""
+    """``margin``, ``margin_<structure>`` and ``uncertain`` (module doc) of ``C x H x W x Z`` probabilities and
+    their label volume."""
     top = np.sort(probs, axis=0)[-2:]
     margin = top[1] - top[0]
     structures = mask > 0
     uncertain = margin < UNCERTAIN_MARGIN
     region = structures | uncertain
+    per_structure = {f"margin_{name}": float(margin[mask == value].mean()) if (mask == value).any() else 0.0
+                     for name, value in LABEL.items()}
     return {"margin": float(margin[structures].mean()) if structures.any() else 0.0,
-            "uncertain": float(uncertain.sum() / region.sum()) if region.any() else 0.0}
+            "uncertain": float(uncertain.sum() / region.sum()) if region.any() else 0.0, **per_structure}
 
 
 def _slices_with(region: np.ndarray) -> np.ndarray:
@@ -111,7 +116,9 @@ def volume_signals(probs: np.ndarray | None, mask: np.ndarray, agreement: Sequen
     back), flip-view agreement (NaN without ``agreement`` counts) and anatomy."""
     views = structure_view_dice(agreement)
     signals: dict[str, Any] = {"view_dice": float(np.mean(views)), "view_dice_min": float(np.min(views)),
+                               **{f"view_dice_{name}": value for name, value in zip(STRUCTURES, views, strict=True)},
                                **proportions(mask)}
-    signals.update(probability_signals(probs, mask) if probs is not None else {"margin": math.nan, "uncertain": math.nan})
+    unknown = {name: math.nan for name in ("margin", "uncertain", *(f"margin_{s}" for s in STRUCTURES))}
+    signals.update(probability_signals(probs, mask) if probs is not None else unknown)
     signals.update(anatomy_signals(mask))
     return signals
