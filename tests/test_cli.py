@@ -50,7 +50,7 @@ def test_synth_train_evaluate_predict_submit_score(synth_dir: Path, tmp_path: Pa
     assert code == 0
     names = sorted(p.name for p in (tmp_path / "pred").iterdir() if p.name != ".cmrseg-output.json")
     assert (tmp_path / "pred" / ".cmrseg-output.json").is_file()
-    assert names == sorted([f"synth{i}_mask.png" for i in (1, 2, 3)] + [f"synth{i}_overlay.png" for i in (1, 2, 3)])
+    assert names == sorted(["cases.csv"] + [f"synth{i}_mask.png" for i in (1, 2, 3)] + [f"synth{i}_overlay.png" for i in (1, 2, 3)])
     predicted = np.array(Image.open(tmp_path / "pred" / "synth1_mask.png"))
     assert predicted.shape == (64, 64) and predicted.max() <= 3
     assert np.array(Image.open(tmp_path / "pred" / "synth1_overlay.png")).shape == (64, 64, 3)
@@ -258,7 +258,7 @@ def test_predict_takes_one_png_file(slice_run: Path, synth_dir: Path, tmp_path: 
     code, out, _ = _run(["predict", "--run", str(slice_run), "--images", str(image), "--out", str(tmp_path / "one"),
                          "--overlays"], capsys)
     assert code == 0 and "wrote 1 masks" in out
-    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [".cmrseg-output.json", "synth2_mask.png",
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [".cmrseg-output.json", "cases.csv", "synth2_mask.png",
                                                                     "synth2_overlay.png"]
     assert main(["predict", "--run", str(slice_run), "--images", str(synth_dir), "--out", str(tmp_path / "all")]) == 0
     np.testing.assert_array_equal(np.array(Image.open(tmp_path / "one" / "synth2_mask.png")),

@@ -185,7 +185,7 @@ def test_predict_reruns_replace_own_files_and_keep_foreign_ones(world: Path, tmp
     (out / "notes.txt").write_text("mine")
     predict_folder(world / "run", world / "data", out, overwrite=True)
     names = sorted(p.name for p in out.iterdir())
-    assert names == [MARKER_FILE, "notes.txt", *[f"synth{i}_mask.png" for i in range(1, 5)]]
+    assert names == [MARKER_FILE, "cases.csv", "notes.txt", *[f"synth{i}_mask.png" for i in range(1, 5)]]
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / MARKER_FILE).read_text())["command"] == "predict"
 
