@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cmrseg.qc.model import DEFAULT_MODEL, QcModel
+from cmrseg.qc.model import DEFAULT_MODEL, TARGETS, QcModel
 
 DEFAULT_THRESHOLD = 0.80
 """Volumes whose predicted mean Dice is below this are flagged ``check`` (``--qc-threshold``). On the benchmark pool
@@ -186,8 +186,11 @@ def qc_against_truth(rows: Sequence[Mapping[str, Any]], threshold: float = DEFAU
     predicted = np.array([row["qc_dice"] for row in rows], dtype=float)
     flagged = np.array([row["qc_flag"] == CHECK for row in rows])
     bad = true < BAD_DICE
+    structures = {name: float(np.mean([abs(row[f"qc_dice_{name}"] - row["dice"][name]) for row in rows]))
+                  for name in TARGETS if rows and all(f"qc_dice_{name}" in row for row in rows)}
     return {**agreement_stats(predicted, true), "threshold": threshold, "flagged": int(flagged.sum()),
-            "bad": int(bad.sum()), "flagged_bad": int((flagged & bad).sum()), "bad_dice": BAD_DICE}
+            "bad": int(bad.sum()), "flagged_bad": int((flagged & bad).sum()), "bad_dice": BAD_DICE,
+            **({"mae_structures": structures} if structures else {})}
 
 
 def format_qc_against_truth(stats: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], shown: int = 10) -> str:
@@ -195,7 +198,9 @@ def format_qc_against_truth(stats: Mapping[str, Any], rows: Sequence[Mapping[str
     lines = [f"quality control (docs/qc.md): predicted vs true mean Dice per volume: MAE {stats['mae']:.3f}, "
              f"r {stats['r']:.3f}; {stats['flagged']} of {stats['n']} volumes flagged 'check' "
              f"(threshold {stats['threshold']:.2f}); {stats['bad']} have true mean Dice < {stats['bad_dice']:.2f}, "
-             f"{stats['flagged_bad']} of them flagged"]
+             f"{stats['flagged_bad']} of them flagged"
+             + (f"; MAE per structure {', '.join(f'{k} {v:.3f}' for k, v in stats['mae_structures'].items())}"
+                if stats.get("mae_structures") else "")]
     flagged = sorted((row for row in rows if row["qc_flag"] == CHECK), key=lambda row: row["qc_dice"])
     lines += [f"  check {row['case']}: qc_dice {row['qc_dice']:.3f}, true {row['dice']['mean']:.3f}: {row['qc_reasons']}"
               for row in flagged[:shown]]
