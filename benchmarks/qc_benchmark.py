@@ -41,7 +41,7 @@ from cmrseg.inference.volume_prediction import training_spacing
 from cmrseg.metrics.volumes import volume_metrics
 from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features
 from cmrseg.qc.assess import BAD_DICE
-from cmrseg.qc.model import FEATURES, FEATURES_V1, TARGETS, agreement_stats, fit
+from cmrseg.qc.model import FEATURES, FEATURES_V1, TARGETS, agreement_stats, fit, patient_folds
 from cmrseg.qc.predict import predict_with_signals
 from cmrseg.runs import epoch_checkpoint
 from cmrseg.training.trainer import clone_config
@@ -75,12 +75,13 @@ EF_ERROR = 10.0
 """A patient's LV EF off by more than this many points makes both its volumes bad."""
 
 
-def pool(cv_dir: Path, config: Any, folds: int, stages: tuple[int, ...] = STAGES) -> list[dict[str, Any]]:
+def pool(cv_dir: Path, config: Any, folds: int, stages: tuple[int, ...] = STAGES, only: list[int] | None = None
+         ) -> list[dict[str, Any]]:
     """Every held-out volume of every fold of the cross-validation in ``cv_dir``, predicted by the weights after each
     epoch of ``stages`` (flip TTA, the run's plan), with its signals, true Dice per structure and mean, LV EF error of
     its patient and predicted phase (for the patient rules)."""
     rows = []
-    for fold in range(folds):
+    for fold in range(folds) if only is None else only:
         fold_config = clone_config(config, folds=folds, fold=fold)
         volumes = config_validation_volumes(fold_config)
         for stage in stages:
@@ -134,10 +135,12 @@ def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float,
     x = np.stack([features(r["signals"], names) for r in rows])
     y = targets_of(rows, estimator)
     fold = np.array([r["fold"] for r in rows])
-    for k in range(folds):
+    if len(set(fold.tolist())) == 1:  # one fold's volumes only: cross-validate by its patients instead
+        fold = np.array(patient_folds([r["patient"] for r in rows], folds))
+    for k in sorted(set(fold.tolist())):
         model = fit(x[fold != k], y[fold != k], names=names)
         for stage in stages:
-            chosen = [r for r in rows if r["fold"] == k and r["stage"] == stage]
+            chosen = [r for r, f in zip(rows, fold, strict=True) if f == k and r["stage"] == stage]
             checked = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, threshold)
             rules = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, 0.0)
             for r in chosen:
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                                                            "the small U-Nets (its config, folds and checkpoints)")
     parser.add_argument("--stages", type=int, nargs="+", help="with --cv: the epochs whose weights predict the pool "
                                                               "(default: every checkpoint all folds kept)")
+    parser.add_argument("--only", type=int, nargs="+", metavar="FOLD",
+                        help="with --cv: pool these folds' volumes only (one fold: cross-validated by its patients)")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="use the fold runs as they are (all must be there)")
     parser.add_argument("--reuse-pool", action="store_true", help="reuse RUNS/pool.pkl (the predicted pool) when there")
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse_pool and cache.is_file():
         rows = pickle.loads(cache.read_bytes())
     else:
-        rows = pool(cv_dir, config, folds, stages)
+        rows = pool(cv_dir, config, folds, stages, args.only if args.cv else None)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(rows))
     cross_validated_qc(rows, folds, args.qc_threshold, stages, "v1")
