@@ -264,12 +264,10 @@ def predict_folder(
     if workers != 1 or ray_address is not None:
         raise CmrsegError(f"{images_dir}: --workers and --ray-address spread NIfTI volumes; PNG slices are predicted "
                           "in one process")
-    from cmrseg.io.outputs import check_output_dir
-    from cmrseg.plots import overlay
-    from cmrseg.io.outputs import atomic_dir
-
     from cmrseg.data.label_volumes import MANIFEST_FILE
     from cmrseg.io.atomic import write_text_atomic
+    from cmrseg.io.outputs import atomic_dir, check_output_dir
+    from cmrseg.plots import overlay
     from cmrseg.qc import assess, check_threshold
     from cmrseg.qc.assess import slices_manifest
     from cmrseg.qc.predict import predict_slices_with_signals, run_qc_model
