@@ -273,6 +273,7 @@ def test_demo_cleans_its_volume_predictions_in_3d_and_says_why_its_ef_is_rough()
     made its RV EF 44 points too low (-7 with it); the demo says why its volume numbers are rough."""
     script = (Path(__file__).resolve().parent.parent / "scripts" / "demo.sh").read_text()
     volume_lines = [line for line in script.splitlines() if line.startswith("cmrseg ") and "synth/volumes\"" in line
-                    and line.split()[1] in ("predict", "evaluate")]
+                    and line.split()[1] in ("predict", "evaluate") and "--run" in line]  # the demo's own run
+    assert any(line.startswith("cmrseg predict --images") for line in script.splitlines())  # and the shipped model
     assert len(volume_lines) == 2 and all(line.endswith("--postprocess") for line in volume_lines)
     assert "expect EF errors of several points" in script
