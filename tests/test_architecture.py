@@ -1,7 +1,9 @@
-"""Structure of the package: both entry points offer every verb, and the library (all but cli.py, __main__.py and commands/) never imports the command line."""
+"""Structure of the package: both entry points offer every verb, the library (all but cli.py, __main__.py and
+commands/) never imports the command line, and no module imports itself through others (no import cycle)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -32,6 +34,89 @@ def test_library_modules_do_not_import_the_command_line() -> None:
     offenders = [f"{path.relative_to(PACKAGE)}: {match.group(0).strip()}"
                  for path in library for match in FORBIDDEN.finditer(path.read_text())]
     assert not offenders, offenders
+
+
+def module_name(path: Path) -> str:
+    """``cmrseg.a.b`` for ``PACKAGE/a/b.py`` (``cmrseg.a`` for ``PACKAGE/a/__init__.py``)."""
+    parts = ("cmrseg", *path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which cmrseg modules each cmrseg module imports, at module level or inside functions alike: ``from X import
+    Y`` counts as importing the module ``X.Y`` when that is a module, else ``X`` (as Python runs it)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+    def known(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {known(alias.name) for alias in node.names if alias.name.split(".")[0] == "cmrseg"}
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+                source = ".".join(part for part in (base, node.module or "") if part)
+                if source.split(".")[0] == "cmrseg":
+                    imported |= {f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else known(source)
+                                 for alias in node.names}
+        graph[name] = imported - {name, ""}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan): each is one import cycle or several."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = [stack.pop()]
+            while group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = import_graph()
+    assert len(graph) > 80 and "cmrseg.formats.bundle" in graph["cmrseg.runs"]
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function_level_import() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert "cmrseg.inference.onnx_engine" in import_graph()["cmrseg.inference.loading"]
+
+
+def test_model_formats_sit_below_the_run_folder_and_inference() -> None:
+    graph = import_graph()
+    formats = [name for name in graph if name.startswith("cmrseg.formats")]
+    upward = {name: sorted(other for other in graph[name] if other == "cmrseg.runs" or other.startswith(
+              ("cmrseg.inference", "cmrseg.workflows", "cmrseg.training"))) for name in formats}
+    assert len(formats) >= 5 and not any(upward.values()), upward
+    assert not any(other.startswith("cmrseg.runs") for other in graph["cmrseg.models.voting"])
 
 
 def test_benchmark_scripts_import_no_other_script_and_record_where_they_ran(tmp_path: Path) -> None:

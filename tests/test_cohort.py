@@ -13,7 +13,7 @@ import pytest
 from cmrseg.cli import main
 from cmrseg.errors import CmrsegError
 from cmrseg.inference import PredictSettings, cohort
-from cmrseg.inference.predictor import predict_folder
+from cmrseg.inference import predict_folder
 from cmrseg.io.outputs import MARKER_FILE, TEMP_TAG
 from cmrseg.workers import run_in_processes, thread_share
 

@@ -22,6 +22,7 @@ adds what a resume needs (optimiser, schedule, EMA/SWA, history).
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,8 +36,9 @@ from cmrseg.constants import STRUCTURES
 from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
-from cmrseg.planning import Plan
+from cmrseg.formats.bundle import cache_entry, unpack_export
 from cmrseg.io.atomic import torch_save_atomic, write_csv_atomic, write_json_atomic
+from cmrseg.planning import Plan
 
 CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
@@ -51,6 +53,8 @@ QC_FILE = "qc_model.json"
 RUN_FILES = (CONFIG_FILE, NORMALIZATION_FILE, DATA_FILE, PLAN_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CHECKPOINT_DIR, HISTORY_FILE,
              CURVE_FILE)
 """What a training writes into a run folder (outputs of other commands must not land on them)."""
+EXPORT_REQUIRED = (CONFIG_FILE, NORMALIZATION_FILE, BEST_CHECKPOINT)
+"""What an export zip must hold to serve as a run folder (:func:`require_run_dir`)."""
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
 """Columns of ``history.csv``, one row per finished epoch."""
@@ -69,9 +73,7 @@ def require_run_dir(run_dir: str | Path) -> Path:
     """Check that ``run_dir`` is a run folder and return it as a Path; an export zip is unpacked to one."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
-        from cmrseg.formats.bundle import unpack_export
-
-        return unpack_export(run_dir)
+        return unpack_export(run_dir, required=EXPORT_REQUIRED)
     if not run_dir.is_dir():
         raise CmrsegError(f"{run_dir}: run folder not found")
     if not (run_dir / CONFIG_FILE).is_file():
@@ -84,8 +86,6 @@ def run_inputs(run: str | Path) -> list[Path]:
     the run folder or export file and, for an export zip, its unpacked cache entry. Runs and caches are inputs."""
     run = Path(run)
     if run.is_file() and run.suffix.lower() != ".onnx":
-        from cmrseg.formats.bundle import cache_entry
-
         return [run, cache_entry(run)]
     return [run]
 
@@ -97,6 +97,21 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
         return config_from_dict(json.loads(path.read_text()), source=str(path))
     except json.JSONDecodeError as err:
         raise CmrsegError(f"{path}: not valid JSON ({err.msg})") from None
+
+
+def write_run_config(run_dir: Path, config: ExperimentConfig) -> None:
+    """Write the run's resolved ``config.json`` atomically."""
+    write_json_atomic(run_dir / CONFIG_FILE, config.model_dump(mode="json"))
+
+
+def write_normalization(run_dir: Path, normalization: Normalization) -> None:
+    """Write the run's ``normalization.json`` atomically."""
+    write_json_atomic(run_dir / NORMALIZATION_FILE, normalization.to_dict())
+
+
+def write_training_data(run_dir: Path, description: Mapping[str, Any]) -> None:
+    """Write the run's ``data.json`` (:func:`describe_training_data`) atomically."""
+    write_json_atomic(run_dir / DATA_FILE, dict(description))
 
 
 def read_normalization(run_dir: Path) -> Normalization:
@@ -173,6 +188,21 @@ def load_model_from_checkpoint(checkpoint_path: Path, model_info: ModelInfo, dev
     check_state_dict(model, checkpoint["model"], str(checkpoint_path))
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval()
+
+
+def export_files(run_dir: Path, checkpoint: str, optional: Sequence[str], half: bool = False) -> dict[str, bytes]:
+    """The run's files as an export carries them: ``config.json``, ``normalization.json``, the weights of
+    ``checkpoint`` as ``best.pt`` without optimiser state (in float16 with ``half``), and each file of ``optional``
+    the run has."""
+    saved = load_checkpoint(checkpoint_path(run_dir, checkpoint))
+    if half:
+        saved["model"] = {k: v.half() if v.is_floating_point() else v for k, v in saved["model"].items()}
+    weights = io.BytesIO()
+    torch.save({k: saved[k] for k in ("model", "model_info", "normalization", "epoch", "val_dice") if k in saved}, weights)
+    files = {CONFIG_FILE: (run_dir / CONFIG_FILE).read_bytes(), NORMALIZATION_FILE: (run_dir / NORMALIZATION_FILE).read_bytes(),
+             BEST_CHECKPOINT: weights.getvalue()}
+    files.update({name: (run_dir / name).read_bytes() for name in optional if (run_dir / name).is_file()})
+    return files
 
 
 def epochs_done(run_dir: Path) -> int:
@@ -285,8 +315,6 @@ def read_qc_model(run_dir: Path) -> dict[str, Any] | None:
 
 def write_qc_model(run_dir: Path, model: Mapping[str, Any]) -> Path:
     """Store the fitted QC model in the run folder, atomically (an earlier one is replaced); exports carry it."""
-    from cmrseg.io.atomic import write_json_atomic
-
     path = run_dir / QC_FILE
     write_json_atomic(path, dict(model))
     return path

@@ -24,58 +24,34 @@ unpacked again); zips are bounded before anything is inflated (:func:`check_zip_
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from cmrseg import __version__, runs
+from cmrseg import __version__
 from cmrseg.constants import CLASS_NAMES
 from cmrseg.errors import CmrsegError
 from cmrseg.formats.cache import CACHE_RECORD, cache_changes, cache_root, fill_cache, writable_cache_root
-from cmrseg.formats.card import CARD_JSON, CARD_MARKDOWN, card_markdown
 from cmrseg.formats.version import FORMAT, FORMAT_VERSION, check_format_version
 from cmrseg.io.outputs import inside
-from cmrseg.io.atomic import json_text
-
 
 MANIFEST_FILE = "cmrseg_export.json"
-
 MAX_MEMBERS = 64
-
 MAX_MEMBER_BYTES = 2 * 1024**3
-
 MAX_TOTAL_BYTES = 4 * 1024**3
-
 MAX_RATIO = 100
-
 RATIO_FLOOR = 1024**2
 """Bounds on an export zip, checked before inflating: members, uncompressed bytes per member and in all, and the
 inflation ratio of a member above ``RATIO_FLOOR`` bytes (weights inflate about 1.1x, JSON about 5x)."""
 
 
-def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, Any], card: dict[str, Any],
-               half: bool = False) -> None:
-    saved = runs.load_checkpoint(runs.checkpoint_path(run_dir, checkpoint))
-    if half:
-        saved["model"] = {k: v.half() if v.is_floating_point() else v for k, v in saved["model"].items()}
-    weights = io.BytesIO()
-    torch.save({k: saved[k] for k in ("model", "model_info", "normalization", "epoch", "val_dice") if k in saved}, weights)
-    files: dict[str, bytes] = {
-        runs.CONFIG_FILE: (run_dir / runs.CONFIG_FILE).read_bytes(),
-        runs.NORMALIZATION_FILE: (run_dir / runs.NORMALIZATION_FILE).read_bytes(),
-        runs.BEST_CHECKPOINT: weights.getvalue(),
-        CARD_JSON: (json_text(card) + "\n").encode(),
-        CARD_MARKDOWN: card_markdown(card).encode(),
-    }
-    for optional in (runs.DATA_FILE, runs.PLAN_FILE, runs.HISTORY_FILE, runs.QC_FILE):
-        if (run_dir / optional).is_file():
-            files[optional] = (run_dir / optional).read_bytes()
+def write_bundle(path: Path, files: Mapping[str, bytes], settings: dict[str, Any]) -> None:
+    """Write the zip ``path``: the manifest (format, version, labels, the prediction ``settings``, the file list)
+    and ``files`` (name to content); the caller writes to a temporary path (:func:`cmrseg.io.atomic.atomic_path`)."""
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "cmrseg_version": __version__,
                 "labels": list(CLASS_NAMES), "prediction": settings, "files": sorted(files)}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -84,8 +60,9 @@ def _write_zip(path: Path, run_dir: Path, checkpoint: str, settings: dict[str, A
             archive.writestr(name, data)
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The checked manifest of an export zip; one-line errors for a corrupt, foreign or too new file."""
+def read_manifest(path: Path, required: Iterable[str] = ()) -> dict[str, Any]:
+    """The checked manifest of an export zip that holds the files ``required`` and every file its manifest lists;
+    one-line errors for a corrupt, foreign, incomplete or too new file."""
     if path.suffix.lower() == ".onnx":
         raise CmrsegError(f"{path}: an ONNX graph holds no run config; use the zip export here, or predict/evaluate "
                           "it with --engine onnxruntime")
@@ -116,7 +93,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         if not plain or name in (".", "..", CACHE_RECORD):
             raise CmrsegError(f"{path}: not a cmrseg model export ({MANIFEST_FILE} lists {name!r}, expected a plain "
                               "file name)")
-    missing = sorted({runs.CONFIG_FILE, runs.NORMALIZATION_FILE, runs.BEST_CHECKPOINT, *files} - names)
+    missing = sorted({*required, *files} - names)
     if missing:
         raise CmrsegError(f"{path}: incomplete cmrseg export (missing {', '.join(missing)})")
     return manifest
@@ -145,8 +122,9 @@ def cache_entry(path: str | Path) -> Path:
     return cache_root() / hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
 
 
-def unpack_export(path: str | Path) -> Path:
-    """Check an export zip and unpack it once (keyed by its content hash); returns the run folder.
+def unpack_export(path: str | Path, required: Iterable[str] = ()) -> Path:
+    """Check an export zip (:func:`read_manifest`, holding ``required``) and unpack it once (keyed by its content
+    hash); returns the unpacked folder (a run folder: :func:`cmrseg.runs.require_run_dir`).
 
     The entry's files are verified on every use against the sizes and sha256 recorded when it was unpacked
     (:func:`cache_changes`); an entry that differs (a file replaced, removed or truncated) is unpacked again
@@ -154,7 +132,7 @@ def unpack_export(path: str | Path) -> Path:
     cache entry, which is then renamed into place, so a crash never leaves a half-unpacked run; a concurrent
     unpack of the same zip wins or loses whole."""
     path = Path(path)
-    manifest = read_manifest(path)
+    manifest = read_manifest(path, required)
     names = [*manifest["files"], MANIFEST_FILE]
     target = writable_cache_root() / cache_entry(path).name
     if not target.exists():

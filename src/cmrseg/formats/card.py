@@ -12,23 +12,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from cmrseg import __version__, runs
+from cmrseg import __version__
+from cmrseg.config import ExperimentConfig
 from cmrseg.constants import CLASS_NAMES
 from cmrseg.errors import CmrsegError
 from cmrseg.formats.version import FORMAT_VERSION
 
-
 CARD_JSON = "model_card.json"
-
 CARD_MARKDOWN = "MODEL_CARD.md"
-
 INTENDED_USE = (
     "Research segmentation of the right ventricle (RV), myocardium (Myo) and left-ventricle cavity (LV) in 2D "
     "short-axis cardiac cine MR slices stored as 8-bit grayscale images like the training data."
 )
-
 LIMITS = (
     "Not a medical device and not validated for clinical use. The metrics in this card were measured on the stated "
     "validation split only; other scanners, sequences, long-axis views, field strengths, pathologies, paediatric "
@@ -46,18 +41,8 @@ def _git_commit() -> str | None:
     return None
 
 
-def _training_images(path: str | None) -> int | None:
-    from cmrseg.data.readers.png import list_images
-
-    if not path:
-        return None
-    with contextlib.suppress(CmrsegError, OSError):
-        return len(list_images(path))
-    return None
-
-
-def _metrics(run_dir: Path) -> dict[str, Any]:
-    history = runs.read_history(run_dir)
+def _metrics(history: list[dict[str, float]]) -> dict[str, Any]:
+    """The card's metrics: the best and last rows of the run's ``history.csv`` and how they were measured."""
     how = ("mean Dice per image (RV, Myo, LV; absent in both = 1) on the run's validation split after each epoch, "
            "argmax of the network without TTA or post-processing; the best row is the epoch whose weights are exported")
     if not history:
@@ -76,11 +61,11 @@ CARD_NOTES = ("name", "version", "training_data_description", "training", "cross
 """Model-card keys that notes may set (a shipped model's: :mod:`cmrseg.pretrained_models`)."""
 
 
-def _card_notes(run_dir: Path, notes: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``notes`` checked against :data:`CARD_NOTES`, or those of the card an unpacked export already has."""
+def card_notes(folder: Path, notes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``notes`` checked against :data:`CARD_NOTES`, or those of the card an unpacked export in ``folder`` already has."""
     if notes is None:
         with contextlib.suppress(OSError, ValueError):
-            previous = json.loads((run_dir / CARD_JSON).read_text())
+            previous = json.loads((folder / CARD_JSON).read_text())
             notes = {key: previous[key] for key in previous.get("notes", [])}
     unknown = sorted(set(notes or {}) - set(CARD_NOTES))
     if unknown:
@@ -88,20 +73,18 @@ def _card_notes(run_dir: Path, notes: Mapping[str, Any] | None) -> dict[str, Any
     return dict(notes or {})
 
 
-def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best",
-               notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a colleague needs to judge the model: architecture, size, data, provenance, metrics, use and limits
-    (``notes`` add to or replace these, see :func:`cmrseg.workflows.export.export_run`)."""
-    from cmrseg.models.registry import count_parameters
+def model_card(config: ExperimentConfig, normalization: dict[str, Any], parameters: int,
+               history: list[dict[str, float]], recorded: dict[str, Any] | None, images: int | None,
+               weights_saved: str, notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a colleague needs to judge the model: architecture, size, data, provenance, metrics, use and limits.
 
-    config = runs.read_run_config(run_dir)
+    ``history`` is the run's per-epoch rows, ``recorded`` its ``data.json``, ``images`` the number of training
+    images (None when unknown: then ``recorded``'s slice count), ``weights_saved`` when the weights were saved
+    (:func:`weights_time`); the caller reads them from the run folder. ``notes`` (checked by :func:`card_notes`) add
+    to or replace these (a shipped model's card)."""
     info = config.model_info
-    weights = runs.checkpoint_path(run_dir, checkpoint)
     members = info.options.get("members") if info.name == "Ensemble" else None
     train_path = config.dataset_info.train_data_path
-    recorded = runs.read_training_data(run_dir)
-    volumes = recorded is not None and recorded.get("kind") == "volumes"  # a volume folder's file count is not its images
-    images = None if volumes else _training_images(train_path)
     if images is None and recorded is not None:
         images = recorded.get("n_slices")
     return {
@@ -109,29 +92,29 @@ def model_card(run_dir: Path, model: nn.Module, checkpoint: str = "best",
         "architecture": info.name,
         "model_info": info.model_dump(mode="json", exclude={"options"} if members else set()),
         "ensemble_members": [m.get("model_info", {}).get("name") for m in members] if members else None,
-        "parameters": count_parameters(model),
+        "parameters": parameters,
         "labels": list(CLASS_NAMES),
-        "normalization": json.loads((run_dir / runs.NORMALIZATION_FILE).read_text()),
+        "normalization": normalization,
         "training_data": {"path": train_path, "images": images, "split_mode": config.split_mode,
                           "val_fraction": config.val_fraction, "seed": config.seed, "epochs_configured": config.epochs,
                           "recorded": recorded},
         "prediction": {"tta": config.tta, "tta_scales": config.tta_scales,
                        "postprocess": config.postprocess.model_dump(mode="json")},
-        "metrics": _metrics(run_dir),
-        "weights_saved": _weights_saved(run_dir, weights),
+        "metrics": _metrics(history),
+        "weights_saved": weights_saved,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cmrseg_version": __version__,
         "cmrseg_commit": _git_commit(),
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
-    } | (extra := _card_notes(run_dir, notes)) | ({"notes": sorted(extra)} if extra else {})
+    } | (extra := dict(notes or {})) | ({"notes": sorted(extra)} if extra else {})
 
 
-def _weights_saved(run_dir: Path, weights: Path) -> str:
+def weights_time(folder: Path, weights: Path, exported_weights: bool) -> str:
     """When the exported weights were saved: an unpacked export's card says (its files carry the unpack time),
     else the checkpoint file's time."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        card = json.loads((run_dir / CARD_JSON).read_text()) if weights.name == runs.BEST_CHECKPOINT else {}
+        card = json.loads((folder / CARD_JSON).read_text()) if exported_weights else {}
         saved = card.get("weights_saved")
         if isinstance(saved, str) and datetime.datetime.fromisoformat(saved):
             return saved

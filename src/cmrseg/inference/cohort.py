@@ -157,7 +157,7 @@ class _Worker:
 
 def _load_worker(run_dir: str, settings: PredictSettings | None) -> _Worker:
     """The run loaded as a predictor that keeps its QC agreement counts, its resolved settings and its spacing."""
-    from cmrseg.inference.predictor import load_run
+    from cmrseg.inference.loading import load_run
     from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.qc.predict import enable_agreement
 
@@ -268,7 +268,7 @@ def predict_cohort(
     ``out_dir`` follows the rules of :func:`cmrseg.inference.predict_folder` (new, empty, an earlier predict
     output or ``overwrite``; outside the input)."""
     from cmrseg.data.readers.nifti import check_header
-    from cmrseg.inference.predictor import load_run
+    from cmrseg.inference.loading import load_run
     from cmrseg.inference.volume_prediction import partners_for, require_conditions, training_spacing
     from cmrseg.io.locks import run_lock
     from cmrseg.io.outputs import check_output_dir, prune, remove_if_unused

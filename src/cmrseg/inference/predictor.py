@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from cmrseg import runs
 from cmrseg.constants import NUM_CLASSES
 from cmrseg.data.input_spec import InputSpec
-from cmrseg.data.readers import list_cases, reads_stacks
 from cmrseg.data.slicing import Sample
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
-from cmrseg.inference.settings import PredictSettings
 from cmrseg.inference.tta import FLIPS, flip_average, warp_average, zoom_warp
-from cmrseg.utils import precision_autocast, resolve_device
+from cmrseg.utils import precision_autocast
 
 
 class Predictor(Protocol):
@@ -182,114 +177,6 @@ def predict_sample_masks(
 ) -> list[np.ndarray]:
     """:func:`predict_masks` of samples, with their condition values for a conditioned model."""
     return to_masks(sample_probabilities(predictor, samples), class_weights, postprocess)
-
-
-def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tuple[ModelPredictor, PredictSettings]:
-    """Load a trained run (a folder, an export zip, or with engine ``onnxruntime`` an exported ``.onnx``;
-    an ensemble run is one too) as a predictor, plus ``settings`` resolved against the run's config
-    (:meth:`PredictSettings.resolve`), which the predictor already applies (TTA, zooms).
-
-    With ``settings.engine`` ``onnxruntime`` the network is exported to ONNX (in memory) and run by
-    onnxruntime on the CPU behind the same predictor: same normalisation, TTA and batching."""
-    settings = settings or PredictSettings()
-    if Path(run_dir).suffix.lower() == ".onnx":
-        from cmrseg.inference.onnx_engine import load_onnx
-
-        if settings.engine != "onnxruntime":
-            raise CmrsegError(f"{run_dir}: an ONNX graph runs with --engine onnxruntime (torch needs the run folder or zip)")
-        return load_onnx(run_dir, settings)
-    run_dir = runs.require_run_dir(run_dir)
-    config = runs.read_run_config(run_dir)
-    resolved = settings.resolve(config)
-    onnx = resolved.engine == "onnxruntime"
-    device = resolve_device("cpu" if onnx else resolved.device)
-    model = runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, resolved.checkpoint), config.model_info, device)
-    predictor = ModelPredictor(model, runs.read_input_spec(run_dir, config), device, tta=bool(resolved.tta),
-                               tta_scales=resolved.tta_scales or (1.0,), precision=resolved.precision,
-                               source=str(runs.checkpoint_path(run_dir, resolved.checkpoint)))
-    if onnx:
-        from cmrseg.inference.onnx_engine import onnx_predictor_from_torch
-
-        predictor = onnx_predictor_from_torch(predictor, weights=runs.checkpoint_path(run_dir, resolved.checkpoint),
-                                              model_info=config.model_info)
-    return predictor, resolved
-
-
-def warn_unknown_spacing(run_dir: str | Path, images: str | Path) -> None:
-    """Say once that PNG ``images`` (no pixel spacing) go to a model trained at a known spacing on their own grid."""
-    from cmrseg.data.spacing import spacing_text
-    from cmrseg.inference.volume_prediction import training_spacing
-
-    target = training_spacing(run_dir)
-    if target is not None:
-        warnings.warn(f"{images}: PNG images carry no pixel spacing; predicted on their own grid, as if their pixels were "
-                      f"the model's {spacing_text(target)} mm (resample them to it first if they are not)", stacklevel=3)
-
-
-def predict_folder(
-    run_dir: str | Path,
-    images_dir: str | Path,
-    out_dir: str | Path,
-    overlays: bool = False,
-    settings: PredictSettings | None = None,
-    overwrite: bool = False,
-    indices: bool = False,
-    qc_threshold: float | None = None,
-    workers: int = 1,
-    ray_address: str | None = None,
-    progress: bool = True,
-) -> list[Path]:
-    """Write ``<stem>_mask.png`` (values 0-3) per image, ``<stem>_overlay.png`` with ``overlays``, and ``cases.csv``
-    with each image's quality control (:func:`cmrseg.qc.predict.predict_slices_with_signals`; ``qc_threshold`` sets
-    its cut).
-
-    ``out_dir`` must be new, empty, an earlier predict output, or ``overwrite`` (see :mod:`cmrseg.io.outputs`),
-    and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
-    A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
-    the clinical indices, ``qc_threshold`` sets the quality-control cut there (:mod:`cmrseg.qc`), each volume is
-    published as it is done, a rerun skips the finished ones, and ``workers`` or ``ray_address`` spread the volumes
-    over local processes or a Ray cluster (:func:`cmrseg.inference.cohort.predict_cohort`). ``images_dir`` may
-    also be one PNG or NIfTI file, predicted as a one-item dataset.
-    """
-    from PIL import Image
-
-    if reads_stacks(images_dir):
-        from cmrseg.inference.cohort import predict_cohort
-
-        return predict_cohort(run_dir, images_dir, out_dir, overlays=overlays, settings=settings, indices=indices,
-                              overwrite=overwrite, qc_threshold=qc_threshold, workers=workers, ray_address=ray_address,
-                              progress=progress).written
-    if indices:
-        raise CmrsegError(f"{images_dir}: --indices needs NIfTI volumes (ED and ES per patient), not PNG slices")
-    if workers != 1 or ray_address is not None:
-        raise CmrsegError(f"{images_dir}: --workers and --ray-address spread NIfTI volumes; PNG slices are predicted "
-                          "in one process")
-    from cmrseg.data.label_volumes import MANIFEST_FILE
-    from cmrseg.io.atomic import write_text_atomic
-    from cmrseg.io.outputs import atomic_dir, check_output_dir
-    from cmrseg.plots import overlay
-    from cmrseg.qc import assess, check_threshold
-    from cmrseg.qc.assess import slices_manifest
-    from cmrseg.qc.predict import predict_slices_with_signals, run_qc_model
-
-    threshold = check_threshold(qc_threshold)
-    kinds = ("mask", "overlay") if overlays else ("mask",)
-    planned = [f"{case.case}_{kind}.png" for case in list_cases(images_dir, require_labels=False) for kind in kinds]
-    check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
-                     files=[*planned, MANIFEST_FILE])
-    predictor, resolved = load_run(run_dir, settings)
-    samples = predictor.spec.read_samples(images_dir, require_masks=False)
-    masks, signals = predict_slices_with_signals(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
-    checked = assess({s.id: sig for s, sig in zip(samples, signals, strict=True)}, [], run_qc_model(run_dir), threshold)
-    warn_unknown_spacing(run_dir, images_dir)
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir, "predict") as tmp:
-        for sample, mask in zip(samples, masks, strict=True):
-            Image.fromarray(mask).save(tmp / f"{sample.id}_mask.png")
-            if overlays:
-                Image.fromarray(overlay(sample.slice_image, mask)).save(tmp / f"{sample.id}_overlay.png")
-        write_text_atomic(tmp / MANIFEST_FILE, slices_manifest(checked))
-    return [out_dir / f"{sample.id}_mask.png" for sample in samples]
 
 
 def images_per_second(predictor: Predictor, images: Sequence[np.ndarray], repeats: int = 3) -> float:

@@ -27,7 +27,8 @@ from cmrseg.data.readers import Volume
 from cmrseg.data.slicing import phase_partners
 from cmrseg.data.spacing import check_spacing, spacing_text
 from cmrseg.data.resample import resize_channels_first, resize_image, zoom_factors, zoomed_shape
-from cmrseg.inference import Predictor, largest_component, to_mask
+from cmrseg.inference.postprocess import largest_component, to_mask
+from cmrseg.inference.predictor import Predictor
 
 
 def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:

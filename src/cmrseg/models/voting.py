@@ -11,13 +11,11 @@ model's device (no NumPy round trip, no hard-coded GPU).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from cmrseg import runs
 from cmrseg.config import ModelInfo, stack_channels
 from cmrseg.data.normalization import MemberNormalization, Normalization
 from cmrseg.models.registry import build_model, model_options, register_model
@@ -73,19 +71,24 @@ def member_channels(ensemble: ModelInfo, member: ModelInfo) -> tuple[int, list[i
     return len(image), image + planes
 
 
-def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalization, ModelInfo]:
-    """Build one member from ``{"model_info", "normalization"}``, or from ``{"run": dir}`` with its weights;
-    also its ``model_info``."""
-    if "model_info" in spec:
-        info = ModelInfo.model_validate({**spec["model_info"], "pretrained": None})
-        member = build_model(info)
-        norm = Normalization.from_dict(spec["normalization"])
-    else:
-        run_dir = runs.require_run_dir(spec["run"])
-        info = runs.read_run_config(run_dir).model_info
-        member = runs.load_model_from_checkpoint(run_dir / runs.BEST_CHECKPOINT, info, torch.device("cpu"))
-        norm = runs.read_normalization(run_dir)
-    return member, MemberNormalization.from_normalization(norm), info
+def ensemble_network(info: ModelInfo, members: list[tuple[nn.Module, Normalization, ModelInfo]],
+                     weights: list[float] | None = None) -> EnsembleNet:
+    """The soft-voting network of ``info`` (the ensemble's inputs) over loaded ``members``: each a network, its
+    normalisation and its ``model_info``; ``weights`` default to equal."""
+    return EnsembleNet([member for member, _, _ in members],
+                       [MemberNormalization.from_normalization(norm) for _, norm, _ in members],
+                       [float(w) for w in weights or [1.0] * len(members)],
+                       [member_channels(info, member_info) for _, _, member_info in members])
+
+
+def _untrained_member(spec: Any) -> tuple[nn.Module, Normalization, ModelInfo]:
+    """A member network built from its stored ``{"model_info", "normalization"}`` (weights come from the
+    ensemble's checkpoint), with its normalisation and ``model_info``."""
+    if not isinstance(spec, dict) or "model_info" not in spec or "normalization" not in spec:
+        raise ValueError("options.members must give each member's model_info and normalization "
+                         "(as `cmrseg ensemble` writes them)")
+    info = ModelInfo.model_validate({**spec["model_info"], "pretrained": None})
+    return build_model(info), Normalization.from_dict(spec["normalization"]), info
 
 
 @register_model(
@@ -96,13 +99,11 @@ def _member_from_spec(spec: dict[str, Any]) -> tuple[nn.Module, MemberNormalizat
     options={"members": None, "weights": None},
 )
 def build_ensemble(info: ModelInfo, num_classes: int) -> nn.Module:
-    """``options.members``: list of ``{"run": RUN_DIR}`` or ``{"model_info", "normalization"}``; ``options.weights``."""
+    """``options.members``: list of ``{"model_info", "normalization"}``; ``options.weights``. The members are
+    untrained here: an ensemble's checkpoint holds their weights (:func:`ensemble_network` builds one from
+    loaded members)."""
     options = model_options(info)
     specs = options["members"]
     if not specs:
         raise ValueError("options.members must list the member runs")
-    specs = [{"run": str(Path(s))} if isinstance(s, str) else s for s in specs]
-    built = [_member_from_spec(spec) for spec in specs]
-    weights = [float(w) for w in options["weights"] or [1.0] * len(built)]
-    return EnsembleNet([m for m, _, _ in built], [n for _, n, _ in built], weights,
-                       [member_channels(info, member) for _, _, member in built])
+    return ensemble_network(info, [_untrained_member(spec) for spec in specs], options["weights"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from cmrseg import runs
 from cmrseg.errors import CmrsegError
-from cmrseg.inference import PredictSettings
+from cmrseg.inference.settings import PredictSettings
 from cmrseg.qc.model import ALPHA, TARGETS, QcModel, agreement_stats, cross_validated, features, fit
 
 MIN_PATIENTS = 3
@@ -50,7 +50,7 @@ def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettin
     """Fit the QC model of the run folder ``run_dir`` on the labeled volumes of ``data_dir``, store it
     (``RUN/qc_model.json``) and return ``{"model", "per_volume", "cv", "path"}``."""
     from cmrseg.evaluation.volume_scoring import labeled_volumes
-    from cmrseg.inference import load_run
+    from cmrseg.inference.loading import load_run
     from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.metrics.volumes import volume_metrics
     from cmrseg.qc.predict import predict_with_signals

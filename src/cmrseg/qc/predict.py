@@ -11,7 +11,7 @@ import numpy as np
 
 from cmrseg import runs
 from cmrseg.data.readers import Volume
-from cmrseg.inference import Predictor
+from cmrseg.inference.predictor import Predictor
 from cmrseg.qc.model import QcModel
 from cmrseg.qc.signals import volume_signals
 

@@ -33,7 +33,7 @@ from cmrseg.planning import Plan, fingerprint_samples, make_plan
 from cmrseg.plots import plot_history
 from cmrseg.io.locks import run_lock
 from cmrseg.io.outputs import check_output_dir, check_output_file, write_marker
-from cmrseg.io.atomic import atomic_path, write_json_atomic
+from cmrseg.io.atomic import atomic_path
 from cmrseg.utils import precision_autocast, resolve_device, seed_everything
 
 
@@ -349,8 +349,8 @@ def train(
         if resume:
             trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
         write_marker(run_dir, "train")
-        write_json_atomic(run_dir / runs.CONFIG_FILE, config.model_dump(mode="json"))
-        write_json_atomic(run_dir / runs.DATA_FILE, trainer.data_description)
+        runs.write_run_config(run_dir, config)
+        runs.write_training_data(run_dir, trainer.data_description)
         runs.write_input_spec(run_dir, trainer.spec)
         return trainer.fit()
 

@@ -70,7 +70,7 @@ def _check_same_config(out_dir: Path, config: ExperimentConfig, write: bool = Tr
         if not runs.same_training(runs.read_run_config(out_dir), config):
             raise CmrsegError(f"{out_dir}: holds a cross-validation of another config; choose another --out")
     if write:
-        write_json_atomic(path, config.model_dump(mode="json"))
+        runs.write_run_config(out_dir, config)
 
 
 def final_checkpoint(config: ExperimentConfig) -> str:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+import torch
+from torch import nn
 
 from cmrseg import runs
 from cmrseg.config import ExperimentConfig, ModelInfo, checked_tta_scales
 from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
-from cmrseg.models import build_model
-from cmrseg.io.outputs import check_output_dir
+from cmrseg.io.outputs import atomic_dir, check_output_dir
+from cmrseg.models.voting import ensemble_network
 from cmrseg.planning import Plan
-from cmrseg.io.atomic import write_json_atomic
-from cmrseg.io.outputs import atomic_dir
 
 IDENTITY = Normalization("dataset", 0.0, 1.0)
 """The ensemble sees images scaled to [0, 1]; each member normalises them its own way."""
@@ -45,6 +45,14 @@ def ensemble_spec(run_dirs: list[Path], plan: Plan | None = None) -> InputSpec:
     member normalises its part itself) and the members' shared ``plan``; each member is handed its own part
     (:func:`cmrseg.models.voting.member_channels`)."""
     return InputSpec.merged([runs.read_input_spec(runs.require_run_dir(run)) for run in run_dirs], IDENTITY, plan)
+
+
+def _load_member(run_dir: Path) -> tuple[nn.Module, Normalization, ModelInfo]:
+    """A member run's best network on the CPU, its normalisation and ``model_info``."""
+    folder = runs.require_run_dir(run_dir)
+    info = runs.read_run_config(folder).model_info
+    model = runs.load_model_from_checkpoint(folder / runs.BEST_CHECKPOINT, info, torch.device("cpu"))
+    return model, runs.read_normalization(folder), info
 
 
 def member_splits(config: ExperimentConfig) -> list[tuple[str, dict[str, object] | None]]:
@@ -106,18 +114,18 @@ def make_ensemble(
     first = runs.read_run_config(runs.require_run_dir(paths[0]))
     spec = ensemble_spec(paths, shared_plan(paths))
     inputs = spec.channel_keys()
-    options = {"members": [{"run": str(p)} for p in paths], "weights": weights or [1.0] * len(paths)}
-    stored = {"members": [_member_spec(p) for p in paths], "weights": options["weights"]}
-    model = build_model(ModelInfo(name="Ensemble", options=options, **inputs))
+    stored = {"members": [_member_spec(p) for p in paths], "weights": weights or [1.0] * len(paths)}
+    info = ModelInfo(name="Ensemble", options=stored, **inputs)
+    model = ensemble_network(info, [_load_member(p) for p in paths], stored["weights"])
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
         val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
         tta=tta, tta_scales=tta_scales or first.tta_scales, postprocess=first.postprocess,
-        model_info=ModelInfo(name="Ensemble", options=stored, **inputs),
+        model_info=info,
     )
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "ensemble") as tmp:
-        write_json_atomic(tmp / runs.CONFIG_FILE, config.model_dump(mode="json"))
+        runs.write_run_config(tmp, config)
         runs.write_input_spec(tmp, spec)
         runs.save_weights(tmp / runs.BEST_CHECKPOINT, model.state_dict(), config.model_info, IDENTITY, epoch=0)
     return out_dir
