@@ -162,12 +162,19 @@ def build_model(info: ModelInfo, num_classes: int = NUM_CLASSES) -> Segmentation
         net = entry.builder(info, num_classes)
     except (ValueError, TypeError) as err:
         raise CmrsegError(f"cannot build model '{info.name}': {err}") from None
-    model = SegmentationNet(net, info.network_channels, entry.size_divisor(info), info.name, info.input_scale)
+    model = wrap_network(info, net)
     if info.pretrained:
         from cmrseg.models.pretrained import load_pretrained
 
         load_pretrained(model, info.pretrained)
     return model
+
+
+def wrap_network(info: ModelInfo, net: nn.Module) -> SegmentationNet:
+    """``net``, the family network of ``info``, inside the :class:`SegmentationNet` that every cmrseg model is
+    (what :func:`build_model` returns and checkpoints hold)."""
+    return SegmentationNet(net, info.network_channels, model_entry(info.name).size_divisor(info), info.name,
+                           info.input_scale)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -13,6 +13,7 @@ from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.normalization import Normalization
 from cmrseg.errors import CmrsegError
 from cmrseg.io.outputs import atomic_dir, check_output_dir
+from cmrseg.models.registry import wrap_network
 from cmrseg.models.voting import ensemble_network
 from cmrseg.planning import Plan
 
@@ -116,7 +117,7 @@ def make_ensemble(
     inputs = spec.channel_keys()
     stored = {"members": [_member_spec(p) for p in paths], "weights": weights or [1.0] * len(paths)}
     info = ModelInfo(name="Ensemble", options=stored, **inputs)
-    model = ensemble_network(info, [_load_member(p) for p in paths], stored["weights"])
+    model = wrap_network(info, ensemble_network(info, [_load_member(p) for p in paths], stored["weights"]))
     config = ExperimentConfig(
         epochs=1, dataset_info=first.dataset_info, seed=first.seed, split_seed=first.split_seed,
         val_fraction=first.val_fraction, split_mode=first.split_mode, folds=first.folds, fold=first.fold,
