@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cmrseg.config import apply_overrides, load_config
+from cmrseg.config import ExperimentConfig, apply_overrides, config_from_dict, load_config
 from cmrseg.errors import CmrsegError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,3 +77,46 @@ def test_overrides_by_dotted_key(tmp_path: Path) -> None:
     assert changed.optimizer_info.lr == 0.5 and changed.epochs == 3 and config.epochs == 100
     with pytest.raises(CmrsegError, match="unknown config key 'optimizer_info.rate'"):
         apply_overrides(config, {"optimizer_info.rate": 1})
+
+
+def test_config_has_three_parts_and_the_resume_check_compares_the_training_part() -> None:
+    from cmrseg import runs
+    from cmrseg.config import PredictionConfig, RuntimeConfig, TrainingConfig
+
+    parts = [set(part.model_fields) for part in (TrainingConfig, PredictionConfig, RuntimeConfig)]
+    assert set().union(*parts) == set(ExperimentConfig.model_fields) and sum(map(len, parts)) == len(ExperimentConfig.model_fields)
+    assert {"tta", "tta_scales", "postprocess"} == parts[1] and {"threads", "device", "num_workers"} <= parts[2]
+    saved = config_from_dict({"epochs": 3, "tta": False, "threads": 1})
+    assert saved.prediction.tta is False and saved.runtime.threads == 1 and saved.training.epochs == 3
+    other_run = config_from_dict({"epochs": 3, "tta": True, "tta_scales": [0.9, 1.0], "threads": 4, "device": "cpu"})
+    assert runs.same_training(saved, other_run)
+    assert not runs.same_training(saved, config_from_dict({"epochs": 3, "seed": 1}))
+    assert not runs.same_training(saved, config_from_dict({"epochs": 5})) and runs.same_training(
+        saved, config_from_dict({"epochs": 5}), extend_epochs=True)
+
+
+def test_a_flat_config_json_of_an_earlier_run_loads_and_is_written_back_flat(tmp_path: Path) -> None:
+    from cmrseg import runs
+
+    flat = {"epochs": 2, "batch_size": 4, "model_info": {"name": "UNet", "features": 8}, "tta": True,
+            "tta_scales": [1.0], "threads": 2, "device": "cpu", "checkpoint_every": 5}
+    (tmp_path / runs.CONFIG_FILE).write_text(json.dumps(flat))
+    config = runs.read_run_config(tmp_path)
+    assert config.tta and config.threads == 2 and config.model_info.features == 8
+    runs.write_run_config(tmp_path, config)
+    written = json.loads((tmp_path / runs.CONFIG_FILE).read_text())
+    assert {key: written[key] for key in flat} == {**flat, "model_info": written["model_info"]}
+    assert "training" not in written and written["model_info"]["features"] == 8
+
+
+def test_library_errors_name_the_parameter_and_the_command_line_names_the_flag() -> None:
+    from cmrseg.commands.common import error_text
+
+    from cmrseg.config import parse_assignment
+
+    with pytest.raises(CmrsegError) as caught:
+        parse_assignment("epochs")
+    assert str(caught.value) == "override 'epochs': expected KEY=VALUE" and "--" not in str(caught.value)
+    assert error_text(caught.value) == "override 'epochs': expected KEY=VALUE (--set)"
+    assert error_text(CmrsegError("epochs must be at least 1, got 0", key="epochs")) == "--epochs must be at least 1, got 0"
+    assert error_text(CmrsegError("plain message")) == "plain message"

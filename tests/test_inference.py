@@ -171,7 +171,7 @@ def test_bfloat16_predicts_close_to_float32_and_only_with_torch(zoom_run: Path, 
     difference = float(np.abs(approximate - reference).max())
     assert 0 < difference < 0.05, "bfloat16 really ran, and stayed close"
     assert (approximate.argmax(1) == reference.argmax(1)).mean() > 0.99
-    with pytest.raises(CmrsegError, match="--precision 'half': expected one of float32, bfloat16"):
+    with pytest.raises(CmrsegError, match="precision 'half': expected one of float32, bfloat16"):
         PredictSettings(precision="half")
     out = tmp_path / "pred"
     assert main(["predict", "--run", str(zoom_run), "--images", str(synth_dir / "image"), "--out", str(out),

@@ -147,7 +147,7 @@ def test_no_ensemble_when_a_choice_fails(
 
 def test_ensemble_of_one_choice_is_a_one_line_error(synth_dir: Path, tmp_path: Path) -> None:
     config = _write_config(tmp_path / "base.json", synth_dir, epochs=1)
-    with pytest.raises(CmrsegError, match="--ensemble needs at least 2 choices"):
+    with pytest.raises(CmrsegError, match="ensemble needs at least 2 choices"):
         run_sweep(load_config(config), parse_sets(["seed=3"]), tmp_path / "sweep", ensemble=True, log=lambda _: None)
     assert not (tmp_path / "sweep").exists()
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from cmrseg.commands import (cv, data, ensemble, evaluate, export, indices, models, plan, predict, qc, report, score,
                              submit, sweep, train)
+from cmrseg.commands.common import error_text
 from cmrseg.errors import CmrsegError
 
 COMMANDS = (data, plan, train, evaluate, predict, indices, submit, score, models, export, ensemble, cv, sweep, report, qc)
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CmrsegError as err:
-        print(f"cmrseg: error: {err}", file=sys.stderr)
+        print(f"cmrseg: error: {error_text(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cmrseg: interrupted", file=sys.stderr)

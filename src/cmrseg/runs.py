@@ -59,13 +59,6 @@ EXPORT_REQUIRED = (CONFIG_FILE, NORMALIZATION_FILE, BEST_CHECKPOINT)
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *[f"dice_{s}" for s in STRUCTURES], "dice_mean", "seconds"]
 """Columns of ``history.csv``, one row per finished epoch."""
 
-RESUME_IGNORED_KEYS = frozenset({"threads", "device", "num_workers", "checkpoint_every",
-                                 "tta", "tta_scales", "postprocess", "folds", "fold"})
-"""Config keys that may differ between a saved run and the config that resumes it (train --resume, cv, sweep):
-how it runs (threads, device, data workers, checkpoint period), how it is scored (TTA, zooms,
-post-processing) and the fold index (a cross-validation folder's base config leaves it open). Every
-other key changes what is trained and must match; ``epochs`` too, unless the resume may extend the run."""
-
 RunState = Literal["new", "partial", "finished"]
 
 
@@ -126,14 +119,11 @@ def read_normalization(run_dir: Path) -> Normalization:
 
 
 def same_training(saved: ExperimentConfig, config: ExperimentConfig, extend_epochs: bool = False) -> bool:
-    """Whether ``config`` trains what ``saved`` trained, up to :data:`RESUME_IGNORED_KEYS` (and ``epochs``
-    with ``extend_epochs``)."""
-    ignored = RESUME_IGNORED_KEYS | ({"epochs"} if extend_epochs else set())
-
-    def comparable(c: ExperimentConfig) -> dict[str, Any]:
-        return {key: value for key, value in c.model_dump(mode="json").items() if key not in ignored}
-
-    return comparable(saved) == comparable(config)
+    """Whether ``config`` trains what ``saved`` trained: the same training part (:class:`cmrseg.config.TrainingConfig`;
+    ``epochs`` may differ with ``extend_epochs``). The prediction and runtime parts may change between them."""
+    ignored = {"epochs"} if extend_epochs else set()
+    return (saved.training.model_dump(mode="json", exclude=ignored)
+            == config.training.model_dump(mode="json", exclude=ignored))
 
 
 def epoch_checkpoint(epoch: int) -> str:

@@ -30,7 +30,7 @@ _PR_SET_PDEATHSIG = 1
 def check_engine(workers: int, ray_address: str | None) -> None:
     """Validate the engine arguments before anything is written: ``workers`` >= 1, Ray importable if asked for."""
     if workers < 1:
-        raise CmrsegError(f"--workers must be at least 1, got {workers}")
+        raise CmrsegError(f"workers must be at least 1, got {workers}", key="workers")
     if ray_address is not None:
         import_ray()
 

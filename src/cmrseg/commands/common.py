@@ -17,6 +17,29 @@ RUN_HELP = "run folder, export zip (cmrseg export) or, with --engine onnxruntime
 """What ``--run`` takes wherever a verb predicts with a trained model."""
 
 
+OPTION_FLAGS = {
+    "epochs": "--epochs", "resume": "--resume", "run_dir": "--out", "overrides": "--set", "workers": "--workers",
+    "folds": "--folds", "only": "--only", "ensemble": "--ensemble", "checkpoint": "--checkpoint", "engine": "--engine",
+    "precision": "--precision", "count": "--count", "size": "--size", "seed": "--seed", "layout": "--layout",
+    "weights": "--weights", "fmt": "--format", "qc_threshold": "--qc-threshold", "data": "--data",
+    "indices": "--indices", "overwrite": "--overwrite", "out_dir": "--out", "config": "--config",
+    "ray_address": "--ray-address",
+}
+"""The flag of each library parameter that library errors name (``CmrsegError.key``)."""
+
+
+def error_text(err: CmrsegError) -> str:
+    """A library error in the command line's words: a message that starts with the parameter it is about
+    (``epochs must be at least 1``) starts with its flag instead (``--epochs must be ...``); any other names the
+    flag at its end."""
+    message, flag = str(err), OPTION_FLAGS.get(err.key or "")
+    if flag is None or err.key is None:
+        return message
+    if message.startswith(err.key + " ") or message.startswith(err.key + ":"):
+        return flag + message[len(err.key):]
+    return f"{message} ({flag})"
+
+
 def add_model_options(parser: argparse.ArgumentParser, run_help: str = RUN_HELP) -> None:
     """``--run`` (a trained run) or ``--model NAME`` (a shipped model); with neither, the default shipped model."""
     parser.add_argument("--run", help=run_help + "; default: the shipped model (--model)")

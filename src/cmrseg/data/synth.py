@@ -106,11 +106,11 @@ def check_synth_arguments(count: int, seed: int, size: int) -> None:
     from cmrseg.errors import CmrsegError
 
     if count < 1:
-        raise CmrsegError(f"--count must be at least 1, got {count}")
+        raise CmrsegError(f"count must be at least 1, got {count}", key="count")
     if size < MIN_SIZE:
-        raise CmrsegError(f"--size must be at least {MIN_SIZE} pixels, got {size}")
+        raise CmrsegError(f"size must be at least {MIN_SIZE} pixels, got {size}", key="size")
     if seed < 0:
-        raise CmrsegError(f"--seed must be 0 or more, got {seed}")
+        raise CmrsegError(f"seed must be 0 or more, got {seed}", key="seed")
 
 
 def write_synthetic_dataset(
@@ -224,7 +224,7 @@ def write_synthetic_volumes(
     patients = len(grids) if grids is not None else patients
     check_synth_arguments(patients, seed, size)
     if layout not in VOLUME_LAYOUTS:
-        raise CmrsegError(f"--layout must be one of {', '.join(VOLUME_LAYOUTS)}, got '{layout}'")
+        raise CmrsegError(f"layout must be one of {', '.join(VOLUME_LAYOUTS)}, got '{layout}'", key="layout")
     out = Path(out)
     planned = [str(path.relative_to(out)) for index in range(1, patients + 1) for frame, phase in ((1, "ED"), (10, "ES"))
                for path in _volume_paths(out, layout, f"patient{index:03d}", frame, phase)[: 2 if with_labels else 1]]

@@ -29,7 +29,8 @@ def validation_samples(run_dir: str | Path) -> list[Sample]:
 
     val = prepare_data(validation_config(run_dir)).val
     if not val:
-        raise CmrsegError(f"{run_dir}: the run has no validation split (split_mode 'full'); pass --data DIR")
+        raise CmrsegError(f"{run_dir}: the run has no validation split (split_mode 'full'); give a labeled data folder",
+                          key="data")
     return val
 
 

@@ -153,7 +153,8 @@ def validation_volumes(run_dir: str | Path) -> list[Volume]:
 
     volumes = config_validation_volumes(validation_config(run_dir))
     if not volumes:
-        raise CmrsegError(f"{run_dir}: the run has no validation volumes (split_mode 'full' or PNG data); pass --data DIR")
+        raise CmrsegError(f"{run_dir}: the run has no validation volumes (split_mode 'full' or PNG data); give a labeled "
+                          "data folder", key="data")
     return volumes
 
 

@@ -23,7 +23,8 @@ def load_run(run_dir: str | Path, settings: PredictSettings | None = None) -> tu
     settings = settings or PredictSettings()
     if Path(run_dir).suffix.lower() == ".onnx":
         if settings.engine != "onnxruntime":
-            raise CmrsegError(f"{run_dir}: an ONNX graph runs with --engine onnxruntime (torch needs the run folder or zip)")
+            raise CmrsegError(f"{run_dir}: an ONNX graph runs with the onnxruntime engine (torch needs the run folder or zip)",
+                              key="engine")
         return load_onnx(run_dir, settings)
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)

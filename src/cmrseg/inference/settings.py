@@ -35,11 +35,12 @@ class PredictSettings:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise CmrsegError(f"--engine '{self.engine}': expected one of {', '.join(ENGINES)}")
+            raise CmrsegError(f"engine '{self.engine}': expected one of {', '.join(ENGINES)}", key="engine")
         if self.precision not in PRECISIONS:
-            raise CmrsegError(f"--precision '{self.precision}': expected one of {', '.join(PRECISIONS)}")
+            raise CmrsegError(f"precision '{self.precision}': expected one of {', '.join(PRECISIONS)}", key="precision")
         if self.precision != "float32" and self.engine != "torch":
-            raise CmrsegError(f"--precision {self.precision} runs with --engine torch; onnxruntime computes in float32")
+            raise CmrsegError(f"precision {self.precision} runs with the torch engine; onnxruntime computes in float32",
+                              key="precision")
         if self.tta_scales is not None:
             object.__setattr__(self, "tta_scales", tuple(float(scale) for scale in self.tta_scales))
 

@@ -160,7 +160,7 @@ def check_output_dir(
             marker is None and any(next(path.glob(pattern), None) for pattern in legacy))
         if contents and not previous and not overwrite:
             raise CmrsegError(f"{path}: folder is not empty and is not an output of 'cmrseg {command}'; "
-                              "choose another folder or pass --overwrite (files cmrseg did not write are kept)")
+                              "choose another folder or overwrite it (files cmrseg did not write are kept)", key="overwrite")
         check_clashes(path, command, files)
     clean_stale_temps(path.parent, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)

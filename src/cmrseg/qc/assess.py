@@ -45,7 +45,7 @@ def check_threshold(threshold: float | None) -> float:
 
     value = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     if not 0.0 <= value <= 1.0:
-        raise CmrsegError(f"--qc-threshold {threshold}: expected a Dice between 0 and 1")
+        raise CmrsegError(f"qc_threshold {threshold}: expected a Dice between 0 and 1", key="qc_threshold")
     return value
 
 

@@ -318,24 +318,25 @@ def train(
     see :func:`cmrseg.runs.same_training`); ``epochs`` may extend it.
     """
     if epochs is not None and epochs < 1:
-        raise CmrsegError(f"--epochs must be at least 1, got {epochs}")
+        raise CmrsegError(f"epochs must be at least 1, got {epochs}", key="epochs")
     if resume:
         if run_dir is None:
-            raise CmrsegError("--resume needs --out RUN_DIR, the run folder to continue")
+            raise CmrsegError("resume needs the run folder to continue", key="run_dir")
         run_dir = Path(run_dir)
         last = run_dir / runs.LAST_CHECKPOINT
         if not last.is_file():
             raise CmrsegError(f"{run_dir}: nothing to resume (no {runs.LAST_CHECKPOINT})")
         saved = runs.read_run_config(run_dir)
         if config is not None and not runs.same_training(saved, config, extend_epochs=True):
-            raise CmrsegError(f"{run_dir}: holds a run of another config; resume it without --config or choose another --out")
+            raise CmrsegError(f"{run_dir}: holds a run of another config (its training part differs); resume it with its own "
+                              "config or choose another run folder", key="run_dir")
         config = saved
         done = runs.epochs_done(run_dir)
         if epochs is not None and epochs < done:
-            raise CmrsegError(f"{run_dir}: --epochs {epochs} is below the {done} epochs already done; "
-                              f"pass --epochs {done} or more")
+            raise CmrsegError(f"{run_dir}: epochs {epochs} is below the {done} epochs already done; ask for {done} or "
+                              "more", key="epochs")
     elif config is None:
-        raise CmrsegError("train needs --config CFG (or --resume with --out RUN_DIR)")
+        raise CmrsegError("training needs a config (or resuming, the run folder to continue)", key="config")
     if epochs is not None:
         config = config.model_copy(update={"epochs": epochs})
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
@@ -345,7 +346,7 @@ def train(
     trainer = Trainer(config, run_dir, progress=progress)
     with run_lock(run_dir, "train"):
         if not resume and (run_dir / runs.LAST_CHECKPOINT).exists():
-            raise CmrsegError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+            raise CmrsegError(f"{run_dir}: already holds a run; resume it or choose another run folder", key="resume")
         if resume:
             trainer.restore(runs.load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
         write_marker(run_dir, "train")

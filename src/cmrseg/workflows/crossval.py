@@ -68,7 +68,7 @@ def _check_same_config(out_dir: Path, config: ExperimentConfig, write: bool = Tr
     path = out_dir / runs.CONFIG_FILE
     if path.is_file():
         if not runs.same_training(runs.read_run_config(out_dir), config):
-            raise CmrsegError(f"{out_dir}: holds a cross-validation of another config; choose another --out")
+            raise CmrsegError(f"{out_dir}: holds a cross-validation of another config; choose another folder", key="out_dir")
     if write:
         runs.write_run_config(out_dir, config)
 
@@ -179,18 +179,19 @@ def cross_validate(
 def check_cv_arguments(config: ExperimentConfig, folds: int, ensemble: bool, only: list[int] | None, checkpoint: str) -> list[int]:
     """Validate every cv argument against the config and the data before anything is written; returns the folds to run."""
     if folds < 2:
-        raise CmrsegError(f"--folds must be at least 2, got {folds}")
+        raise CmrsegError(f"folds must be at least 2, got {folds}", key="folds")
     selected = sorted(set(only)) if only else list(range(folds))
     if any(not 0 <= k < folds for k in selected):
-        raise CmrsegError(f"--only: folds must be in 0..{folds - 1}, got {selected}")
+        raise CmrsegError(f"only: folds must be in 0..{folds - 1}, got {selected}", key="only")
     if ensemble and len(selected) != folds:
-        raise CmrsegError("--ensemble needs every fold; drop --only")
+        raise CmrsegError("ensemble needs every fold; select none", key="ensemble")
     saved = {config.epochs, *range(config.checkpoint_every, config.epochs + 1, config.checkpoint_every)}
     choices = ["final", "best", "last", runs.BEST_CHECKPOINT, runs.LAST_CHECKPOINT,
                *(f"{runs.CHECKPOINT_DIR}/epoch_{epoch:04d}.pt" for epoch in sorted(saved))]
     if checkpoint not in choices:
-        raise CmrsegError(f"--checkpoint '{checkpoint}': training saves only {', '.join(choices[:5])} "
-                          f"and {runs.CHECKPOINT_DIR}/epoch_NNNN.pt for epochs {', '.join(map(str, sorted(saved)))}")
+        raise CmrsegError(f"checkpoint '{checkpoint}': training saves only {', '.join(choices[:5])} "
+                          f"and {runs.CHECKPOINT_DIR}/epoch_NNNN.pt for epochs {', '.join(map(str, sorted(saved)))}",
+                          key="checkpoint")
     prepare_data(clone_config(config, folds=folds, fold=0))
     return selected
 

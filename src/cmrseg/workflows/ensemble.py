@@ -74,12 +74,13 @@ def check_shared_split(run_dir: Path, config: ExperimentConfig) -> None:
     splits = member_splits(config)
     unknown = [run for run, split in splits if split is None]
     if unknown:
-        raise CmrsegError(f"{run_dir}: the validation split of member {unknown[0]} is unknown; pass --data DIR")
+        raise CmrsegError(f"{run_dir}: the validation split of member {unknown[0]} is unknown; give a labeled data folder",
+                          key="data")
     differ = [run for run, split in splits[1:] if split != splits[0][1]]
     if differ:
         raise CmrsegError(f"{run_dir}: members were validated on different splits ({differ[0]} differs from "
                           f"{splits[0][0]}, {len(differ)} of {len(splits)} members differ), so some slices trained a "
-                          "member; pass --data DIR")
+                          "member; give a labeled data folder", key="data")
 
 
 def validation_config(run_dir: str | Path) -> ExperimentConfig:
@@ -109,7 +110,7 @@ def make_ensemble(
     if len(paths) < 2:
         raise CmrsegError("an ensemble needs at least 2 run folders")
     if weights is not None and len(weights) != len(paths):
-        raise CmrsegError(f"--weights: got {len(weights)} weights for {len(paths)} runs")
+        raise CmrsegError(f"weights: got {len(weights)} weights for {len(paths)} runs", key="weights")
     if tta_scales is not None:
         checked_tta_scales(tta_scales)
     first = runs.read_run_config(runs.require_run_dir(paths[0]))

@@ -333,7 +333,7 @@ def write_report(target: str | Path, out: str | Path, data_dir: str | Path | Non
     check_output_file(out, inputs=inputs + ([data_dir] if data_dir is not None else []))
     if (target / sweep.SWEEP_FILE).is_file():
         if data_dir is not None:
-            raise CmrsegError("--data applies to a run folder, not a sweep")
+            raise CmrsegError("data applies to a run folder, not a sweep", key="data")
         page = sweep_report(target)
     elif (target / runs.CONFIG_FILE).is_file() or target.is_file():
         page = run_report(target, data_dir, max_images, settings)

@@ -39,18 +39,18 @@ def split_choices(raw: str) -> list[str]:
 def parse_sets(items: Sequence[str]) -> dict[str, list[Any]]:
     """``["optimizer_info.lr=1e-1,1e-2"]`` -> ``{"optimizer_info.lr": [0.1, 0.01]}``, checked for mistakes."""
     if not items:
-        raise CmrsegError("sweep needs at least one --set KEY=V1,V2,...")
+        raise CmrsegError("a sweep needs at least one choice KEY=V1,V2,...", key="overrides")
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or not raw.strip():
-            raise CmrsegError(f"--set '{item}': expected KEY=V1,V2,...")
+            raise CmrsegError(f"choice '{item}': expected KEY=V1,V2,...", key="overrides")
         if key in grid:
-            raise CmrsegError(f"--set: key '{key}' is given twice")
+            raise CmrsegError(f"choices: key '{key}' is given twice", key="overrides")
         choices = split_choices(raw)
         if any(not choice for choice in choices):
-            raise CmrsegError(f"--set '{item}': empty value in the list")
+            raise CmrsegError(f"choice '{item}': empty value in the list", key="overrides")
         grid[key] = [parse_override_value(choice) for choice in choices]
     return grid
 
@@ -96,7 +96,7 @@ def expand_grid(base: ExperimentConfig, grid: dict[str, list[Any]], sweep_dir: P
         label = " ".join(f"{short[key]}={value_text(value)}" for key, value in values.items())
         slug = choice_slug(label.replace(" ", "_"))
         if slug in seen:
-            raise CmrsegError(f"--set: choice '{label}' appears twice")
+            raise CmrsegError(f"choices: choice '{label}' appears twice", key="overrides")
         seen.add(slug)
         config = apply_overrides(base, values)
         check_model_info(config.model_info)

@@ -39,7 +39,7 @@ def trial_state(trial: Trial) -> str:
     """
     state = runs.run_state(trial.run_dir, trial.config.epochs)
     if state != "new" and not runs.same_training(runs.read_run_config(trial.run_dir), trial.config, extend_epochs=True):
-        raise CmrsegError(f"{trial.run_dir}: holds a run of another config; choose another --out for this sweep")
+        raise CmrsegError(f"{trial.run_dir}: holds a run of another config; choose another sweep folder", key="out_dir")
     return state
 
 
@@ -66,7 +66,7 @@ def run_sweep(
     sweep_dir = Path(sweep_dir)
     trials = expand_grid(config, grid, sweep_dir)
     if ensemble and len(trials) < 2:
-        raise CmrsegError("--ensemble needs at least 2 choices, e.g. --set seed=0,1")
+        raise CmrsegError("ensemble needs at least 2 choices, e.g. seed=0,1", key="ensemble")
     check_output_dir(sweep_dir, "sweep", legacy=(SWEEP_FILE,))
     states = {trial.label: trial_state(trial) for trial in trials}
     with run_lock(sweep_dir, "sweep"):
