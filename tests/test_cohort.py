@@ -124,7 +124,7 @@ def test_cohort_options_on_the_command_line(cohort_run: Path, volumes_dir: Path,
     import numpy as np
 
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(png / "a.png")
-    with pytest.raises(CmrsegError, match="--workers and --ray-address spread NIfTI volumes"):
+    with pytest.raises(CmrsegError, match="workers spread NIfTI volumes"):
         predict_folder(cohort_run, png, tmp_path / "q", workers=2)
 
 
