@@ -1,9 +1,9 @@
 """cmrseg: segmentation of cardiac MR short-axis slices into background, RV, Myo and LV."""
 
-from cmrseg.constants import CLASS_NAMES, NUM_CLASSES, STRUCTURES
+from cmrseg.constants import CLASS_NAMES, NUM_CLASSES, STRUCTURES, VERSION
 from cmrseg.errors import CmrsegError
 
-__version__ = "0.1.0"
+__version__ = VERSION
 __all__ = ["CLASS_NAMES", "NUM_CLASSES", "STRUCTURES", "CmrsegError", "__version__", "load_pretrained"]
 
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cmrseg import __version__
+from cmrseg.constants import VERSION
 from cmrseg.constants import CLASS_NAMES
 from cmrseg.errors import CmrsegError
 from cmrseg.formats.cache import CACHE_RECORD, cache_changes, cache_root, fill_cache, writable_cache_root
@@ -52,7 +52,7 @@ inflation ratio of a member above ``RATIO_FLOOR`` bytes (weights inflate about 1
 def write_bundle(path: Path, files: Mapping[str, bytes], settings: dict[str, Any]) -> None:
     """Write the zip ``path``: the manifest (format, version, labels, the prediction ``settings``, the file list)
     and ``files`` (name to content); the caller writes to a temporary path (:func:`cmrseg.io.atomic.atomic_path`)."""
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "cmrseg_version": __version__,
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "cmrseg_version": VERSION,
                 "labels": list(CLASS_NAMES), "prediction": settings, "files": sorted(files)}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")

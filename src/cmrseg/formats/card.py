@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cmrseg import __version__
+from cmrseg.constants import VERSION
 from cmrseg.config import ExperimentConfig
 from cmrseg.constants import CLASS_NAMES
 from cmrseg.errors import CmrsegError
@@ -103,7 +103,7 @@ def model_card(config: ExperimentConfig, normalization: dict[str, Any], paramete
         "metrics": _metrics(history),
         "weights_saved": weights_saved,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cmrseg_version": __version__,
+        "cmrseg_version": VERSION,
         "cmrseg_commit": _git_commit(),
         "intended_use": INTENDED_USE,
         "limits": LIMITS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cmrseg import __version__
+from cmrseg.constants import VERSION
 from cmrseg.errors import CmrsegError
 
 
@@ -18,4 +18,4 @@ def check_format_version(version: object, source: str) -> None:
         raise CmrsegError(f"{source}: not a cmrseg model export (bad format version {version!r})")
     if version > FORMAT_VERSION:
         raise CmrsegError(f"{source}: made by a newer cmrseg (export format version {version}; this cmrseg "
-                          f"{__version__} reads up to {FORMAT_VERSION}); upgrade cmrseg")
+                          f"{VERSION} reads up to {FORMAT_VERSION}); upgrade cmrseg")

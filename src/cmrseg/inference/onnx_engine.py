@@ -77,13 +77,13 @@ def cached_graph(predictor: ModelPredictor, weights: Path, architecture: str, ex
     as JSON), exported once and kept in ``$CMRSEG_CACHE/onnx/<key>`` (the key hashes the weights, architecture,
     normalisation, input channels, opset and the torch and cmrseg versions); verified like an unpacked export
     before every use and exported again when it differs."""
-    from cmrseg import __version__
+    from cmrseg.constants import VERSION
     from cmrseg.formats.cache import cache_changes, fill_cache, writable_cache_root
     from cmrseg.formats.onnx import ONNX_OPSET
 
     key = hashlib.sha256(weights.read_bytes())
     key.update(json.dumps([architecture, predictor.spec.normalization.to_dict(), predictor.spec.network_channels, ONNX_OPSET,
-                           torch.__version__, __version__], default=str).encode())
+                           torch.__version__, VERSION], default=str).encode())
     folder = writable_cache_root() / GRAPH_CACHE
     folder.mkdir(exist_ok=True)
     target = folder / key.hexdigest()[:20]
