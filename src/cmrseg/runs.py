@@ -97,11 +97,6 @@ def write_run_config(run_dir: Path, config: ExperimentConfig) -> None:
     write_json_atomic(run_dir / CONFIG_FILE, config.model_dump(mode="json"))
 
 
-def write_normalization(run_dir: Path, normalization: Normalization) -> None:
-    """Write the run's ``normalization.json`` atomically."""
-    write_json_atomic(run_dir / NORMALIZATION_FILE, normalization.to_dict())
-
-
 def write_training_data(run_dir: Path, description: Mapping[str, Any]) -> None:
     """Write the run's ``data.json`` (:func:`describe_training_data`) atomically."""
     write_json_atomic(run_dir / DATA_FILE, dict(description))
