@@ -261,7 +261,7 @@ def test_foreign_onnx_fails_with_one_line(tmp_path: Path, synth_dir: Path, capsy
         _expect_one_line_error(capsys, ["predict", "--run", str(path), "--engine", "onnxruntime", "--images",
                                         str(synth_dir), "--out", str(tmp_path / "out")], match)
     _expect_one_line_error(capsys, ["predict", "--run", str(foreign), "--images", str(synth_dir),
-                                    "--out", str(tmp_path / "out")], "--engine onnxruntime")
+                                    "--out", str(tmp_path / "out")], "runs with the onnxruntime engine (torch needs the run folder or zip) (--engine)")
 
 
 def test_missing_onnx_packages_name_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
