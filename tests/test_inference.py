@@ -176,7 +176,7 @@ def test_bfloat16_predicts_close_to_float32_and_only_with_torch(zoom_run: Path, 
     out = tmp_path / "pred"
     assert main(["predict", "--run", str(zoom_run), "--images", str(synth_dir / "image"), "--out", str(out),
                  "--precision", "bfloat16", "--engine", "onnxruntime"]) == 2
-    assert "--precision bfloat16 runs with --engine torch" in capsys.readouterr().err and not out.exists()
+    assert "--precision bfloat16 runs with the torch engine" in capsys.readouterr().err and not out.exists()
     assert main(["predict", "--run", str(zoom_run), "--images", str(synth_dir / "image"), "--out", str(out),
                  "--precision", "bfloat16"]) == 0
     assert len(list(out.glob("*_mask.png"))) == len(load_folder(synth_dir))

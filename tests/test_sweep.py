@@ -41,7 +41,7 @@ def test_values_parse_as_json_and_lists_stay_whole() -> None:
 
 
 @pytest.mark.parametrize("items, message", [
-    ([], "at least one --set"),
+    ([], "at least one choice"),
     (["lr"], "expected KEY=V1"),
     (["epochs=1,,2"], "empty value"),
     (["epochs=1", "epochs=2"], "given twice"),
