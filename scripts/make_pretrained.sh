@@ -12,4 +12,4 @@ if [ -f "$RUN/config.json" ]; then
 else
   cmrseg train --config configs/pretrained_acdc_native.json --data "$DATA" --out "$RUN"
 fi
-python scripts/package_pretrained.py --run "$RUN" --card configs/pretrained_acdc_native.card.json
+python scripts/package_pretrained.py --run "$RUN" --card configs/cards/acdc_native_unet.json
