@@ -158,12 +158,12 @@ def test_the_shipped_model_loads_from_an_installed_package(scans: Path, tmp_path
     script = ("import cmrseg, sys; from cmrseg import pretrained_models as p; from cmrseg.cli import main; "
               "assert cmrseg.__file__.startswith(sys.argv[1]), cmrseg.__file__; "
               "assert str(p.pretrained_path()).startswith(sys.argv[1]); "
-              "model = cmrseg.load_pretrained(); print(type(model).__name__, model.network_channels); "
+              "model = cmrseg.load_pretrained(); print(type(model).__name__, model.spec.network_channels, model.spec.target_spacing); "
               "sys.exit(main(['predict', '--images', sys.argv[2], '--out', 'out', '--no-tta']))")
     done = subprocess.run([str(venv / "bin" / "python"), "-c", script, str(site), str(scans)], cwd=tmp_path,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].split() == ["ModelPredictor", "2"]
+    assert done.stdout.splitlines()[0] == "ModelPredictor 2 [1.5625, 1.5625]"
     assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 2
 
 
