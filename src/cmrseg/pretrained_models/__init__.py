@@ -11,13 +11,11 @@ How a model gets here: ``scripts/make_pretrained.sh`` trains it and calls :func:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,23 +74,22 @@ def find(name: str | None = None) -> ShippedModel:
     return models[name]
 
 
-@cache
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, computed once per file version in a process (a few MB, a few ms)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _checked_file(entry: ShippedModel) -> Path:
+    """``entry``'s zip, present and of the catalog's size and sha256 (:func:`cmrseg.formats.cache.file_record`)."""
+    from cmrseg.formats.cache import file_record
+
+    path = package_folder() / entry.file
+    if not path.is_file():
+        raise CmrsegError(f"{path}: the file of shipped model '{entry.name}' is missing; {REINSTALL_HINT}")
+    if file_record(path) != {"size": entry.bytes, "sha256": entry.sha256}:
+        raise CmrsegError(f"{path}: the file of shipped model '{entry.name}' does not match its catalog sha256 "
+                          f"(changed or damaged); {REINSTALL_HINT}")
+    return path
 
 
 def pretrained_path(name: str | None = None) -> Path:
     """The checked export zip of shipped model ``name``: present, of the catalog's size and sha256."""
-    entry = find(name)
-    path = package_folder() / entry.file
-    if not path.is_file():
-        raise CmrsegError(f"{path}: the file of shipped model '{entry.name}' is missing; {REINSTALL_HINT}")
-    stat = path.stat()
-    if stat.st_size != entry.bytes or _sha256(path, stat.st_size, stat.st_mtime_ns) != entry.sha256:
-        raise CmrsegError(f"{path}: the file of shipped model '{entry.name}' does not match its catalog sha256 "
-                          f"(changed or damaged); {REINSTALL_HINT}")
-    return path
+    return _checked_file(find(name))
 
 
 def model_source(run: str | Path | None, model: str | None) -> tuple[str | Path, str | None]:
@@ -103,7 +100,7 @@ def model_source(run: str | Path | None, model: str | None) -> tuple[str | Path,
     if run is not None:
         return run, None
     entry = find(model)
-    return pretrained_path(entry.name), entry.describe()
+    return _checked_file(entry), entry.describe()
 
 
 def load_pretrained(name: str | None = None, settings: PredictSettings | None = None) -> ModelPredictor:
@@ -145,6 +142,7 @@ def package(run: str | Path, name: str, version: str, summary: str, training_dat
 
     ``notes`` go into the model card (cross-validated numbers, expected input, limits); ``half`` stores the weights
     in float16 (half the size; they are computed in float32 after loading)."""
+    from cmrseg.formats.cache import file_record
     from cmrseg.io.atomic import atomic_path, write_json_atomic
     from cmrseg.workflows.export import export_run
 
@@ -155,8 +153,9 @@ def package(run: str | Path, name: str, version: str, summary: str, training_dat
                           notes={"name": name, "version": version, **notes}).read_bytes()
     with atomic_path(folder / file) as tmp:
         tmp.write_bytes(data)
-    entry = ShippedModel(name=name, version=version, file=file, sha256=hashlib.sha256(data).hexdigest(),
-                         bytes=len(data), summary=summary, training_data=training_data)
+    record = file_record(folder / file)
+    entry = ShippedModel(name=name, version=version, file=file, sha256=record["sha256"], bytes=record["size"],
+                         summary=summary, training_data=training_data)
     try:
         models = catalog(folder)
     except CmrsegError:
