@@ -36,12 +36,17 @@ from cmrseg.commands.common import existing_folder
 from cmrseg.config import apply_overrides, load_config
 from cmrseg.workflows.crossval import cross_validate, fold_dir
 from cmrseg.evaluation.volume_scoring import config_validation_volumes, predict_volume_masks
-from cmrseg.inference import PredictSettings, load_run
+from cmrseg import runs
+from cmrseg.config import ModelInfo
+from cmrseg.inference import ModelPredictor, PredictSettings, load_run
+from cmrseg.models.registry import wrap_network
+from cmrseg.models.voting import ensemble_network
+from cmrseg.workflows.ensemble import ensemble_spec
 from cmrseg.inference.volume_prediction import training_spacing
 from cmrseg.metrics.volumes import volume_metrics
 from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features
 from cmrseg.qc.assess import BAD_DICE
-from cmrseg.qc.model import FEATURES, FEATURES_V1, TARGETS, agreement_stats, fit, patient_folds
+from cmrseg.qc.model import FEATURES, FEATURES_V1, MEMBER_FEATURES, TARGETS, agreement_stats, fit, patient_folds
 from cmrseg.qc.predict import predict_with_signals
 from cmrseg.runs import epoch_checkpoint
 from cmrseg.training.trainer import clone_config
@@ -82,25 +87,81 @@ def pool(cv_dir: Path, config: Any, folds: int, stages: tuple[int, ...] = STAGES
     its patient and predicted phase (for the patient rules)."""
     rows = []
     for fold in range(folds) if only is None else only:
-        fold_config = clone_config(config, folds=folds, fold=fold)
-        volumes = config_validation_volumes(fold_config)
+        volumes = config_validation_volumes(clone_config(config, folds=folds, fold=fold))
         for stage in stages:
-            settings = PredictSettings(tta=True, checkpoint=epoch_checkpoint(stage))
-            predictor, resolved = load_run(fold_dir(cv_dir, fold), settings)
-            masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
-                                                  training_spacing(fold_dir(cv_dir, fold)))
-            predicted = indices_table(PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True))
-            true = {r["patient"]: r for r in indices_table(PhaseLabel.from_volume(v, v.label) for v in volumes)}
-            ef_error = {r["patient"]: abs(r["LV_EF_pct"] - true[r["patient"]]["LV_EF_pct"]) for r in predicted}
-            for volume, mask, sig in zip(volumes, masks, signals, strict=True):
-                dice = volume_metrics(mask, volume.label)["dice"]
-                rows.append({"fold": fold, "stage": stage, "case": volume.case, "patient": volume.patient,
-                             "true_dice": dice["mean"], "true_structures": [dice[name] for name in TARGETS],
-                             "ef_error": ef_error[volume.patient], "signals": sig,
-                             "phase": PhaseLabel.from_volume(volume, mask)})
-            print(f"fold {fold} epoch {stage}: mean Dice {np.mean([r['true_dice'] for r in rows[-len(volumes):]]):.3f}",
-                  flush=True)
+            predictor, resolved = load_run(fold_dir(cv_dir, fold), PredictSettings(tta=True,
+                                                                                   checkpoint=epoch_checkpoint(stage)))
+            rows += predicted_rows(predictor, bool(resolved.postprocess), resolved.class_weights, volumes,
+                                   fold_dir(cv_dir, fold), fold, stage)
     return rows
+
+
+def predicted_rows(predictor: Any, postprocess: bool, class_weights: Any, volumes: list[Any], run_dir: Path, fold: int,
+                   stage: int | str) -> list[dict[str, Any]]:
+    """``volumes`` predicted (at ``run_dir``'s training spacing) with their signals, true Dice per structure and
+    mean, their patient's LV EF error and predicted phase (for the patient rules): one pool row each."""
+    masks, signals = predict_with_signals(predictor, volumes, postprocess, class_weights, training_spacing(run_dir))
+    predicted = indices_table(PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True))
+    true = {r["patient"]: r for r in indices_table(PhaseLabel.from_volume(v, v.label) for v in volumes)}
+    ef_error = {r["patient"]: abs(r["LV_EF_pct"] - true[r["patient"]]["LV_EF_pct"]) for r in predicted}
+    rows = []
+    for volume, mask, sig in zip(volumes, masks, signals, strict=True):
+        dice = volume_metrics(mask, volume.label)["dice"]
+        rows.append({"fold": fold, "stage": stage, "case": volume.case, "patient": volume.patient,
+                     "true_dice": dice["mean"], "true_structures": [dice[name] for name in TARGETS],
+                     "ef_error": ef_error[volume.patient], "signals": sig, "phase": PhaseLabel.from_volume(volume, mask)})
+    print(f"fold {fold} epoch {stage}: mean Dice {np.mean([r['true_dice'] for r in rows]):.3f}", flush=True)
+    return rows
+
+
+def snapshot_ensemble(run_dir: Path, epochs: list[int]) -> tuple[ModelPredictor, Any]:
+    """The soft-voting ensemble (flip TTA) of one run's weights after each of ``epochs``, built as `cmrseg ensemble`
+    builds one from runs (a snapshot ensemble: members that did not see the fold's held-out patients), and the run's
+    config."""
+    config = runs.read_run_config(run_dir)
+    info = config.model_info
+    members = [(runs.load_model_from_checkpoint(runs.checkpoint_path(run_dir, epoch_checkpoint(e)), info,
+                                                torch.device("cpu")), runs.read_normalization(run_dir), info)
+               for e in epochs]
+    spec = ensemble_spec([run_dir] * len(epochs), runs.read_plan(run_dir))
+    ensemble = ModelInfo(name="Ensemble", **spec.channel_keys())
+    network = wrap_network(ensemble, ensemble_network(ensemble, members)).eval()
+    return ModelPredictor(network, spec, torch.device("cpu"), tta=True, tta_scales=tuple(config.tta_scales)), config
+
+
+def member_pool(cv_dir: Path, config: Any, folds: int, epochs: list[int]) -> list[dict[str, Any]]:
+    """Every held-out volume of every fold predicted by the snapshot ensemble of its fold's weights after ``epochs``
+    (stage ``"members"``): rows that carry the ensemble members' agreement."""
+    rows = []
+    for fold in range(folds):
+        volumes = config_validation_volumes(clone_config(config, folds=folds, fold=fold))
+        predictor, run_config = snapshot_ensemble(fold_dir(cv_dir, fold), epochs)
+        postprocess = run_config.postprocess
+        rows += predicted_rows(predictor, bool(postprocess.largest_component), postprocess.class_weights, volumes,
+                               fold_dir(cv_dir, fold), fold, "members")
+    return rows
+
+
+def member_measure(rows: list[dict[str, Any]], members: list[dict[str, Any]], folds: int) -> dict[str, Any]:
+    """Does the ensemble members' agreement tell good from bad? On the snapshot ensembles' volumes: its correlation
+    with the true Dice (beside the flip views'), and the estimate's MAE and r cross-validated by fold (fitted on the
+    other folds' volumes of both pools) without and with the member features."""
+    true = np.array([r["true_dice"] for r in members])
+    result: dict[str, Any] = {
+        "n_volumes": len(members), "mean_true_dice": float(true.mean()),
+        "r_member_dice": agreement_stats(np.array([r["signals"]["member_dice"] for r in members]), true)["r"],
+        "r_view_dice": agreement_stats(np.array([r["signals"]["view_dice"] for r in members]), true)["r"]}
+    both = rows + members
+    for label, names in (("without", [n for n in FEATURES if n not in MEMBER_FEATURES]), ("with", list(FEATURES))):
+        x = np.stack([features(r["signals"], names) for r in both])
+        y = targets_of(both, "current")
+        fold = np.array([r["fold"] for r in both])
+        held = np.array([r["stage"] == "members" for r in both])
+        estimate = np.full(len(both), np.nan)
+        for k in sorted(set(fold.tolist())):
+            estimate[fold == k] = fit(x[fold != k], y[fold != k], names=names).predict(x[fold == k])
+        result[f"estimate_{label}_member_features"] = agreement_stats(estimate[held], true)
+    return result
 
 
 def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -238,6 +299,15 @@ def markdown(result: dict[str, Any]) -> str:
                  f"{v['flag_at_threshold']['specificity']:.3f} | |"] if (v := result.get("v1_estimator")) else []), "",
               "| epochs | mean true Dice | MAE | r |", "|---|---|---|---|"]
     lines += [f"| {stage} | {s['mean_true_dice']:.3f} | {s['mae']:.3f} | {s['r']:.3f} |" for stage, s in result["by_stage"].items()]
+    if m := result.get("ensemble_members"):
+        without, with_ = m["estimate_without_member_features"], m["estimate_with_member_features"]
+        lines += ["", f"Snapshot ensembles (each fold's weights after epochs {', '.join(map(str, m['epochs']))}), "
+                      f"{m['n_volumes']} held-out volumes, mean true Dice {m['mean_true_dice']:.3f}:", "",
+                  "| measure | value |", "|---|---|",
+                  f"| r of member agreement (member_dice) with the true Dice | {m['r_member_dice']:.3f} |",
+                  f"| r of flip-view agreement (view_dice) with the true Dice | {m['r_view_dice']:.3f} |",
+                  f"| estimate without member features: MAE / r | {without['mae']:.3f} / {without['r']:.3f} |",
+                  f"| estimate with member features: MAE / r | {with_['mae']:.3f} / {with_['r']:.3f} |"]
     return "\n".join(lines) + "\n"
 
 
@@ -259,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
                                                               "(default: every checkpoint all folds kept)")
     parser.add_argument("--only", type=int, nargs="+", metavar="FOLD",
                         help="with --cv: pool these folds' volumes only (one fold: cross-validated by its patients)")
+    parser.add_argument("--members", type=int, nargs="+", metavar="EPOCH",
+                        help="with --cv: also predict every fold's held-out volumes by the snapshot ensemble of its "
+                             "weights after these epochs, and measure the members' agreement as a QC signal")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="use the fold runs as they are (all must be there)")
     parser.add_argument("--reuse-pool", action="store_true", help="reuse RUNS/pool.pkl (the predicted pool) when there")
@@ -293,7 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     result["stages"] = list(stages)
     if not args.cv:
         result["cost"] = qc_cost(args.runs, config, args.folds)
-    everything = fit(np.stack([features(r["signals"]) for r in rows]), targets_of(rows, "current"))
+    ensembled: list[dict[str, Any]] = []
+    if args.cv and args.members:
+        cached = args.runs / f"pool{name}_members.pkl"
+        if args.reuse_pool and cached.is_file():
+            ensembled = pickle.loads(cached.read_bytes())
+        else:
+            ensembled = member_pool(cv_dir, config, folds, args.members)
+            cached.write_bytes(pickle.dumps(ensembled))
+        result["ensemble_members"] = {"epochs": args.members, **member_measure(rows, ensembled, folds)}
+    everything = fit(np.stack([features(r["signals"]) for r in rows + ensembled]), targets_of(rows + ensembled, "current"))
     result["pool_model"] = everything.to_dict()
     result["metadata"] = run_metadata(ROOT)
     result["minutes"] = (time.time() - started) / 60

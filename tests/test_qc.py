@@ -158,6 +158,62 @@ def test_flip_average_with_agreement_gives_the_same_probabilities() -> None:
     assert len(kept) == 1 and kept[0].shape == (3, 3, 2)
 
 
+def _ensemble_predictor(members: list[torch.nn.Module], tta: bool) -> "ModelPredictor":
+    """A predictor of the soft-voting ensemble of ``members`` (one input channel each, images scaled to [0, 1])."""
+    from cmrseg.data.input_spec import InputSpec
+    from cmrseg.data.normalization import MemberNormalization, Normalization
+    from cmrseg.inference import ModelPredictor
+    from cmrseg.models.voting import EnsembleNet
+
+    identity = Normalization("dataset", 0.0, 1.0)
+    network = EnsembleNet(members, [MemberNormalization.from_normalization(identity) for _ in members],
+                          [1.0] * len(members), [(1, [0]) for _ in members])
+    return ModelPredictor(network, InputSpec(normalization=identity), torch.device("cpu"), tta=tta,
+                          record_agreement=True)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_ensemble_members_agreement_is_measured_without_changing_the_prediction(tta: bool) -> None:
+    torch.manual_seed(0)
+    one, other = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(1, 4, 3, padding=1)
+    images = [np.random.default_rng(i).integers(0, 255, (24, 20), dtype=np.uint8) for i in range(3)]
+    same = _ensemble_predictor([one, one], tta)
+    differ = _ensemble_predictor([one, other], tta)
+    recorded = differ.predict_proba(images)
+    differ.record_agreement = False
+    for got, plain in zip(recorded, differ.predict_proba(images), strict=True):
+        np.testing.assert_allclose(got, plain, rtol=1e-6, atol=1e-7)
+    assert differ.member_agreement is None
+    probs = same.predict_proba(images)
+    differ.record_agreement = True
+    differ.predict_proba(images)
+    assert len(same.member_agreement) == len(differ.member_agreement) == 3
+    for counts in same.member_agreement:  # identical members: every member pixel agrees with the consensus
+        np.testing.assert_array_equal(2 * counts[:, 0], counts[:, 1])
+    if not tta:  # one view: each of the 2 members overlaps the consensus on its foreground (every 2nd pixel counted)
+        foreground = [(p.argmax(axis=0)[::2, ::2] == c).sum() for p in probs[:1] for c in (1, 2, 3)]
+        np.testing.assert_array_equal(same.member_agreement[0][:, 0], 2 * np.array(foreground))
+    identical = volume_signals(None, np.zeros((24, 20, 3), np.uint8), members=same.member_agreement)
+    disagreeing = volume_signals(None, np.zeros((24, 20, 3), np.uint8), members=differ.member_agreement)
+    assert identical["member_dice"] == 1.0 and identical["member_dice_min"] == 1.0
+    assert disagreeing["member_dice"] < 0.95 and disagreeing["member_dice_min"] <= disagreeing["member_dice"]
+    from cmrseg.qc.model import MEMBER_FEATURES
+
+    assert set(MEMBER_FEATURES) <= set(FEATURES) and np.isfinite(features(disagreeing, MEMBER_FEATURES)).all()
+
+
+def test_a_single_network_has_no_member_agreement() -> None:
+    from cmrseg.data.input_spec import InputSpec
+    from cmrseg.data.normalization import Normalization
+    from cmrseg.inference import ModelPredictor
+
+    predictor = ModelPredictor(torch.nn.Conv2d(1, 4, 3, padding=1), InputSpec(normalization=Normalization("per_image")),
+                               torch.device("cpu"), tta=True, record_agreement=True)
+    predictor.predict_proba([np.zeros((16, 16), np.uint8)])
+    assert predictor.agreement is not None and predictor.member_agreement is None
+    assert np.isnan(volume_signals(None, np.zeros((16, 16, 1), np.uint8))["member_dice"])
+
+
 def test_regression_recovers_a_linear_truth_cross_validated_by_patient() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, len(FEATURES)))

@@ -16,7 +16,8 @@ from cmrseg.data.input_spec import InputSpec
 from cmrseg.data.slicing import Sample
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.postprocess import to_masks
-from cmrseg.inference.tta import FLIPS, flip_average, warp_average, zoom_warp
+from cmrseg.inference.tta import FLIPS, agreement_counts, flip_average, warp_average, zoom_warp
+from cmrseg.models.voting import EnsembleNet, find_ensemble
 from cmrseg.utils import precision_autocast
 
 
@@ -84,13 +85,19 @@ class ModelPredictor:
     source: str = "the network"
     """What the network was loaded from (a checkpoint or ``.onnx`` file), named when its output is refused."""
     record_agreement: bool = False
-    """With ``tta``, keep in :attr:`agreement` each image's flip-view agreement counts (quality control)."""
+    """Keep in :attr:`agreement` each image's flip-view agreement counts (with ``tta``) and in
+    :attr:`member_agreement` its ensemble members' (an ensemble run): what quality control measures."""
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)
         self.agreement: list[np.ndarray] | None = None
         """After :meth:`predict_proba` with ``record_agreement`` and ``tta``: per image its ``S x 2`` counts of
         :func:`cmrseg.inference.tta.agreement_counts` (summed over zooms); None otherwise."""
+        self.member_agreement: list[np.ndarray] | None = None
+        """After :meth:`predict_proba` of an ensemble with ``record_agreement``: per image its ``S x 2`` counts of the
+        members' arg-maxes against the ensemble's (the same counting, summed over the TTA views, on the network's
+        padded grid); None otherwise."""
+        self.ensemble: EnsembleNet | None = find_ensemble(self.model) if isinstance(self.model, nn.Module) else None
 
     @torch.inference_mode()
     def predict_flipped(self, raw: np.ndarray, values: np.ndarray | None = None,
@@ -118,16 +125,28 @@ class ModelPredictor:
         return scores
 
     @torch.inference_mode()
-    def _predict_batch(self, raw: np.ndarray, values: np.ndarray | None,
-                       agreement: list[np.ndarray] | None = None) -> torch.Tensor:
+    def _predict_batch(self, raw: np.ndarray, values: np.ndarray | None, agreement: list[np.ndarray] | None = None,
+                       members: list[np.ndarray] | None = None) -> torch.Tensor:
         """Probabilities of a batch; with an ``agreement`` list, each image's flip agreement counts (summed over the
-        zooms) are appended to it."""
+        zooms) are appended to it, with a ``members`` list its ensemble members' agreement counts (summed over every
+        flip and zoom)."""
         warps = [zoom_warp(scale) for scale in (self.tta_scales if self.tta else (1.0,))]
         tiled = None if values is None else np.tile(values, (len(warps), 1))
         counts: list[torch.Tensor] | None = [] if agreement is not None else None
-        probs = warp_average(lambda views: self.predict_flipped(views, tiled, counts), raw, warps)
+        member_counts: list[torch.Tensor] = []
+        if members is not None and self.ensemble is not None:
+            self.ensemble.observer = lambda views, mean: member_counts.append(agreement_counts(views, mean))
+        try:
+            probs = warp_average(lambda views: self.predict_flipped(views, tiled, counts), raw, warps)
+        finally:
+            if self.ensemble is not None:
+                self.ensemble.observer = None
         if agreement is not None and counts:
             agreement.extend(torch.cat(counts).unflatten(0, (len(warps), len(raw))).sum(dim=0).cpu().numpy())
+        if members is not None and member_counts:  # views went through the network flip-major, then zoom, then image
+            flips = len(FLIPS) if self.tta else 1
+            members.extend(torch.cat(member_counts).unflatten(0, (flips, len(warps), len(raw))).sum(dim=(0, 1))
+                           .cpu().numpy())
         return probs
 
     def predict_proba(self, images: Sequence[np.ndarray],
@@ -139,16 +158,23 @@ class ModelPredictor:
         images = [self.spec.channels_first(image) for image in images]
         results: list[np.ndarray] = [np.empty(0)] * len(images)
         record = self.record_agreement and self.tta
+        record_members = self.record_agreement and self.ensemble is not None
         agreement: list[np.ndarray] = [np.empty(0)] * len(images)
+        member_agreement: list[np.ndarray] = [np.empty(0)] * len(images)
         for indices in _batches_by_shape(images, self.batch_size):
             batch_values = np.stack([values[i] for i in indices]) if self.spec.conditions else None
             counts: list[np.ndarray] | None = [] if record else None
-            probs = self._predict_batch(np.stack([images[i] for i in indices]), batch_values, counts).cpu().numpy()
+            members: list[np.ndarray] | None = [] if record_members else None
+            probs = self._predict_batch(np.stack([images[i] for i in indices]), batch_values, counts,
+                                        members).cpu().numpy()
             for slot, index in enumerate(indices):
                 results[index] = probs[slot]
                 if counts:
                     agreement[index] = counts[slot]
+                if members:
+                    member_agreement[index] = members[slot]
         self.agreement = agreement if record else None
+        self.member_agreement = member_agreement if record_members else None
         return results
 
 

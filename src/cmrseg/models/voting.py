@@ -11,6 +11,7 @@ model's device (no NumPy round trip, no hard-coded GPU).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,6 +22,8 @@ from cmrseg.data.normalization import MemberNormalization, Normalization
 from cmrseg.models.registry import build_model, model_options, register_model
 
 EPSILON = 1e-8
+MemberObserver = Callable[[torch.Tensor, torch.Tensor], None]
+"""Receives the members' probabilities (``M x N x C x H x W``) and the ensemble's (``N x C x H x W``) of one call."""
 
 
 class EnsembleNet(nn.Module):
@@ -43,15 +46,29 @@ class EnsembleNet(nn.Module):
         for index, (_, taken) in enumerate(channels):
             self.register_buffer(f"channels_{index}", torch.tensor(taken, dtype=torch.long), persistent=False)
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32) / sum(weights))
+        self.observer: MemberObserver | None = None
+        """Called, when set, with each call's members' probabilities (``M x N x C x H x W``) and their weighted
+        mean: how quality control measures the members' agreement (:mod:`cmrseg.inference.predictor`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(0, device=x.device)
+        observed = []
         for index, (weight, member, normalize) in enumerate(zip(self.weights, self.members, self.normalizations)):
             inputs = x.index_select(1, getattr(self, f"channels_{index}"))
             image, planes = inputs[:, : self.image_channels[index]], inputs[:, self.image_channels[index] :]
-            probs = weight * torch.softmax(member(torch.cat([normalize(image), planes], dim=1)), dim=1)
-            total = probs if total.numel() == 0 else total + probs
+            probs = torch.softmax(member(torch.cat([normalize(image), planes], dim=1)), dim=1)
+            if self.observer is not None:
+                observed.append(probs)
+            total = weight * probs if total.numel() == 0 else total + weight * probs
+        if self.observer is not None:
+            self.observer(torch.stack(observed), total)
         return torch.log(total.clamp_min(EPSILON))
+
+
+def find_ensemble(model: nn.Module) -> EnsembleNet | None:
+    """The soft-voting network inside ``model`` (a :class:`cmrseg.models.registry.SegmentationNet` wraps it), or None
+    for a single network."""
+    return next((module for module in model.modules() if isinstance(module, EnsembleNet)), None)
 
 
 def member_channels(ensemble: ModelInfo, member: ModelInfo) -> tuple[int, list[int]]:

@@ -25,8 +25,12 @@ from cmrseg.errors import CmrsegError
 FEATURES_V1 = ("view_dice", "view_dice_min", "margin", "uncertain", "rv_lv", "myo_lv", "foreground", "lv_enclosure",
                "n_missing", "n_gap_slices", "n_rv_apart")
 """The regressor inputs of format version 1 (the mean Dice only)."""
-FEATURES = (*FEATURES_V1, *(f"view_dice_{name}" for name in STRUCTURES), *(f"margin_{name}" for name in STRUCTURES))
-"""Regressor inputs, in order (see :func:`features`): version 1's and each structure's view agreement and margin."""
+MEMBER_FEATURES = ("member_dice", "member_dice_min", *(f"member_dice_{name}" for name in STRUCTURES))
+"""The ensemble members' agreement (NaN, i.e. no contribution, for a single network)."""
+FEATURES = (*FEATURES_V1, *(f"view_dice_{name}" for name in STRUCTURES), *(f"margin_{name}" for name in STRUCTURES),
+            *MEMBER_FEATURES)
+"""Regressor inputs, in order (see :func:`features`): version 1's, each structure's view agreement and margin, and
+the ensemble members' agreement."""
 TARGETS = ("RV", "Myo", "LV")
 """What a model predicts: each structure's Dice (their mean is ``qc_dice``)."""
 FORMAT = "cmrseg-qc-model"
@@ -34,7 +38,7 @@ FORMAT_VERSION = 2
 
 
 NEAR_ONE = ("view_dice", "view_dice_min", "margin", "lv_enclosure", *(f"view_dice_{name}" for name in STRUCTURES),
-            *(f"margin_{name}" for name in STRUCTURES))
+            *(f"margin_{name}" for name in STRUCTURES), *MEMBER_FEATURES)
 """Signals that are 1 at best and enter the regression as ``log(1 - value + 0.01)``: the step from 0.98 to 0.99
 matters as much as from 0.5 to 0.75 (cross-validated on the benchmark pool: r 0.91 instead of 0.89)."""
 ALPHA = 10.0

@@ -17,14 +17,15 @@ from cmrseg.qc.signals import volume_signals
 
 
 def enable_agreement(predictor: Predictor) -> None:
-    """Ask a predictor that can (:class:`cmrseg.inference.ModelPredictor` with TTA) to keep the flip views' agreement."""
+    """Ask a predictor that can (:class:`cmrseg.inference.ModelPredictor`) to keep the flip views' agreement (with
+    TTA) and its ensemble members' (an ensemble)."""
     if hasattr(predictor, "record_agreement"):
         predictor.record_agreement = True  # type: ignore[attr-defined]
 
 
 def last_signals(predictor: Predictor, probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """The signals of the volume the predictor has just predicted (``probs``, its label volume ``mask``)."""
-    return volume_signals(probs, mask, getattr(predictor, "agreement", None))
+    return volume_signals(probs, mask, getattr(predictor, "agreement", None), getattr(predictor, "member_agreement", None))
 
 
 def predict_with_signals(predictor: Predictor, volumes: Sequence[Volume], postprocess: bool,
@@ -58,8 +59,10 @@ def predict_slices_with_signals(predictor: Predictor, samples: Sequence[Any], po
     enable_agreement(predictor)
     probs = sample_probabilities(predictor, samples)
     agreement = getattr(predictor, "agreement", None)
+    members = getattr(predictor, "member_agreement", None)
     masks = to_masks(probs, class_weights, postprocess)
-    signals = [volume_signals(p[..., None], m[..., None], None if agreement is None else [agreement[i]])
+    signals = [volume_signals(p[..., None], m[..., None], None if agreement is None else [agreement[i]],
+                              None if members is None else [members[i]])
                for i, (p, m) in enumerate(zip(probs, masks, strict=True))]
     return masks, signals
 

@@ -5,6 +5,8 @@
   was predicted without TTA.
 - proportions (:func:`proportions`): RV and myocardium against the LV, and the share of voxels in a structure.
 - ``view_dice_RV``, ``view_dice_Myo``, ``view_dice_LV``: the same agreement per structure (NaN without TTA).
+- ``member_dice``, ``member_dice_min`` and ``member_dice_<structure>``: the same agreement between an ensemble's
+  members and the ensemble (:attr:`cmrseg.inference.ModelPredictor.member_agreement`); NaN for a single network.
 - ``margin``: mean top-1 minus top-2 probability over the voxels predicted as a structure (1 = certain), and
   ``margin_RV``, ``margin_Myo``, ``margin_LV`` over each structure's voxels (0 where it is absent).
 - ``uncertain``: voxels whose margin is below :data:`UNCERTAIN_MARGIN`, as a share of the predicted structures'
@@ -31,9 +33,10 @@ RV_REACH = 3
 LABEL = {name: value for value, name in enumerate(STRUCTURES, start=1)}
 
 
-def structure_view_dice(counts: Sequence[np.ndarray] | None) -> list[float]:
-    """Dice of the flip views with their consensus for RV, Myo and LV, from the per-slice ``S x 2`` counts of
-    :func:`cmrseg.inference.tta.agreement_counts` (a structure absent from every view counts 1); NaNs without them."""
+def structure_agreement(counts: Sequence[np.ndarray] | None) -> list[float]:
+    """Dice of the views (flips, or an ensemble's members) with their consensus for RV, Myo and LV, from the
+    per-slice ``S x 2`` counts of :func:`cmrseg.inference.tta.agreement_counts` (a structure absent from every view
+    counts 1); NaNs without them."""
     if not counts or any(c.size == 0 for c in counts):
         return [math.nan] * len(STRUCTURES)
     total = np.sum(np.stack(counts), axis=0)
@@ -41,8 +44,8 @@ def structure_view_dice(counts: Sequence[np.ndarray] | None) -> list[float]:
 
 
 def view_dice(counts: Sequence[np.ndarray] | None) -> float:
-    """Mean over RV, Myo and LV of :func:`structure_view_dice`; NaN without counts."""
-    return float(np.mean(structure_view_dice(counts)))
+    """Mean over RV, Myo and LV of :func:`structure_agreement`; NaN without counts."""
+    return float(np.mean(structure_agreement(counts)))
 
 
 def proportions(mask: np.ndarray) -> dict[str, float]:
@@ -110,14 +113,20 @@ def anatomy_signals(mask: np.ndarray) -> dict[str, Any]:
             "lv_enclosure": lv_enclosure(mask), "rv_apart": rv_apart_slices(mask), "gaps": gap_slices(mask)}
 
 
-def volume_signals(probs: np.ndarray | None, mask: np.ndarray, agreement: Sequence[np.ndarray] | None = None
-                   ) -> dict[str, Any]:
+def _agreement_signals(prefix: str, counts: Sequence[np.ndarray] | None) -> dict[str, float]:
+    """``PREFIX``, ``PREFIX_min`` and ``PREFIX_<structure>`` of :func:`structure_agreement` of ``counts``."""
+    per = structure_agreement(counts)
+    return {prefix: float(np.mean(per)), f"{prefix}_min": float(np.min(per)),
+            **{f"{prefix}_{name}": value for name, value in zip(STRUCTURES, per, strict=True)}}
+
+
+def volume_signals(probs: np.ndarray | None, mask: np.ndarray, agreement: Sequence[np.ndarray] | None = None,
+                   members: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
     """Every signal of one predicted volume: probability ones (NaN without ``probs``, e.g. a label volume read
-    back), flip-view agreement (NaN without ``agreement`` counts) and anatomy."""
-    views = structure_view_dice(agreement)
-    signals: dict[str, Any] = {"view_dice": float(np.mean(views)), "view_dice_min": float(np.min(views)),
-                               **{f"view_dice_{name}": value for name, value in zip(STRUCTURES, views, strict=True)},
-                               **proportions(mask)}
+    back), flip-view agreement (NaN without ``agreement`` counts), ensemble members' agreement (NaN without
+    ``members`` counts) and anatomy."""
+    signals: dict[str, Any] = {**_agreement_signals("view_dice", agreement),
+                               **_agreement_signals("member_dice", members), **proportions(mask)}
     unknown = {name: math.nan for name in ("margin", "uncertain", *(f"margin_{s}" for s in STRUCTURES))}
     signals.update(probability_signals(probs, mask) if probs is not None else unknown)
     signals.update(anatomy_signals(mask))
