@@ -147,6 +147,20 @@ def test_signals_measure_uncertainty_and_view_disagreement(patient: tuple[Volume
     assert view_dice(list(counts.numpy())) == pytest.approx((1.0 + 1.0 + 2 * 2 * 4 / (2 * 4 + 4 * 4)) / 3)
 
 
+def test_voxels_the_clean_up_removed_are_counted(patient: tuple[Volume, Volume]) -> None:
+    from cmrseg.inference.volume_prediction import volume_mask
+
+    label = patient[0].label
+    probs = np.eye(4, dtype=np.float32)[label].transpose(3, 0, 1, 2)
+    assert volume_signals(probs, volume_mask(probs, True))["relabelled"] == 0.0
+    stray = probs.copy()
+    stray[:, :4, :4, :] = np.array([0, 0, 0, 1], np.float32)[:, None, None, None]  # an LV blob in a corner
+    cleaned = volume_mask(stray, True)
+    assert not (cleaned[:4, :4] == 3).any()
+    drawn = (stray.argmax(axis=0) > 0).sum()
+    assert volume_signals(stray, cleaned)["relabelled"] == pytest.approx(4 * 4 * label.shape[2] / drawn)
+
+
 def test_flip_average_with_agreement_gives_the_same_probabilities() -> None:
     torch.manual_seed(0)
     network = torch.nn.Conv2d(1, 4, 3, padding=1)

@@ -28,9 +28,9 @@ FEATURES_V1 = ("view_dice", "view_dice_min", "margin", "uncertain", "rv_lv", "my
 MEMBER_FEATURES = ("member_dice", "member_dice_min", *(f"member_dice_{name}" for name in STRUCTURES))
 """The ensemble members' agreement (NaN, i.e. no contribution, for a single network)."""
 FEATURES = (*FEATURES_V1, *(f"view_dice_{name}" for name in STRUCTURES), *(f"margin_{name}" for name in STRUCTURES),
-            *MEMBER_FEATURES)
+            *MEMBER_FEATURES, "relabelled")
 """Regressor inputs, in order (see :func:`features`): version 1's, each structure's view agreement and margin, and
-the ensemble members' agreement."""
+the ensemble members' agreement, and the share the clean-up relabelled."""
 TARGETS = ("RV", "Myo", "LV")
 """What a model predicts: each structure's Dice (their mean is ``qc_dice``)."""
 FORMAT = "cmrseg-qc-model"
@@ -41,13 +41,15 @@ NEAR_ONE = ("view_dice", "view_dice_min", "margin", "lv_enclosure", *(f"view_dic
             *(f"margin_{name}" for name in STRUCTURES), *MEMBER_FEATURES)
 """Signals that are 1 at best and enter the regression as ``log(1 - value + 0.01)``: the step from 0.98 to 0.99
 matters as much as from 0.5 to 0.75 (cross-validated on the benchmark pool: r 0.91 instead of 0.89)."""
+SHARES = ("uncertain", "relabelled")
+"""Small shares (0 at best) that enter the regression as ``log(value + 0.01)``."""
 ALPHA = 10.0
 """Ridge penalty on the standardised features (cross-validated on the benchmark pool: 10 beats 0.1-3)."""
 
 
 def features(signals: Mapping[str, Any], names: Sequence[str] = FEATURES) -> np.ndarray:
     """The features ``names`` (default :data:`FEATURES`) of one volume's signals (NaN where a signal is unknown or
-    was not measured): :data:`NEAR_ONE` ones on a log scale, ``uncertain`` as ``log(value + 0.01)``, counts of
+    was not measured): :data:`NEAR_ONE` ones on a log scale, :data:`SHARES` as ``log(value + 0.01)``, counts of
     missing structures, gap slices and RV-apart slices."""
     counts = {"n_missing": len(signals["missing"]), "n_gap_slices": sum(len(z) for z in signals["gaps"].values()),
               "n_rv_apart": len(signals["rv_apart"])}
@@ -55,7 +57,7 @@ def features(signals: Mapping[str, Any], names: Sequence[str] = FEATURES) -> np.
     for name in names:
         value = float(counts[name]) if name in counts else float(signals.get(name, math.nan))
         value = math.log(1.0 - min(value, 1.0) + 0.01) if name in NEAR_ONE else value
-        values.append(math.log(value + 0.01) if name == "uncertain" else value)
+        values.append(math.log(value + 0.01) if name in SHARES else value)
     return np.array(values)
 
 

@@ -9,6 +9,8 @@
   members and the ensemble (:attr:`cmrseg.inference.ModelPredictor.member_agreement`); NaN for a single network.
 - ``margin``: mean top-1 minus top-2 probability over the voxels predicted as a structure (1 = certain), and
   ``margin_RV``, ``margin_Myo``, ``margin_LV`` over each structure's voxels (0 where it is absent).
+- ``relabelled``: the share of the voxels the probabilities' argmax puts in a structure that the label volume
+  labels otherwise: what the 3D clean-up removed (stray blobs elsewhere in the field of view) or class weights moved.
 - ``uncertain``: voxels whose margin is below :data:`UNCERTAIN_MARGIN`, as a share of the predicted structures'
   voxels (plus those uncertain ones): how much of the segmentation is a coin toss.
 - anatomy (:func:`anatomy_signals`): structures missing, the share of the LV cavity's border that touches the
@@ -66,8 +68,11 @@ def probability_signals(probs: np.ndarray, mask: np.ndarray) -> dict[str, float]
     region = structures | uncertain
     per_structure = {f"margin_{name}": float(margin[mask == value].mean()) if (mask == value).any() else 0.0
                      for name, value in LABEL.items()}
+    raw = probs.argmax(axis=0)
+    drawn = raw > 0
     return {"margin": float(margin[structures].mean()) if structures.any() else 0.0,
-            "uncertain": float(uncertain.sum() / region.sum()) if region.any() else 0.0, **per_structure}
+            "uncertain": float(uncertain.sum() / region.sum()) if region.any() else 0.0, **per_structure,
+            "relabelled": float((drawn & (raw != mask)).sum() / drawn.sum()) if drawn.any() else 0.0}
 
 
 def _slices_with(region: np.ndarray) -> np.ndarray:
@@ -127,7 +132,7 @@ def volume_signals(probs: np.ndarray | None, mask: np.ndarray, agreement: Sequen
     ``members`` counts) and anatomy."""
     signals: dict[str, Any] = {**_agreement_signals("view_dice", agreement),
                                **_agreement_signals("member_dice", members), **proportions(mask)}
-    unknown = {name: math.nan for name in ("margin", "uncertain", *(f"margin_{s}" for s in STRUCTURES))}
+    unknown = {name: math.nan for name in ("margin", "uncertain", "relabelled", *(f"margin_{s}" for s in STRUCTURES))}
     signals.update(probability_signals(probs, mask) if probs is not None else unknown)
     signals.update(anatomy_signals(mask))
     return signals
