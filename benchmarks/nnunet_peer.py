@@ -28,8 +28,8 @@ Then, per fold (each step is skipped when its output is already in ``--work``)::
    for ``-tr`` classes) that changes only the schedule's length: epochs, iterations per epoch and validation
    batches per epoch (and one torch thread, and no end-of-training validation pass: step 4 predicts the fold).
    Its size comes from the CPU budget: a one-epoch probe measures the CPU seconds of one training iteration and of an
-   epoch's fixed cost on this machine, then the fold trains ``floor(budget / (iterations x iteration + epoch
-   cost))`` epochs. Data augmentation runs in the training process (``nnUNet_n_proc_DA=0``).
+   epoch's fixed cost (its validation batches, checkpoint, plot) on this machine, then the fold trains
+   ``floor(budget / (iterations x iteration + epoch cost))`` epochs (at least one), each lengthened to use the rest. Data augmentation runs in the training process (``nnUNet_n_proc_DA=0``).
 4. ``nnUNetv2_predict -c 2d -f K`` (its defaults: sliding window, mirroring TTA; one thread for the network)
    predicts the held-out native volumes; cmrseg scores them and writes ``--out`` (.json and .md): per fold and
    pooled, nnU-Net beside cmrseg on the same volumes, with the training CPU minutes, epochs and iterations.
@@ -87,8 +87,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 class {name}(nnUNetTrainer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = {epochs}
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = {val_iterations}
@@ -240,10 +241,12 @@ def epoch_costs(model_dir: Path) -> dict[str, Any]:
             "epochs_wall_minutes": sum(e["epoch_wall_s"] for e in epochs) / 60.0}
 
 
-def budget_schedule(probe: dict[str, Any], cpu_minutes: float, iterations: int) -> int:
-    """Epochs of ``iterations`` iterations that fit ``cpu_minutes`` at the probe's measured costs (at least one)."""
-    per_epoch = iterations * probe["cpu_s_per_iteration"] + probe["cpu_s_per_epoch_overhead"]
-    return max(1, math.floor(cpu_minutes * 60.0 / per_epoch))
+def budget_schedule(probe: dict[str, Any], cpu_minutes: float, iterations: int) -> tuple[int, int]:
+    """(epochs, iterations per epoch) that fit ``cpu_minutes`` at the probe's measured costs: as many epochs of
+    ``iterations`` as fit (at least one), then each epoch stretched to use what is left of the budget."""
+    budget, step, fixed = cpu_minutes * 60.0, probe["cpu_s_per_iteration"], probe["cpu_s_per_epoch_overhead"]
+    epochs = max(1, math.floor(budget / (iterations * step + fixed)))
+    return epochs, max(iterations if epochs > 1 else 1, math.floor((budget / epochs - fixed) / step))
 
 
 def train_fold(nnunet: Nnunet, fold: int, cpu_minutes: float, iterations: int, val_iterations: int, log: Path
@@ -254,7 +257,7 @@ def train_fold(nnunet: Nnunet, fold: int, cpu_minutes: float, iterations: int, v
     if not (probe_dir / "cmrseg_cpu.json").is_file():
         nnunet.run("nnUNetv2_train", [str(nnunet.dataset_id), "2d", str(fold), "-tr", probe_trainer, "-device", "cpu"], log, 0)
     probe = epoch_costs(probe_dir)
-    epochs = budget_schedule(probe, cpu_minutes, iterations)
+    epochs, iterations = budget_schedule(probe, cpu_minutes, iterations)
     trainer = nnunet.write_trainer(epochs, iterations, val_iterations)
     fold_dir = nnunet.model_folder(trainer) / f"fold_{fold}"
     timing: dict[str, Any] = {}
@@ -265,7 +268,7 @@ def train_fold(nnunet: Nnunet, fold: int, cpu_minutes: float, iterations: int, v
         timing = json.loads((fold_dir / "cmrseg_process.json").read_text())
     costs = epoch_costs(fold_dir)
     return trainer, {"trainer": trainer, "budget_cpu_minutes": cpu_minutes, "probe": probe, **costs,
-                     "val_iterations_per_epoch": val_iterations, "iterations": costs["epochs"] * iterations,
+                     "val_iterations_per_epoch": val_iterations, "iterations": costs["epochs"] * costs["iterations_per_epoch"],
                      "process": timing}
 
 
