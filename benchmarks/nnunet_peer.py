@@ -391,8 +391,8 @@ def main() -> None:
     parser.add_argument("--data", type=existing_folder, default=ROOT.parent / "shared" / "data" / "acdc_native")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "acdc_native.json",
                         help="cmrseg config whose split seed makes the folds")
-    parser.add_argument("--cv", type=Path, default=ROOT / "benchmarks" / "results" / "native_cv",
-                        help="cmrseg cv folder (or its copied results) to check the folds and compare with")
+    parser.add_argument("--cv", type=Path, default=ROOT / "runs" / "native_cv",
+                        help="cmrseg's cv folder of the native recipe: its folds are checked, its volumes compared")
     parser.add_argument("--folds", type=int, nargs="+", default=[0], help="folds to run (of 5)")
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--cpu-minutes", type=float, default=FOLD_MINUTES, help="training CPU budget per fold")
