@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import replace
@@ -96,12 +97,20 @@ def finished_folds(runs: Path, config: ExperimentConfig) -> list[int]:
             and run_files.run_state(fold_dir(runs, k), config.epochs) == "finished"]
 
 
+def read_scores(path: Path) -> dict[str, Any]:
+    """Scores written as JSON, whose undefined indices (NaN: mL without a spacing) were written as null."""
+    scores = json.loads(path.read_text())
+    for key in ("indices", "true_indices"):
+        scores[key] = [{name: math.nan if value is None else value for name, value in row.items()} for row in scores[key]]
+    return scores
+
+
 def fold_scores(runs: Path, acdc96: ExperimentConfig, native: ExperimentConfig, fold: int, tta: bool) -> dict[str, Any]:
     """The native held-out volumes of ``fold`` predicted by the acdc96 fold model (its final weights, with or without
     its TTA) and scored per volume, with the seconds it took; computed once, then read from RUNS/native."""
     cache = runs / "native" / f"fold_{fold}_{'tta' if tta else 'plain'}.json"
     if cache.is_file():
-        return json.loads(cache.read_text())
+        return read_scores(cache)
     settings = replace(CV_SETTINGS, tta=tta, checkpoint=final_checkpoint(acdc96))
     started = time.perf_counter()
     volumes, masks, checked = held_out_with_qc(fold_dir(runs, fold), clone_config(native, folds=FOLDS, fold=fold), settings)
@@ -141,11 +150,11 @@ def side_by_side(sides: dict[str, dict[int, dict[str, Any]]], folds: dict[int, l
             report["folds"].setdefault(str(k), {})[name] = summary(part["per_volume"], part["indices"], part["true_indices"])
         pooled = {key: [row for part in parts for row in part[key]] for key in ("per_volume", "indices", "true_indices")}
         report["pooled"][name] = summary(pooled["per_volume"], pooled["indices"], pooled["true_indices"])
-        if name != NATIVE:
-            first = by_fold[next(iter(folds))]
-            report["pooled"][name]["qc"] = qc_against_truth(pooled["per_volume"], first["qc_threshold"])
-            report["pooled"][name]["seconds_per_volume"] = (sum(by_fold[k]["seconds"] for k in folds)
+        predicted_here = [by_fold[k] for k in folds if "seconds" in by_fold[k]]
+        if len(predicted_here) == len(folds):  # predicted by this script: its time and quality control
+            report["pooled"][name]["seconds_per_volume"] = (sum(fold["seconds"] for fold in predicted_here)
                                                             / len(pooled["per_volume"]))
+            report["pooled"][name]["qc"] = qc_against_truth(pooled["per_volume"], predicted_here[0]["qc_threshold"])
     return report
 
 
@@ -156,7 +165,7 @@ def crop_scores(runs: Path, folds: dict[int, list[str]]) -> dict[str, Any] | Non
     if not path.is_file():
         return None
     patients = [p for fold in folds.values() for p in fold]
-    part = of_patients(json.loads(path.read_text()), patients)
+    part = of_patients(read_scores(path), patients)
     if {row["patient"] for row in part["per_volume"]} != set(patients):
         return None
     return summary(part["per_volume"], part["indices"], part["true_indices"])
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CmrsegError(f"{runs}: no finished fold of the acdc96 cv to report; train one first (without --skip-train)")
         folds = {k: held_out[k] for k in done}
         native_file = (args.native_cv or RESULTS / "native_cv") / "cv_volumes.json"
-        sides: dict[str, dict[int, dict[str, Any]]] = {NATIVE: dict.fromkeys(folds, json.loads(native_file.read_text()))}
+        sides: dict[str, dict[int, dict[str, Any]]] = {NATIVE: dict.fromkeys(folds, read_scores(native_file))}
         for name, kind in PREDICTIONS.items():
             if kind == "plain" or args.tta:
                 sides[name] = {k: fold_scores(runs, acdc96, native, k, kind == "tta") for k in folds}
