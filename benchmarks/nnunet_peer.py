@@ -251,10 +251,12 @@ def budget_schedule(probe: dict[str, Any], cpu_minutes: float, iterations: int) 
 
 def train_fold(nnunet: Nnunet, fold: int, cpu_minutes: float, iterations: int, val_iterations: int, log: Path
                ) -> tuple[str, dict[str, Any]]:
-    """Probe the costs once, then train fold ``fold`` for the epochs that fit the budget; the trainer and its record."""
+    """Probe the costs once (on the first fold run: an iteration costs the same on every fold), then train fold
+    ``fold`` for the epochs that fit the budget; the trainer and its record."""
     probe_trainer = nnunet.write_trainer(1, PROBE_ITERATIONS, val_iterations)
-    probe_dir = nnunet.model_folder(probe_trainer) / f"fold_{fold}"
-    if not (probe_dir / "cmrseg_cpu.json").is_file():
+    probed = sorted(nnunet.model_folder(probe_trainer).glob("fold_*/cmrseg_cpu.json"))
+    probe_dir = probed[0].parent if probed else nnunet.model_folder(probe_trainer) / f"fold_{fold}"
+    if not probed:
         nnunet.run("nnUNetv2_train", [str(nnunet.dataset_id), "2d", str(fold), "-tr", probe_trainer, "-device", "cpu"], log, 0)
     probe = epoch_costs(probe_dir)
     epochs, iterations = budget_schedule(probe, cpu_minutes, iterations)
