@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -191,6 +192,22 @@ def test_volume_without_spacing_for_a_planned_model_warns(native_run: Path, tmp_
     with pytest.warns(UserWarning) as warned:
         assert main(["predict", "--run", str(native_run), "--images", str(scans), "--out", str(tmp_path / "pred")]) == 0
     assert any("spacing" in str(w.message) and "1.25" in str(w.message) for w in warned), [str(w.message) for w in warned]
+
+
+def test_volumes_with_a_spacing_for_a_model_trained_without_one_warn(slice_run: Path, tmp_path: Path) -> None:
+    from cmrseg.cli import main
+
+    scans = write_synthetic_volumes(tmp_path / "scans", 1, size=64, spacing=(1.4, 1.4, 8.0), slices=(3, 3),
+                                    with_labels=False)
+    with pytest.warns(UserWarning) as warned:
+        assert main(["predict", "--run", str(slice_run), "--images", str(scans), "--out", str(tmp_path / "pred")]) == 0
+    lines = [str(w.message) for w in warned if "trained without a voxel spacing" in str(w.message)]
+    assert len(lines) == 1 and "2 of the volumes" in lines[0] and "1.4x1.4 mm" in lines[0], [str(w.message) for w in warned]
+    crops = write_synthetic_volumes(tmp_path / "crops", 1, size=64, spacing=None, slices=(3, 3), with_labels=False)
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        assert main(["predict", "--run", str(slice_run), "--images", str(crops), "--out", str(tmp_path / "pred2")]) == 0
+    assert not any("trained without a voxel spacing" in str(w.message) for w in quiet)
 
 
 def test_plan_command_prints_each_choice_and_writes_json(native_dir: Path, tmp_path: Path,

@@ -269,7 +269,7 @@ def predict_cohort(
     output or ``overwrite``; outside the input)."""
     from cmrseg.data.readers.nifti import check_header
     from cmrseg.inference.loading import load_run
-    from cmrseg.inference.volume_prediction import partners_for, require_conditions, training_spacing
+    from cmrseg.inference.volume_prediction import partners_for, require_conditions, training_spacing, warn_spacing_ignored
     from cmrseg.io.locks import run_lock
     from cmrseg.io.outputs import check_output_dir, prune, remove_if_unused
     from cmrseg.qc import check_threshold
@@ -279,15 +279,16 @@ def predict_cohort(
     check_engine(workers, ray_address)
     threshold = check_threshold(qc_threshold)
     cases = list_cases(images_dir, require_labels=False)
-    for case in cases:
-        if case.image_path.name.endswith((".nii", ".nii.gz")):
-            check_header(case.image_path)
+    spacings = {case.image_path: check_header(case.image_path) for case in cases
+                if case.image_path.name.endswith((".nii", ".nii.gz"))}
     out = check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                            files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
     require_conditions(predictor, [(case.phase, case.image_path) for case in cases])
     partners: dict[str, VolumeCase] = partners_for(predictor, cases, lambda case: case.image_path)
     target = training_spacing(run_dir)
+    if target is None:
+        warn_spacing_ignored(run_dir, spacings)
     identity = _run_identity(run_dir, predictor, resolved, target, overlays)
     jobs = {case.case: _digest([identity, _stamp(case.image_path),
                                 _stamp(partners[case.case].image_path) if case.case in partners else None])

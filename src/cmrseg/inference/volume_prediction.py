@@ -48,6 +48,19 @@ def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:
     return check_spacing(plan.target_spacing if plan is not None else data.get("spacing"), source)
 
 
+def warn_spacing_ignored(run_dir: str | Path, spacings: dict[Path, tuple[float, ...] | None]) -> None:
+    """Say once that volumes with a real voxel spacing go to a model trained without one (e.g. on the coursework's
+    96x96 crops), which predicts each slice on its own grid: such a model was made for crops around the heart, and on
+    a full field of view its RV lands on other structures (BENCHMARKS.md, the side by side of #25)."""
+    known = [(path, spacing) for path, spacing in spacings.items() if spacing is not None]
+    if known:
+        path, spacing = known[0]
+        warnings.warn(f"{run_dir}: trained without a voxel spacing (on crops around the heart?), but {len(known)} of the "
+                      f"volumes have one ({path.name}: {spacing_text(spacing[:2])} mm in-plane); each slice is predicted "
+                      "on its own grid. On full field-of-view scans use a model trained on such scans (the shipped model: "
+                      "predict without --run)", stacklevel=3)
+
+
 def volume_probabilities(predictor: Predictor, volume: Volume, target_spacing: Sequence[float] | None = None,
                          partner: Volume | None = None) -> np.ndarray:
     """Class probabilities ``C x H x W x Z`` of every slice of ``volume``, resampled as the module doc says;

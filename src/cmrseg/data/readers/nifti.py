@@ -72,12 +72,13 @@ def check_shape(path: Path, shape: tuple[int, ...]) -> None:
         raise CmrsegError(f"{path}: expected a 3-D volume, got {len(shape)} dimensions {shape}")
 
 
-def check_header(path: Path) -> None:
+def check_header(path: Path) -> tuple[float, float, float] | None:
     """The checks of :func:`load_volume` that the header alone allows (readable, one 3-D volume, sane spacing), without
-    reading the voxels: a folder of volumes is checked in a moment before the first is predicted."""
+    reading the voxels: a folder of volumes is checked in a moment before the first is predicted. Returns the spacing
+    (None when the header names no unit)."""
     image = load_nifti(path, voxels=False)[0]
     check_shape(path, tuple(image.shape))
-    header_spacing(image.header, path)
+    return header_spacing(image.header, path)
 
 
 def header_spacing(header: Any, source: str | Path = "NIfTI header") -> tuple[float, float, float] | None:
