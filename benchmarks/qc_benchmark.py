@@ -229,6 +229,26 @@ def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float,
                 r.update(checked.cases[r["case"]], rule_flag=rules.cases[r["case"]]["qc_flag"] == CHECK)
 
 
+def estimator_ablation(rows: list[dict[str, Any]], alphas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0)
+                       ) -> list[dict[str, Any]]:
+    """MAE and r of the mean-Dice estimate cross-validated by fold (fitted on the other folds' volumes) for the
+    estimator's choices: without the ``relabelled`` signal, without the squares, and the ridge penalty."""
+    fold = np.array([r["fold"] for r in rows])
+    true = np.array([r["true_dice"] for r in rows])
+    y = targets_of(rows, "current")
+    base = [name for name in FEATURES if name not in MEMBER_FEATURES]
+    variants = [("no relabelled, no squares", [n for n in base if n != "relabelled"], False, 10.0),
+                ("no squares", base, False, 10.0), *((f"squares, alpha {a:g}", base, True, a) for a in alphas)]
+    table = []
+    for label, names, squares, alpha in variants:
+        x = np.stack([features(r["signals"], names) for r in rows])
+        estimate = np.full(len(rows), np.nan)
+        for k in sorted(set(fold.tolist())):
+            estimate[fold == k] = fit(x[fold != k], y[fold != k], alpha, names, squares).predict(x[fold == k])
+        table.append({"variant": label, **agreement_stats(estimate, true)})
+    return table
+
+
 def qc_cost(run_dir: Path, volumes: list[Any], checkpoint: str, repeats: int = 2) -> dict[str, float]:
     """Seconds to predict ``volumes`` with ``run_dir``'s ``checkpoint`` weights, its plan and flip TTA, without and
     with QC (signals and verdict); best of ``repeats``."""
@@ -337,6 +357,9 @@ def markdown(result: dict[str, Any]) -> str:
                  f"{v['flag_at_threshold']['specificity']:.3f} | |"] if (v := result.get("v1_estimator")) else []), "",
               "| epochs | mean true Dice | MAE | r |", "|---|---|---|---|"]
     lines += [f"| {stage} | {s['mean_true_dice']:.3f} | {s['mae']:.3f} | {s['r']:.3f} |" for stage, s in result["by_stage"].items()]
+    if ablation := result.get("estimator_ablation"):
+        lines += ["", "| estimator (cross-validated by fold) | MAE | r |", "|---|---|---|"]
+        lines += [f"| {a['variant']} | {a['mae']:.4f} | {a['r']:.3f} |" for a in ablation]
     if m := result.get("ensemble_members"):
         without, with_ = m["estimate_without_member_features"], m["estimate_with_member_features"]
         lines += ["", f"Snapshot ensembles (each fold's weights after epochs {', '.join(map(str, m['epochs']))}), "
@@ -404,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(rows, args.qc_threshold, stages)
     result["v1_estimator"] = {key: earlier[key] for key in ("estimate", "flag_at_threshold", "roc_auc", "final_model")}
     result["stages"] = list(stages)
+    result["estimator_ablation"] = estimator_ablation(rows)
     fold0 = config_validation_volumes(clone_config(config, folds=folds, fold=0))
     result["cost"] = qc_cost(fold_dir(cv_dir, 0), fold0, epoch_checkpoint(max(stages)))
     result["metadata"] = run_metadata(ROOT)

@@ -41,8 +41,8 @@ TARGETS = ("RV", "Myo", "LV")
 FORMAT = "cmrseg-qc-model"
 FORMAT_VERSION = 3
 SQUARES = True
-"""Fit each feature's square beside it (cross-validated on the native pool, BENCHMARKS.md: MAE 0.037 and r 0.91 instead
-of 0.045 and 0.86 with the features alone): the Dice falls faster than linearly as agreement and margins drop."""
+"""Fit each feature's square beside it (cross-validated on the native pool, BENCHMARKS.md: MAE 0.037 and r 0.90 instead
+of 0.044 and 0.87 with the features alone): the Dice falls faster than linearly as agreement and margins drop."""
 
 
 NEAR_ONE = ("view_dice", "view_dice_min", "margin", "lv_enclosure", *(f"view_dice_{name}" for name in STRUCTURES),
