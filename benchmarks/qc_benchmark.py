@@ -46,8 +46,8 @@ from cmrseg.inference.volume_prediction import training_spacing
 from cmrseg.metrics.volumes import volume_metrics
 from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features
 from cmrseg.qc.assess import BAD_DICE
-from cmrseg.qc.model import (DEFAULT_FEATURES, DEFAULT_FILE, FEATURES, FEATURES_V1, MEMBER_FEATURES, TARGETS, QcModel,
-                             agreement_stats, fit, patient_folds)
+from cmrseg.qc.model import (ALPHA, DEFAULT_FEATURES, DEFAULT_FILE, FEATURES, FEATURES_V1, MEMBER_FEATURES, SQUARES,
+                             TARGETS, QcModel, agreement_stats, fit, patient_folds)
 from cmrseg.qc.predict import predict_with_signals
 from cmrseg.runs import epoch_checkpoint
 from cmrseg.training.trainer import clone_config
@@ -163,6 +163,15 @@ def member_pool(cv_dir: Path, config: Any, folds: int, epochs: list[int]) -> lis
     return rows
 
 
+def fold_estimates(x: np.ndarray, y: np.ndarray, fold: np.ndarray, names: list[str], squares: bool = SQUARES,
+                   alpha: float = ALPHA) -> np.ndarray:
+    """Each row's qc_dice from a model fitted on the rows of the other folds only."""
+    estimate = np.full(len(x), np.nan)
+    for k in sorted(set(fold.tolist())):
+        estimate[fold == k] = fit(x[fold != k], y[fold != k], alpha, names, squares).predict(x[fold == k])
+    return estimate
+
+
 def member_measure(rows: list[dict[str, Any]], members: list[dict[str, Any]], folds: int) -> dict[str, Any]:
     """Does the ensemble members' agreement tell good from bad? On the snapshot ensembles' volumes: its correlation
     with the true Dice (beside the flip views'), and the estimate's MAE and r cross-validated by fold (fitted on the
@@ -176,11 +185,8 @@ def member_measure(rows: list[dict[str, Any]], members: list[dict[str, Any]], fo
     for label, names in (("without", [n for n in FEATURES if n not in MEMBER_FEATURES]), ("with", list(FEATURES))):
         x = np.stack([features(r["signals"], names) for r in both])
         y = targets_of(both, "current")
-        fold = np.array([r["fold"] for r in both])
         held = np.array([r["stage"] == "members" for r in both])
-        estimate = np.full(len(both), np.nan)
-        for k in sorted(set(fold.tolist())):
-            estimate[fold == k] = fit(x[fold != k], y[fold != k], names=names).predict(x[fold == k])
+        estimate = fold_estimates(x, y, np.array([r["fold"] for r in both]), names)
         result[f"estimate_{label}_member_features"] = agreement_stats(estimate[held], true)
     return result
 
@@ -242,10 +248,7 @@ def estimator_ablation(rows: list[dict[str, Any]], alphas: tuple[float, ...] = (
     table = []
     for label, names, squares, alpha in variants:
         x = np.stack([features(r["signals"], names) for r in rows])
-        estimate = np.full(len(rows), np.nan)
-        for k in sorted(set(fold.tolist())):
-            estimate[fold == k] = fit(x[fold != k], y[fold != k], alpha, names, squares).predict(x[fold == k])
-        table.append({"variant": label, **agreement_stats(estimate, true)})
+        table.append({"variant": label, **agreement_stats(fold_estimates(x, y, fold, names, squares, alpha), true)})
     return table
 
 

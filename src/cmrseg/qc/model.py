@@ -162,8 +162,8 @@ def fit(x: np.ndarray, y: np.ndarray, alpha: float = ALPHA, names: Sequence[str]
     known = [np.isfinite(c).any() for c in x.T]
     low = [float(np.nanmin(c)) if k else 0.0 for c, k in zip(x.T, known, strict=True)]  # a column never known has no weight
     high = [float(np.nanmax(c)) if k else 0.0 for c, k in zip(x.T, known, strict=True)]
-    mean = np.array([np.nanmean(c) if np.isfinite(c).any() else 0.0 for c in x.T])
-    scale = np.array([np.nanstd(c) if np.isfinite(c).any() else 0.0 for c in x.T])
+    mean = np.array([np.nanmean(c) if k else 0.0 for c, k in zip(x.T, known, strict=True)])
+    scale = np.array([np.nanstd(c) if k else 0.0 for c, k in zip(x.T, known, strict=True)])
     scale = np.where(scale > 1e-9, scale, 1.0)
     z = np.nan_to_num((x - mean) / scale, nan=0.0)
     intercept = y.mean(axis=0)
