@@ -194,6 +194,15 @@ def test_volume_without_spacing_for_a_planned_model_warns(native_run: Path, tmp_
     assert any("spacing" in str(w.message) and "1.25" in str(w.message) for w in warned), [str(w.message) for w in warned]
 
 
+def test_png_images_for_a_planned_model_warn(native_run: Path, synth_dir: Path, tmp_path: Path) -> None:
+    from cmrseg.cli import main
+
+    with pytest.warns(UserWarning) as warned:
+        assert main(["predict", "--run", str(native_run), "--images", str(synth_dir), "--out", str(tmp_path / "pred")]) == 0
+    lines = [str(w.message) for w in warned if "carry no pixel spacing" in str(w.message)]
+    assert len(lines) == 1 and "1.25" in lines[0], [str(w.message) for w in warned]
+
+
 def test_volumes_with_a_spacing_for_a_model_trained_without_one_warn(slice_run: Path, tmp_path: Path) -> None:
     from cmrseg.cli import main
 

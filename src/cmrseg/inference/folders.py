@@ -4,25 +4,15 @@ montages and clinical indices, spread over workers)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from cmrseg import runs
 from cmrseg.data.readers import list_cases, reads_stacks
-from cmrseg.data.spacing import spacing_text
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.loading import load_run
 from cmrseg.inference.settings import PredictSettings
-from cmrseg.inference.volume_prediction import training_spacing
+from cmrseg.inference.volume_prediction import warn_unknown_spacing
 from cmrseg.io.outputs import atomic_dir, check_output_dir
-
-
-def warn_unknown_spacing(run_dir: str | Path, images: str | Path) -> None:
-    """Say once that PNG ``images`` (no pixel spacing) go to a model trained at a known spacing on their own grid."""
-    target = training_spacing(run_dir)
-    if target is not None:
-        warnings.warn(f"{images}: PNG images carry no pixel spacing; predicted on their own grid, as if their pixels were "
-                      f"the model's {spacing_text(target)} mm (resample them to it first if they are not)", stacklevel=3)
 
 
 def predict_folder(

@@ -48,6 +48,14 @@ def training_spacing(run_dir: str | Path) -> tuple[float, ...] | None:
     return check_spacing(plan.target_spacing if plan is not None else data.get("spacing"), source)
 
 
+def warn_unknown_spacing(run_dir: str | Path, images: str | Path) -> None:
+    """Say once that PNG ``images`` (no pixel spacing) go to a model trained at a known spacing on their own grid."""
+    target = training_spacing(run_dir)
+    if target is not None:
+        warnings.warn(f"{images}: PNG images carry no pixel spacing; predicted on their own grid, as if their pixels were "
+                      f"the model's {spacing_text(target)} mm (resample them to it first if they are not)", stacklevel=3)
+
+
 def warn_spacing_ignored(run_dir: str | Path, spacings: dict[Path, tuple[float, ...] | None]) -> None:
     """Say once that volumes with a real voxel spacing go to a model trained without one (e.g. on the coursework's
     96x96 crops), which predicts each slice on its own grid: such a model was made for crops around the heart, and on
