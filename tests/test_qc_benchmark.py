@@ -1,0 +1,44 @@
+"""benchmarks/qc_benchmark.py's flag measures: the ROC read-offs per volume and per patient, counted by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "qc_benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def script() -> Any:
+    spec = importlib.util.spec_from_file_location("qc_benchmark_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_best_at_specificity_picks_the_most_sensitive_cut_that_keeps_the_specificity(script: Any) -> None:
+    # scores are 1 - qc_dice; 2.0 is a rule's flag. Positives: 0.5, 2.0, 0.1; negatives: 0.3, 0.2, 0.05, 0.0, 0.0
+    score = np.array([0.5, 2.0, 0.1, 0.3, 0.2, 0.05, 0.0, 0.0])
+    positive = np.array([True, True, True, False, False, False, False, False])
+    best = script.best_at_specificity(score, positive, 0.80)
+    # cut 0.3 flags 0.5, 2.0, 0.3: sensitivity 2/3, specificity 4/5; cut 0.1 would reach 3/3 but at 3/5
+    assert best["sensitivity"] == pytest.approx(2 / 3) and best["specificity"] == pytest.approx(0.8)
+    assert best["threshold"] == pytest.approx(0.7) and best["flagged"] == 3
+    assert script.best_at_specificity(score, positive, 0.60)["sensitivity"] == pytest.approx(1.0)
+    rules = script.best_at_specificity(np.array([2.0, 0.0]), np.array([True, False]), 1.0)
+    assert rules["threshold"] is None and rules["sensitivity"] == 1.0  # only the rules' flag reaches it
+
+
+def test_patient_rates_take_either_phase(script: Any) -> None:
+    rows = [{"fold": 0, "stage": 4, "patient": p} for p in ("a", "a", "b", "b", "c", "c")]
+    flagged = np.array([False, True, False, False, False, False])
+    bad = np.array([False, True, False, False, True, False])  # patients a and c are bad
+    score = np.array([0.1, 0.4, 0.3, 0.1, 0.2, 0.0])  # worst volume: a 0.4, b 0.3, c 0.2
+    result = script.patient_rates(rows, flagged, bad, score)
+    assert (result["n"], result["bad"], result["flagged"], result["flagged_bad"]) == (3, 2, 1, 1)
+    assert result["roc_auc"] == pytest.approx(0.5)  # a above b, c below b
+    assert result["at_specificity_0.80"]["sensitivity"] == pytest.approx(0.5)
