@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -247,6 +248,31 @@ def test_regression_recovers_a_quadratic_truth_cross_validated_by_patient() -> N
     np.testing.assert_allclose(again.predict(x), model.predict(x))
     with pytest.raises(Exception, match="not a cmrseg QC model"):
         QcModel.from_dict({"format": "other"})
+
+
+def test_no_estimate_leaves_the_dice_range_of_its_calibration_volumes() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3))
+    y = np.clip(0.8 + 0.1 * x[:, :1] + np.array([[0.0, -0.05, 0.05]]), 0.5, 0.9)  # true Dice never above 0.9
+    model = fit(x, y, alpha=0.01, names=FEATURES[:3], squares=False)
+    assert model.target_high == pytest.approx(y.max(axis=0).tolist()) and model.target_low == pytest.approx(y.min(axis=0).tolist())
+    far = np.array([[6.0, 0.0, 0.0], [-6.0, 0.0, 0.0]])  # beyond the data at both ends
+    unbounded = dataclasses.replace(model, target_low=None, target_high=None)
+    assert unbounded.predict_structures(far)["RV"][0] > 0.95  # the line alone would promise more than any volume had
+    per = model.predict_structures(far)
+    for k, name in enumerate(("RV", "Myo", "LV")):
+        assert per[name][0] == pytest.approx(y[:, k].max()) and per[name][1] >= y[:, k].min() - 1e-12
+    assert model.predict(far)[0] == pytest.approx(y.max(axis=0).mean())
+    stored = model.to_dict()
+    assert stored["format_version"] == 4 and QcModel.from_dict(stored).predict(far) == pytest.approx(model.predict(far))
+    # a format-3 model (no target range) still loads and predicts as it did: unclipped but for [0, 1]
+    older = {**stored, "format_version": 3}
+    del older["target_low"], older["target_high"]
+    assert QcModel.from_dict(older).predict_structures(far)["RV"][0] == 1.0
+    with pytest.raises(Exception, match="format_version 5, expected 4"):
+        QcModel.from_dict({**stored, "format_version": 5})
+    with pytest.raises(Exception, match="one weight per feature and target"):
+        QcModel.from_dict({**stored, "target_high": [0.9]})
 
 
 def test_calibrate_predicts_true_dice_within_tolerance_and_ships_with_the_export(

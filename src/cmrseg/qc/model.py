@@ -2,8 +2,10 @@
 (``qc_dice``) from the signals of :mod:`cmrseg.qc.signals`, by ridge regressions on standardised features and their
 squares, clipped to the range they were fitted on (one regression per structure, on the same features: their mean
 is the ridge regression of the mean Dice), fitted on labeled volumes (:mod:`cmrseg.qc.calibrate`) and stored with the
-run (:func:`cmrseg.runs.write_qc_model`). Models stored before (format version 1: the mean only, on
-:data:`FEATURES_V1`; version 2: per structure, no squares) still load and predict as they did.
+run (:func:`cmrseg.runs.write_qc_model`). Each estimate is clipped to the Dice range its calibration volumes
+really had (format version 4): no volume is estimated better than any volume it was fitted on. Models stored before
+(format version 1: the mean only, on :data:`FEATURES_V1`; version 2: per structure, no squares; version 3: no target
+range) still load and predict as they did.
 
 A feature the volume lacks (``view_dice`` without TTA, ``member_dice`` of a single network) is set to its training
 mean, i.e. contributes nothing; the estimate then rests on the other signals. Without a calibrated model
@@ -39,7 +41,7 @@ ensembles (BENCHMARKS.md), so a model not calibrated on an ensemble leaves it ou
 TARGETS = ("RV", "Myo", "LV")
 """What a model predicts: each structure's Dice (their mean is ``qc_dice``)."""
 FORMAT = "cmrseg-qc-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 SQUARES = True
 """Fit each feature's square beside it (cross-validated on the native pool, BENCHMARKS.md: MAE 0.037 and r 0.90 instead
 of 0.044 and 0.87 with the features alone): the Dice falls faster than linearly as agreement and margins drop."""
@@ -91,6 +93,10 @@ class QcModel:
     high: list[float] | None = None
     """The range of each column in the calibration data (format version 3): a volume's columns are clipped to it, so
     the estimate never extrapolates a curve beyond what it was fitted on."""
+    target_low: list[float] | None = None
+    target_high: list[float] | None = None
+    """The lowest and highest true Dice of each target in the calibration data (format version 4): each estimate is
+    clipped to them, so no volume is estimated better than the best one the model was fitted on."""
     cv: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
 
@@ -103,7 +109,10 @@ class QcModel:
         if self.low is not None and self.high is not None:
             x = np.clip(x, self.low, self.high)  # NaN (unknown) stays NaN
         z = np.nan_to_num((x - np.array(self.mean)) / np.array(self.scale), nan=0.0)
-        return np.array(self.intercept) + z @ np.array(self.coef).T
+        raw = np.array(self.intercept) + z @ np.array(self.coef).T
+        if self.target_low is not None and self.target_high is not None:
+            raw = np.clip(raw, self.target_low, self.target_high)
+        return raw
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """qc_dice (the mean Dice over RV, Myo and LV) of the rows of ``x`` (``N x F`` features of
@@ -127,8 +136,9 @@ class QcModel:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise CmrsegError(f"{source}: not a cmrseg QC model (expected \"format\": \"{FORMAT}\")")
         version = data.get("format_version")
-        if version not in (1, 2, FORMAT_VERSION):
-            raise CmrsegError(f"{source}: QC model format_version {version}, expected {FORMAT_VERSION} (or 1, 2)")
+        if version not in (1, 2, 3, FORMAT_VERSION):
+            raise CmrsegError(f"{source}: QC model format_version {version}, expected {FORMAT_VERSION} (or 1-3); a "
+                              "newer cmrseg wrote it?")
         fields = {k: v for k, v in data.items() if k not in ("format", "format_version")}
         if version == 1:  # one regression of the mean Dice: a flat coef and one intercept
             fields.update(coef=[fields.get("coef")], intercept=[fields.get("intercept")], targets=["mean"],
@@ -138,7 +148,9 @@ class QcModel:
             shapes = (len(model.mean), len(model.scale), *(len(row) for row in model.coef))
             width = len(model.features) * (2 if model.squares else 1)
             bounds = [len(b) for b in (model.low, model.high) if b is not None]
+            targets = {len(b) for b in (model.target_low, model.target_high) if b is not None}
             ok = (len(model.coef) == len(model.intercept) == len(model.targets) and set(shapes + tuple(bounds)) == {width}
+                  and targets <= {len(model.targets)}
                   and set(model.features) <= set(FEATURES) and model.targets in (list(TARGETS), ["mean"]))
         except TypeError as err:
             raise CmrsegError(f"{source}: damaged QC model ({err})") from None
@@ -170,7 +182,8 @@ def fit(x: np.ndarray, y: np.ndarray, alpha: float = ALPHA, names: Sequence[str]
     coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - intercept))
     targets = list(TARGETS) if y.shape[1] == len(TARGETS) else ["mean"]
     return QcModel(mean.tolist(), scale.tolist(), coef.T.tolist(), intercept.tolist(), features=list(names),
-                   targets=targets, alpha=alpha, squares=squares, low=low, high=high)
+                   targets=targets, alpha=alpha, squares=squares, low=low, high=high,
+                   target_low=y.min(axis=0).tolist(), target_high=y.max(axis=0).tolist())
 
 
 def patient_folds(groups: Sequence[str], folds: int) -> list[int]:
