@@ -398,6 +398,20 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def earlier_cost(path: Path) -> dict[str, Any] | None:
+    """The QC cost an earlier results file holds, with the metadata it was measured at; None when there is none (a
+    missing file, or one without a cost); a damaged file is a one-line exit."""
+    if not path.is_file():
+        return None
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        sys.exit(f"qc_benchmark: error: --keep-cost: {path} is not readable JSON ({err}); rerun without --keep-cost")
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("cost"), dict):
+        return None
+    return {**earlier["cost"], "measured": earlier["cost"].get("measured", earlier.get("metadata", {}))}
+
+
 def stages_of(cv_dir: Path, folds: int) -> tuple[int, ...]:
     """The epochs whose checkpoints every fold of ``cv_dir`` kept."""
     kept = [{int(path.stem.split("_")[1]) for path in (fold_dir(cv_dir, k) / "checkpoints").glob("epoch_*.pt")}
@@ -457,9 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     result["v1_estimator"] = {key: earlier[key] for key in ("estimate", "flag_at_threshold", "roc_auc", "final_model")}
     result["stages"] = list(stages)
     result["estimator_ablation"] = estimator_ablation(rows)
-    earlier_file = RESULTS / f"qc_benchmark{name}.json"
-    if args.keep_cost and earlier_file.is_file() and "cost" in (kept := json.loads(earlier_file.read_text())):
-        result["cost"] = {**kept["cost"], "measured": kept["cost"].get("measured", kept.get("metadata", {}))}
+    kept = earlier_cost(RESULTS / f"qc_benchmark{name}.json") if args.keep_cost else None
+    if kept is not None:
+        result["cost"] = kept
     else:
         fold0 = config_validation_volumes(clone_config(config, folds=folds, fold=0))
         result["cost"] = {**qc_cost(fold_dir(cv_dir, 0), fold0, epoch_checkpoint(max(stages))),

@@ -42,3 +42,13 @@ def test_patient_rates_take_either_phase(script: Any) -> None:
     assert (result["n"], result["bad"], result["flagged"], result["flagged_bad"]) == (3, 2, 1, 1)
     assert result["roc_auc"] == pytest.approx(0.5)  # a above b, c below b
     assert result["at_specificity_0.80"]["sensitivity"] == pytest.approx(0.5)
+
+
+def test_keep_cost_reads_the_earlier_timing_or_says_in_one_line_why_not(script: Any, tmp_path: Path) -> None:
+    assert script.earlier_cost(tmp_path / "missing.json") is None
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('{"cost": {"ratio": 1.14}, "metadata": {"commit": "abc"}}')
+    assert script.earlier_cost(earlier) == {"ratio": 1.14, "measured": {"commit": "abc"}}
+    earlier.write_text("{not json")
+    with pytest.raises(SystemExit, match="--keep-cost: .*earlier.json is not readable JSON"):
+        script.earlier_cost(earlier)
