@@ -54,6 +54,28 @@ def test_resume_reaches_the_same_result(synth_dir: Path, tmp_path: Path) -> None
     assert all(torch.equal(full[k], part[k]) for k in full)
 
 
+def test_stop_after_keeps_the_schedule_and_resume_finishes_the_same_run(synth_dir: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config_dict(synth_dir, epochs=3, checkpoint_every=3,
+                                               scheduler={"name": "poly"}))
+    train(config, tmp_path / "full", progress=False)
+    stopped = train(config, tmp_path / "part", stop_after=1, progress=False)
+    assert stopped.stopped_at == 1 and [row["epoch"] for row in stopped.history] == [1]
+    assert runs.read_run_config(tmp_path / "part").epochs == 3
+    assert (tmp_path / "part" / runs.epoch_checkpoint(1)).is_file()
+    first = [row for row in runs.read_history(tmp_path / "full") if row["epoch"] == 1][0]
+    assert stopped.history[0]["lr"] == first["lr"]
+    with pytest.raises(CmrsegError, match="stop-after 1 is not past the 1 epochs"):
+        train(None, tmp_path / "part", resume=True, stop_after=1, progress=False)
+    finished = train(None, tmp_path / "part", resume=True, progress=False)
+    assert finished.stopped_at is None
+    assert _history(tmp_path / "full") == _history(tmp_path / "part")
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    part = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(full[k], part[k]) for k in full)
+    with pytest.raises(CmrsegError, match="stop-after must be at least 1, got 0"):
+        train(config, tmp_path / "zero", stop_after=0, progress=False)
+
+
 def test_existing_run_is_not_overwritten_and_resume_needs_a_run(synth_dir: Path, tmp_path: Path) -> None:
     config = config_from_dict(tiny_config_dict(synth_dir, epochs=1))
     train(config, tmp_path / "run", progress=False)

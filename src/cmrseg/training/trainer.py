@@ -47,6 +47,8 @@ class TrainResult:
     best_dice: float
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_at: int | None = None
+    """The epoch a ``stop_after`` run stopped at, before the end of its schedule (None: it ran to the end)."""
 
     @property
     def validated(self) -> bool:
@@ -247,9 +249,14 @@ class Trainer:
             self._save_weights(self.run_dir / runs.epoch_checkpoint(epoch), epoch, dice)
             plot_history(self.history, self.run_dir / runs.CURVE_FILE)
 
-    def fit(self) -> TrainResult:
-        """Run the remaining epochs; Ctrl-C keeps the last finished epoch and raises :class:`TrainingInterrupted`."""
-        bar = tqdm(range(self.start_epoch, self.config.epochs + 1), desc="train", unit="epoch",
+    def fit(self, stop_after: int | None = None) -> TrainResult:
+        """Run the remaining epochs; Ctrl-C keeps the last finished epoch and raises :class:`TrainingInterrupted`.
+
+        ``stop_after`` ends the run after that epoch of the unchanged schedule (its weights kept in ``checkpoints/``),
+        so ``--resume`` later continues it exactly as if it had not stopped.
+        """
+        end = self.config.epochs if stop_after is None else min(stop_after, self.config.epochs)
+        bar = tqdm(range(self.start_epoch, end + 1), desc="train", unit="epoch",
                    initial=self.start_epoch - 1, total=self.config.epochs, disable=not self.progress, dynamic_ncols=True)
         epoch = self.start_epoch - 1
         try:
@@ -272,6 +279,10 @@ class Trainer:
             ) from None
         bar.close()
         plot_history(self.history, self.run_dir / runs.CURVE_FILE)
+        if end < self.config.epochs:
+            if self.history and self.history[-1]["epoch"] == end:
+                self._save_weights(self.run_dir / runs.epoch_checkpoint(end), end, self.history[-1]["dice_mean"])
+            return TrainResult(self.run_dir, self.best_dice, self.best_epoch, self.history, stopped_at=end)
         self._export_model_path()
         return TrainResult(self.run_dir, self.best_dice, self.best_epoch, self.history)
 
@@ -311,14 +322,18 @@ def train(
     epochs: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train from ``config`` into ``run_dir``; with ``resume`` continue that folder's ``last.pt``.
 
     On resume the folder's saved config is used (``config`` may be None; when given it must train the same,
-    see :func:`cmrseg.runs.same_training`); ``epochs`` may extend it.
+    see :func:`cmrseg.runs.same_training`); ``epochs`` may extend it. ``stop_after`` pauses the run after that
+    epoch without changing its schedule (training in sessions; early checkpoints of the very run).
     """
     if epochs is not None and epochs < 1:
         raise CmrsegError(f"epochs must be at least 1, got {epochs}", key="epochs")
+    if stop_after is not None and stop_after < 1:
+        raise CmrsegError(f"stop-after must be at least 1, got {stop_after}", key="stop_after")
     if resume:
         if run_dir is None:
             raise CmrsegError("resume needs the run folder to continue", key="run_dir")
@@ -335,6 +350,9 @@ def train(
         if epochs is not None and epochs < done:
             raise CmrsegError(f"{run_dir}: epochs {epochs} is below the {done} epochs already done; ask for {done} or "
                               "more", key="epochs")
+        if stop_after is not None and stop_after <= done:
+            raise CmrsegError(f"{run_dir}: stop-after {stop_after} is not past the {done} epochs already done",
+                              key="stop_after")
     elif config is None:
         raise CmrsegError("training needs a config (or resuming, the run folder to continue)", key="config")
     if epochs is not None:
@@ -353,7 +371,7 @@ def train(
         runs.write_run_config(run_dir, config)
         runs.write_training_data(run_dir, trainer.data_description)
         runs.write_input_spec(run_dir, trainer.spec)
-        return trainer.fit()
+        return trainer.fit(stop_after)
 
 
 def continue_run(config: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> None:
