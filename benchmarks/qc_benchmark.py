@@ -52,7 +52,8 @@ from cmrseg.qc.model import (ALPHA, DEFAULT_FEATURES, DEFAULT_FILE, FEATURES, FE
 from cmrseg.qc.predict import predict_with_signals
 from cmrseg.runs import epoch_checkpoint
 from cmrseg.training.trainer import clone_config
-from cmrseg.io.atomic import write_json_atomic, write_text_atomic
+from cmrseg.training.trainer import train as train_run
+from cmrseg.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from cmrseg.utils import run_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,19 +103,45 @@ EF_ERROR = 10.0
 """A patient's LV EF off by more than this many points makes both its volumes bad."""
 
 
-def pool(cv_dir: Path, config: Any, folds: int, stages: tuple[int, ...] = STAGES, only: list[int] | None = None
-         ) -> list[dict[str, Any]]:
+def stage_run(cv_dir: Path, early_dir: Path, fold: int, stage: int) -> Path:
+    """The run folder with ``fold``'s weights after epoch ``stage``: the CV fold itself, or its early re-run."""
+    kept = fold_dir(cv_dir, fold)
+    return kept if (kept / epoch_checkpoint(stage)).is_file() else fold_dir(early_dir, fold)
+
+
+def early_checkpoints(cv_dir: Path, folds: int, stages: tuple[int, ...], early_dir: Path,
+                      only: list[int] | None = None) -> None:
+    """Re-train each fold's own config (same seed, data and schedule, a checkpoint every epoch) into ``early_dir`` up
+    to the latest of ``stages`` the fold did not keep, so a pool can hold the issue's early stages (1, 3 epochs).
+
+    The same as ``cmrseg train --config FOLD/config.json --out EARLY/fold_K --stop-after N --set checkpoint_every=1``;
+    resumed or skipped when there."""
+    for fold in range(folds) if only is None else only:
+        missing = [stage for stage in stages if stage_run(cv_dir, early_dir, fold, stage) != fold_dir(cv_dir, fold)]
+        run_dir = fold_dir(early_dir, fold)
+        if not missing or all((run_dir / epoch_checkpoint(stage)).is_file() for stage in missing):
+            continue
+        resume = (run_dir / runs.LAST_CHECKPOINT).is_file()
+        config = runs.read_run_config(fold_dir(cv_dir, fold)).model_copy(update={"checkpoint_every": 1})
+        train_run(None if resume else config, run_dir, resume=resume, stop_after=max(missing), progress=False)
+
+
+def pool(cv_dir: Path, config: Any, folds: int, stages: tuple[int, ...] = STAGES, only: list[int] | None = None,
+         early_dir: Path | None = None, have: set[tuple[int, int]] = frozenset()) -> list[dict[str, Any]]:
     """Every held-out volume of every fold of the cross-validation in ``cv_dir``, predicted by the weights after each
-    epoch of ``stages`` (flip TTA, the run's plan), with its signals, true Dice per structure and mean, LV EF error of
-    its patient and predicted phase (for the patient rules)."""
+    epoch of ``stages`` (flip TTA, the run's plan; stages the fold did not keep come from ``early_dir``, see
+    :func:`early_checkpoints`), with its signals, true Dice per structure and mean, LV EF error of its patient and
+    predicted phase (for the patient rules). ``(fold, stage)`` pairs in ``have`` are skipped (already pooled)."""
     rows = []
     for fold in range(folds) if only is None else only:
         volumes = config_validation_volumes(clone_config(config, folds=folds, fold=fold))
         for stage in stages:
-            predictor, resolved = load_run(fold_dir(cv_dir, fold), PredictSettings(tta=True,
-                                                                                   checkpoint=epoch_checkpoint(stage)))
-            rows += predicted_rows(predictor, bool(resolved.postprocess), resolved.class_weights, volumes,
-                                   fold_dir(cv_dir, fold), fold, stage)
+            if (fold, stage) in have:
+                continue
+            run_dir = stage_run(cv_dir, early_dir or cv_dir, fold, stage)
+            predictor, resolved = load_run(run_dir, PredictSettings(tta=True, checkpoint=epoch_checkpoint(stage)))
+            rows += predicted_rows(predictor, bool(resolved.postprocess), resolved.class_weights, volumes, run_dir,
+                                   fold, stage)
     return rows
 
 
@@ -412,6 +439,20 @@ def earlier_cost(path: Path) -> dict[str, Any] | None:
     return {**earlier["cost"], "measured": earlier["cost"].get("measured", earlier.get("metadata", {}))}
 
 
+def reused_pool(cache: Path, stages: tuple[int, ...], only: list[int] | None, reuse: bool,
+                predict: Any) -> list[dict[str, Any]]:
+    """The pool of ``stages`` (folds ``only``): with ``reuse``, the (fold, stage) pairs already in ``cache`` are taken
+    from it and only the others predicted (``predict(have)``); the cache keeps the union, so pools of other stages
+    share their predictions."""
+    cached = pickle.loads(cache.read_bytes()) if reuse and cache.is_file() else []
+    rows = cached + predict({(r["fold"], r["stage"]) for r in cached})
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        tmp.write_bytes(pickle.dumps(rows))
+    chosen = [r for r in rows if r["stage"] in stages and (only is None or r["fold"] in only)]
+    return sorted(chosen, key=lambda r: (r["fold"], stages.index(r["stage"])))
+
+
 def stages_of(cv_dir: Path, folds: int) -> tuple[int, ...]:
     """The epochs whose checkpoints every fold of ``cv_dir`` kept."""
     kept = [{int(path.stem.split("_")[1]) for path in (fold_dir(cv_dir, k) / "checkpoints").glob("epoch_*.pt")}
@@ -427,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv", type=existing_folder, help="an existing `cmrseg cv` folder to pool instead of training "
                                                            "the small U-Nets (its config, folds and checkpoints)")
     parser.add_argument("--stages", type=int, nargs="+", help="with --cv: the epochs whose weights predict the pool "
-                                                              "(default: every checkpoint all folds kept)")
+                                                              "(default: every checkpoint all folds kept; a stage a "
+                                                              "fold did not keep is re-trained into "
+                                                              "RUNS/<cv>_early/fold_K, the same run stopped there)")
     parser.add_argument("--only", type=int, nargs="+", metavar="FOLD",
                         help="with --cv: pool these folds' volumes only (one fold: cross-validated by its patients)")
     parser.add_argument("--members", type=int, nargs="+", metavar="EPOCH",
@@ -449,21 +492,22 @@ def main(argv: list[str] | None = None) -> int:
         cv_dir = Path(args.cv)
         config = load_config(cv_dir / "config.json")
         folds = len(list(cv_dir.glob("fold_*")))
-        stages, name = tuple(args.stages or stages_of(cv_dir, folds)), f"_{cv_dir.name}"
+        kept_stages = stages_of(cv_dir, folds)
+        stages, pool_name = tuple(args.stages or kept_stages), f"_{cv_dir.name}"
+        name = pool_name if stages == kept_stages else f"{pool_name}_epochs_{'_'.join(map(str, stages))}"
+        early_dir = args.runs / f"{cv_dir.name}_early"
+        early_checkpoints(cv_dir, folds, stages, early_dir, args.only)
     else:
         cv_dir, config, folds, stages, name = args.runs / "cv", small_config(args.data), args.folds, STAGES, ""
+        pool_name = name
         if not args.skip_train:
             train(config, args.runs, args.folds)
         print(f"trained in {(time.time() - started) / 60:.1f} min", flush=True)
         if args.train_only:
             return 0
-    cache = args.runs / f"pool{name}.pkl"
-    if args.reuse_pool and cache.is_file():
-        rows = pickle.loads(cache.read_bytes())
-    else:
-        rows = pool(cv_dir, config, folds, stages, args.only if args.cv else None)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(rows))
+    cache = args.runs / f"pool{pool_name}.pkl"
+    rows = reused_pool(cache, stages, args.only if args.cv else None, args.reuse_pool, lambda have: pool(
+        cv_dir, config, folds, stages, args.only if args.cv else None, early_dir if args.cv else None, have))
     cross_validated_qc(rows, folds, args.qc_threshold, stages, "v1")
     earlier = measure(rows, args.qc_threshold, stages)
     cross_validated_qc(rows, folds, args.qc_threshold, stages)
@@ -482,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     result["minutes"] = (time.time() - started) / 60
     ensembled: list[dict[str, Any]] = []
     if args.cv and args.members:
-        cached = args.runs / f"pool{name}_members.pkl"
+        cached = args.runs / f"pool{pool_name}_members.pkl"
         if args.reuse_pool and cached.is_file():
             ensembled = pickle.loads(cached.read_bytes())
         else:

@@ -52,3 +52,27 @@ def test_keep_cost_reads_the_earlier_timing_or_says_in_one_line_why_not(script: 
     earlier.write_text("{not json")
     with pytest.raises(SystemExit, match="--keep-cost: .*earlier.json is not readable JSON"):
         script.earlier_cost(earlier)
+
+
+def test_a_pool_reuses_the_cached_stages_and_predicts_only_the_others(script: Any, tmp_path: Path) -> None:
+    cache = tmp_path / "pool.pkl"
+    asked: list[set[tuple[int, int]]] = []
+
+    def predict(have: set[tuple[int, int]]) -> list[dict[str, Any]]:
+        asked.append(set(have))
+        return [{"fold": f, "stage": s, "case": f"{f}-{s}"} for f in (0, 1) for s in (1, 12) if (f, s) not in have]
+
+    first = script.reused_pool(cache, (12, 1), None, True, predict)
+    assert asked == [set()] and [r["case"] for r in first] == ["0-12", "0-1", "1-12", "1-1"]
+    second = script.reused_pool(cache, (1,), [1], True, predict)
+    assert asked[1] == {(0, 1), (0, 12), (1, 1), (1, 12)} and [r["case"] for r in second] == ["1-1"]
+    third = script.reused_pool(cache, (1,), None, False, predict)  # without reuse: predicted again
+    assert asked[2] == set() and [r["case"] for r in third] == ["0-1", "1-1"]
+
+
+def test_a_stage_the_fold_did_not_keep_comes_from_its_early_rerun(script: Any, tmp_path: Path) -> None:
+    cv, early = tmp_path / "cv", tmp_path / "early"
+    (cv / "fold_0" / "checkpoints").mkdir(parents=True)
+    (cv / "fold_0" / "checkpoints" / "epoch_0004.pt").write_bytes(b"")
+    assert script.stage_run(cv, early, 0, 4) == cv / "fold_0"
+    assert script.stage_run(cv, early, 0, 1) == early / "fold_0"
