@@ -15,8 +15,13 @@
 With ``--cv DIR`` an existing ``cmrseg cv`` folder (e.g. the native recipe's 5-fold CV) gives the pool instead of
 steps 1-2's small U-Nets: every fold's held-out volumes predicted with the run's own TTA and plan by its weights
 after each epoch of ``--stages`` (checkpoints that every fold kept), written to ``qc_benchmark_<name>.json`` and
-``.md``. Each pool is also scored with the estimator of format version 1 (the mean Dice on the version-1 features)
-beside the current one (per-structure regressions on all features), on the same cross-validation folds.
+``.md`` (a stage list other than the kept checkpoints adds ``_epochs_...`` to the name; a stage the folds did not keep,
+such as the issue's 1 and 3, is re-trained into ``RUNS/<cv>_early/fold_K`` from the fold's own config, the same run
+stopped there). With ``--reference DIR``, another ``cmrseg cv`` on the same folds (a model trained apart, e.g. another
+seed) predicts every held-out volume, and its disagreement with the pool's models (each structure's volume, the
+patient's LV and RV EF) is measured as extra QC features. Each pool is also scored with the estimator of format
+version 1 (the mean Dice on the version-1 features) beside the current one (per-structure regressions on all
+features), on the same cross-validation folds.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from cmrseg.training.trainer import train as train_run
 from cmrseg.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from cmrseg.utils import run_metadata
 
+REFERENCE_WEIGHTS = (0.0, 0.01, 0.02)
+"""``--reference``: weights of the patient's LV EF gap to the reference in the flag variant."""
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 EPOCHS = 12
@@ -364,6 +371,63 @@ def best_at_specificity(score: np.ndarray, positive: np.ndarray, specificity: fl
     return best
 
 
+def lv_rv_ef(ed: Any, es: Any) -> list[float]:
+    """LV and RV EF (%) of one patient's predicted phases, from their voxel counts."""
+    return [100.0 * (1.0 - es.counts[s] / max(ed.counts[s], 1)) for s in ("LV", "RV")]
+
+
+def reference_columns(rows: list[dict[str, Any]], reference: dict[tuple[int, str], dict[str, Any]]) -> np.ndarray:
+    """Per row: |log volume ratio| to the reference per structure, then the patient's |LV EF gap| and |RV EF gap|."""
+    phases = {(r["fold"], r["stage"], r["patient"], r["phase"].phase): r for r in rows}
+    columns = []
+    for r in rows:
+        ref = reference[(r["fold"], r["case"])]["phase"]
+        ratio = [abs(np.log(r["phase"].counts[s] + 10.0) - np.log(ref.counts[s] + 10.0)) for s in TARGETS]
+        ed, es = (phases[(r["fold"], r["stage"], r["patient"], p)] for p in ("ED", "ES"))
+        ref_ef = lv_rv_ef(reference[(r["fold"], ed["case"])]["phase"], reference[(r["fold"], es["case"])]["phase"])
+        gap = [abs(a - b) for a, b in zip(lv_rv_ef(ed["phase"], es["phase"]), ref_ef, strict=True)]
+        columns.append(ratio + gap)
+    return np.array(columns)
+
+
+def reference_measure(rows: list[dict[str, Any]], extra: np.ndarray, alpha: float) -> list[dict[str, Any]]:
+    """The estimate and flag with and without :func:`reference_columns`, cross-validated by fold (``rows`` already
+    through :func:`cross_validated_qc` for their rule flags); a variant also flags when ``weight x LV EF gap`` exceeds
+    ``1 - qc_dice`` (the weight is read off the pool it is scored on: optimistic)."""
+    fold = np.array([r["fold"] for r in rows])
+    true = np.array([r["true_dice"] for r in rows])
+    bad = (true < BAD_DICE) | (np.array([r["ef_error"] for r in rows]) > 10)
+    rule = np.array([r["rule_flag"] for r in rows])
+    base = np.stack([features(r["signals"], DEFAULT_FEATURES) for r in rows])
+    variants = {"signals": base, "signals + reference": np.hstack([base, np.log(extra[:, :3] + 0.01),
+                                                                    np.log(extra[:, 3:] + 1.0)])}
+    out = []
+    for name, x in variants.items():
+        estimate = fold_estimates(x, targets_of(rows, "current"), fold, [f"x{i}" for i in range(x.shape[1])],
+                                  alpha=alpha)
+        for weight in REFERENCE_WEIGHTS:
+            score = np.where(rule, 2.0, np.maximum(1.0 - estimate, weight * extra[:, 3]))
+            best = best_at_specificity(score, bad, 0.80) or {"sensitivity": float("nan")}
+            out.append({"features": name, "alpha": alpha, "ef_gap_weight": weight,
+                        "mae": float(np.abs(estimate - true).mean()), "r": float(np.corrcoef(estimate, true)[0, 1]),
+                        "sensitivity_at_specificity_0.80": best["sensitivity"], "roc_auc": roc_auc(score, bad)})
+    return out
+
+
+def reference_result(reference_cv: Path, rows: list[dict[str, Any]], folds: int, runs_dir: Path, reuse: bool
+                     ) -> dict[str, Any]:
+    """``--reference``: the reference CV's final weights predict every fold's held-out volumes (cached in ``runs_dir``),
+    then :func:`reference_measure` at the default ridge penalty and at 1."""
+    config = load_config(reference_cv / "config.json")
+    cache = runs_dir / f"reference_{reference_cv.name}.pkl"
+    predicted = reused_pool(cache, (config.epochs,), None, reuse, lambda have: pool(
+        reference_cv, config, folds, (config.epochs,), have=have))
+    reference = {(r["fold"], r["case"]): r for r in predicted}
+    extra = reference_columns(rows, reference)
+    return {"cv": reference_cv.name, "mean_dice": float(np.mean([r["true_dice"] for r in predicted])),
+            "variants": [line for alpha in (ALPHA, 1.0) for line in reference_measure(rows, extra, alpha)]}
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The result as the BENCHMARKS.md section's tables."""
     e, f, fin = result["estimate"], result["flag_at_threshold"], result["final_model"]
@@ -422,6 +486,13 @@ def markdown(result: dict[str, Any]) -> str:
                   f"| r of flip-view agreement (view_dice) with the true Dice | {m['r_view_dice']:.3f} |",
                   f"| estimate without member features: MAE / r | {without['mae']:.3f} / {without['r']:.3f} |",
                   f"| estimate with member features: MAE / r | {with_['mae']:.3f} / {with_['r']:.3f} |"]
+    if ref := result.get("reference"):
+        lines += ["", f"A reference model trained apart ({ref['cv']}, mean Dice {ref['mean_dice']:.3f}) beside the "
+                      "pool's models, cross-validated by fold:", "",
+                  "| features | ridge penalty | LV EF gap weight | MAE | r | best sensitivity at specificity >= 0.80 |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {v['features']} | {v['alpha']:g} | {v['ef_gap_weight']:g} | {v['mae']:.4f} | {v['r']:.3f} | "
+                  f"{v['sensitivity_at_specificity_0.80']:.3f} |" for v in ref["variants"]]
     return "\n".join(lines) + "\n"
 
 
@@ -476,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, nargs="+", metavar="EPOCH",
                         help="with --cv: also predict every fold's held-out volumes by the snapshot ensemble of its "
                              "weights after these epochs, and measure the members' agreement as a QC signal")
+    parser.add_argument("--reference", type=existing_folder,
+                        help="with --cv: another `cmrseg cv` on the same folds (a model trained apart); measure its "
+                             "disagreement with the pool's models (volumes, EF) as a QC signal")
     parser.add_argument("--write-default", action="store_true",
                         help=f"write the model fitted on the whole pool as cmrseg's default QC model ({DEFAULT_PATH.name})")
     parser.add_argument("--train-only", action="store_true")
@@ -533,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
             ensembled = member_pool(cv_dir, config, folds, args.members)
             cached.write_bytes(pickle.dumps(ensembled))
         result["ensemble_members"] = {"epochs": args.members, **member_measure(rows, ensembled, folds)}
+    if args.cv and args.reference:
+        result["reference"] = reference_result(Path(args.reference), rows, folds, args.runs, args.reuse_pool)
     everything = fit(np.stack([features(r["signals"], DEFAULT_FEATURES) for r in rows + ensembled]),
                      targets_of(rows + ensembled, "current"), names=DEFAULT_FEATURES)
     everything.cv = {**result["estimate"], "folds": folds, "flag_at_threshold": result["flag_at_threshold"]}

@@ -76,3 +76,19 @@ def test_a_stage_the_fold_did_not_keep_comes_from_its_early_rerun(script: Any, t
     (cv / "fold_0" / "checkpoints" / "epoch_0004.pt").write_bytes(b"")
     assert script.stage_run(cv, early, 0, 4) == cv / "fold_0"
     assert script.stage_run(cv, early, 0, 1) == early / "fold_0"
+
+
+def test_reference_columns_are_the_volume_ratios_and_the_patients_ef_gaps(script: Any) -> None:
+    from cmrseg.metrics.clinical import PhaseLabel
+
+    def phase(name: str, lv: int, rv: int) -> PhaseLabel:
+        return PhaseLabel("p1", name, f"p1_{name}", {"RV": rv, "Myo": 100, "LV": lv}, (1.0, 1.0, 1.0))
+
+    rows = [{"fold": 0, "stage": 4, "patient": "p1", "case": f"p1_{p}", "phase": phase(p, lv, rv)}
+            for p, lv, rv in (("ED", 1000, 800), ("ES", 400, 400))]  # LV EF 60, RV EF 50
+    reference = {(0, f"p1_{p}"): {"phase": phase(p, lv, rv)} for p, lv, rv in (("ED", 1000, 800), ("ES", 500, 480))}
+    columns = script.reference_columns(rows, reference)  # reference: LV EF 50, RV EF 40
+    assert columns.shape == (2, 5)
+    assert columns[0, :3] == pytest.approx([0.0, 0.0, 0.0])
+    assert columns[1, 2] == pytest.approx(abs(np.log(410) - np.log(510)))
+    assert columns[:, 3] == pytest.approx([10.0, 10.0]) and columns[:, 4] == pytest.approx([10.0, 10.0])
