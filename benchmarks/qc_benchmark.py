@@ -308,12 +308,18 @@ def qc_cost(run_dir: Path, volumes: list[Any], checkpoint: str, repeats: int = 2
     return {**timings, "ratio": timings["qc"] / timings["plain"], "volumes": len(volumes)}
 
 
+def bad_volumes(rows: list[dict[str, Any]]) -> np.ndarray:
+    """What the flag should catch: true mean Dice below :data:`BAD_DICE` or the patient's LV EF off by more than
+    :data:`EF_ERROR` points (an unknown EF error counts as off)."""
+    return np.array([r["true_dice"] < BAD_DICE or not (r["ef_error"] <= EF_ERROR) for r in rows])
+
+
 def measure(rows: list[dict[str, Any]], threshold: float, stages: tuple[int, ...] = STAGES) -> dict[str, Any]:
     """The issue's numbers on the pooled cross-validated estimates, and on the final model alone."""
     true = np.array([r["true_dice"] for r in rows])
     predicted = np.array([r["qc_dice"] for r in rows])
     ef_bad = np.array([not (r["ef_error"] <= EF_ERROR) for r in rows])
-    bad = (true < BAD_DICE) | ef_bad
+    bad = bad_volumes(rows)
     flagged = np.array([r["qc_flag"] == CHECK for r in rows])
     rule = np.array([r["rule_flag"] for r in rows])
     score = np.where(rule, 2.0, 1.0 - predicted)
@@ -371,9 +377,10 @@ def best_at_specificity(score: np.ndarray, positive: np.ndarray, specificity: fl
     return best
 
 
-def lv_rv_ef(ed: Any, es: Any) -> list[float]:
-    """LV and RV EF (%) of one patient's predicted phases, from their voxel counts."""
-    return [100.0 * (1.0 - es.counts[s] / max(ed.counts[s], 1)) for s in ("LV", "RV")]
+def lv_rv_ef(ed: PhaseLabel, es: PhaseLabel) -> list[float]:
+    """LV and RV EF (%) of one patient's two phases, as ``indices.csv`` computes them."""
+    row = indices_table([ed, es])[0]
+    return [row["LV_EF_pct"], row["RV_EF_pct"]]
 
 
 def reference_columns(rows: list[dict[str, Any]], reference: dict[tuple[int, str], dict[str, Any]]) -> np.ndarray:
@@ -396,7 +403,7 @@ def reference_measure(rows: list[dict[str, Any]], extra: np.ndarray, alpha: floa
     ``1 - qc_dice`` (the weight is read off the pool it is scored on: optimistic)."""
     fold = np.array([r["fold"] for r in rows])
     true = np.array([r["true_dice"] for r in rows])
-    bad = (true < BAD_DICE) | (np.array([r["ef_error"] for r in rows]) > 10)
+    bad = bad_volumes(rows)
     rule = np.array([r["rule_flag"] for r in rows])
     base = np.stack([features(r["signals"], DEFAULT_FEATURES) for r in rows])
     variants = {"signals": base, "signals + reference": np.hstack([base, np.log(extra[:, :3] + 0.01),
