@@ -239,13 +239,15 @@ class Trainer:
                **{f"dice_{k}": v for k, v in dice.items()}, "seconds": seconds}
         self.history.append(row)
 
-    def _save(self, epoch: int, dice: float) -> None:
+    def _save(self, epoch: int, dice: float, end: int) -> None:
+        """Best and last state after ``epoch``; its weights too every ``checkpoint_every`` epochs and at ``end``, the
+        last epoch this fit runs (the schedule's end, or where ``stop_after`` stops it)."""
         improved = not self.has_val or dice > self.best_dice
         if improved:
             self.best_dice, self.best_epoch = (dice if self.has_val else float("nan")), epoch
             self._save_weights(self.run_dir / runs.BEST_CHECKPOINT, epoch, dice)
         runs.save_training_state(self.run_dir, self._state(epoch))
-        if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
+        if epoch % self.config.checkpoint_every == 0 or epoch == end:
             self._save_weights(self.run_dir / runs.epoch_checkpoint(epoch), epoch, dice)
             plot_history(self.history, self.run_dir / runs.CURVE_FILE)
 
@@ -268,7 +270,7 @@ class Trainer:
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(val_loss if self.has_val else train_loss)
                 self._record(epoch, train_loss, val_loss, dice, time.perf_counter() - started)
-                self._save(epoch, dice["mean"])
+                self._save(epoch, dice["mean"], end)
                 runs.write_history(self.run_dir, self.history)
                 bar.set_postfix(self._progress(train_loss, val_loss, dice["mean"]))
         except KeyboardInterrupt:
@@ -280,8 +282,6 @@ class Trainer:
         bar.close()
         plot_history(self.history, self.run_dir / runs.CURVE_FILE)
         if end < self.config.epochs:
-            if self.history and self.history[-1]["epoch"] == end:
-                self._save_weights(self.run_dir / runs.epoch_checkpoint(end), end, self.history[-1]["dice_mean"])
             return TrainResult(self.run_dir, self.best_dice, self.best_epoch, self.history, stopped_at=end)
         self._export_model_path()
         return TrainResult(self.run_dir, self.best_dice, self.best_epoch, self.history)
