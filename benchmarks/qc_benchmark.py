@@ -124,7 +124,7 @@ def early_checkpoints(cv_dir: Path, folds: int, stages: tuple[int, ...], early_d
     The same as ``cmrseg train --config FOLD/config.json --out EARLY/fold_K --stop-after N --set checkpoint_every=1``;
     resumed or skipped when there."""
     for fold in range(folds) if only is None else only:
-        missing = [stage for stage in stages if stage_run(cv_dir, early_dir, fold, stage) != fold_dir(cv_dir, fold)]
+        missing = [stage for stage in stages if not (fold_dir(cv_dir, fold) / epoch_checkpoint(stage)).is_file()]
         run_dir = fold_dir(early_dir, fold)
         if not missing or all((run_dir / epoch_checkpoint(stage)).is_file() for stage in missing):
             continue
@@ -531,6 +531,15 @@ def reused_pool(cache: Path, stages: tuple[int, ...], only: list[int] | None, re
     return sorted(chosen, key=lambda r: (r["fold"], stages.index(r["stage"])))
 
 
+def cv_folder(text: str) -> Path:
+    """An ``argparse`` type for a ``cmrseg cv`` folder: a missing one, or one without its ``config.json``, is a one-line
+    usage error before any work."""
+    path = existing_folder(text)
+    if not (path / "config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text}: not a `cmrseg cv` folder (no config.json)")
+    return path
+
+
 def stages_of(cv_dir: Path, folds: int) -> tuple[int, ...]:
     """The epochs whose checkpoints every fold of ``cv_dir`` kept."""
     kept = [{int(path.stem.split("_")[1]) for path in (fold_dir(cv_dir, k) / "checkpoints").glob("epoch_*.pt")}
@@ -543,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=existing_folder, default=str(ROOT.parent / "shared" / "data" / "acdc96"))
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "qc_bench")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--cv", type=existing_folder, help="an existing `cmrseg cv` folder to pool instead of training "
+    parser.add_argument("--cv", type=cv_folder, help="an existing `cmrseg cv` folder to pool instead of training "
                                                            "the small U-Nets (its config, folds and checkpoints)")
     parser.add_argument("--stages", type=int, nargs="+", help="with --cv: the epochs whose weights predict the pool "
                                                               "(default: every checkpoint all folds kept; a stage a "
@@ -554,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, nargs="+", metavar="EPOCH",
                         help="with --cv: also predict every fold's held-out volumes by the snapshot ensemble of its "
                              "weights after these epochs, and measure the members' agreement as a QC signal")
-    parser.add_argument("--reference", type=existing_folder,
+    parser.add_argument("--reference", type=cv_folder,
                         help="with --cv: another `cmrseg cv` on the same folds (a model trained apart); measure its "
                              "disagreement with the pool's models (volumes, EF) as a QC signal")
     parser.add_argument("--write-default", action="store_true",

@@ -92,3 +92,17 @@ def test_reference_columns_are_the_volume_ratios_and_the_patients_ef_gaps(script
     assert columns[0, :3] == pytest.approx([0.0, 0.0, 0.0])
     assert columns[1, 2] == pytest.approx(abs(np.log(410) - np.log(510)))
     assert columns[:, 3] == pytest.approx([10.0, 10.0]) and columns[:, 4] == pytest.approx([10.0, 10.0])
+
+
+def test_a_folder_that_is_not_a_cv_is_refused_in_one_line_before_any_work(script: Any, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    cv = tmp_path / "cv"
+    cv.mkdir()
+    (cv / "config.json").write_text("{}")  # enough for the argument check, which runs before anything reads it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv in (["--cv", str(empty)], ["--cv", str(cv), "--reference", str(empty)]):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"argument {argv[-2]}: {empty}: not a `cmrseg cv` folder" in err
