@@ -18,10 +18,11 @@ after each epoch of ``--stages`` (checkpoints that every fold kept), written to 
 ``.md`` (a stage list other than the kept checkpoints adds ``_epochs_...`` to the name; a stage the folds did not keep,
 such as the issue's 1 and 3, is re-trained into ``RUNS/<cv>_early/fold_K`` from the fold's own config, the same run
 stopped there). With ``--reference DIR``, another ``cmrseg cv`` on the same folds (a model trained apart, e.g. another
-seed) predicts every held-out volume, and its disagreement with the pool's models (each structure's volume, the
-patient's LV and RV EF) is measured as extra QC features. Each pool is also scored with the estimator of format
-version 1 (the mean Dice on the version-1 features) beside the current one (per-structure regressions on all
-features), on the same cross-validation folds.
+seed and width) is each fold's QC reference model (``--qc-reference``, :mod:`cmrseg.qc.reference`): its final weights
+predict every held-out volume once, every pool row carries its agreement, and the estimate with it is measured beside
+the one without (``with_reference``; the pool is cached apart, ``pool_<cv>_reference_<ref>.pkl``). Each pool is also
+scored with the estimator of format version 1 (the mean Dice on the version-1 features) beside the current one
+(per-structure regressions), on the same cross-validation folds.
 """
 
 from __future__ import annotations
@@ -52,17 +53,17 @@ from cmrseg.inference.volume_prediction import training_spacing
 from cmrseg.metrics.volumes import volume_metrics
 from cmrseg.qc import CHECK, DEFAULT_THRESHOLD, assess, features
 from cmrseg.qc.assess import BAD_DICE
-from cmrseg.qc.model import (ALPHA, DEFAULT_FEATURES, DEFAULT_FILE, FEATURES, FEATURES_V1, MEMBER_FEATURES, SQUARES,
-                             TARGETS, QcModel, agreement_stats, fit, patient_folds)
+from cmrseg.qc.model import (ALPHA, DEFAULT_FEATURES, DEFAULT_FILE, DEFAULT_REFERENCE_FEATURES, DEFAULT_REFERENCE_FILE,
+                             FEATURES_V1, MEMBER_FEATURES, REFERENCE_ALPHA, SQUARES, TARGETS, QcModel, agreement_stats, fit,
+                             patient_folds)
 from cmrseg.qc.predict import predict_with_signals
+from cmrseg.qc.reference import Reference, load_reference
 from cmrseg.runs import epoch_checkpoint
 from cmrseg.training.trainer import clone_config
 from cmrseg.training.trainer import train as train_run
 from cmrseg.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from cmrseg.utils import run_metadata
 
-REFERENCE_WEIGHTS = (0.0, 0.01, 0.02)
-"""``--reference``: weights of the patient's LV EF gap to the reference in the flag variant."""
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 EPOCHS = 12
@@ -87,6 +88,7 @@ def train(config: Any, runs_dir: Path, folds: int) -> Any:
 
 
 DEFAULT_PATH = ROOT / "src" / "cmrseg" / "qc" / DEFAULT_FILE
+DEFAULT_REFERENCE_PATH = DEFAULT_PATH.with_name(DEFAULT_REFERENCE_FILE)
 
 
 def default_json(model: QcModel) -> str:
@@ -133,30 +135,53 @@ def early_checkpoints(cv_dir: Path, folds: int, stages: tuple[int, ...], early_d
         train_run(None if resume else config, run_dir, resume=resume, stop_after=max(missing), progress=False)
 
 
+class PooledReference(Reference):
+    """A fold's QC reference in the pool: each held-out volume predicted once, though every stage is compared with it."""
+
+    def mask(self, volume: Any) -> np.ndarray:
+        masks = self.__dict__.setdefault("masks", {})
+        if volume.case not in masks:
+            masks[volume.case] = super().mask(volume)
+        return masks[volume.case]
+
+
+def fold_reference(reference_cv: Path, fold: int) -> PooledReference:
+    """Fold ``fold`` of the reference CV as ``--qc-reference`` loads a run (flip TTA, its plan and clean-up), with
+    the weights after its last epoch."""
+    epochs = load_config(reference_cv / "config.json").epochs
+    loaded = load_reference(fold_dir(reference_cv, fold), PredictSettings(tta=True, checkpoint=epoch_checkpoint(epochs)))
+    return PooledReference(**vars(loaded))
+
+
 def pool(cv_dir: Path, config: Any, folds: int, stages: tuple[int, ...] = STAGES, only: list[int] | None = None,
-         early_dir: Path | None = None, have: set[tuple[int, int]] = frozenset()) -> list[dict[str, Any]]:
+         early_dir: Path | None = None, have: set[tuple[int, int]] = frozenset(), reference_cv: Path | None = None
+         ) -> list[dict[str, Any]]:
     """Every held-out volume of every fold of the cross-validation in ``cv_dir``, predicted by the weights after each
     epoch of ``stages`` (flip TTA, the run's plan; stages the fold did not keep come from ``early_dir``, see
-    :func:`early_checkpoints`), with its signals, true Dice per structure and mean, LV EF error of its patient and
-    predicted phase (for the patient rules). ``(fold, stage)`` pairs in ``have`` are skipped (already pooled)."""
+    :func:`early_checkpoints`), with its signals (with ``reference_cv``, the agreement of that CV's same fold:
+    :func:`fold_reference`), true Dice per structure and mean, LV EF error of its patient and predicted phase (for the
+    patient rules). ``(fold, stage)`` pairs in ``have`` are skipped (already pooled)."""
     rows = []
     for fold in range(folds) if only is None else only:
         volumes = config_validation_volumes(clone_config(config, folds=folds, fold=fold))
+        reference = None if reference_cv is None else fold_reference(reference_cv, fold)
         for stage in stages:
             if (fold, stage) in have:
                 continue
             run_dir = stage_run(cv_dir, early_dir or cv_dir, fold, stage)
             predictor, resolved = load_run(run_dir, PredictSettings(tta=True, checkpoint=epoch_checkpoint(stage)))
             rows += predicted_rows(predictor, bool(resolved.postprocess), resolved.class_weights, volumes, run_dir,
-                                   fold, stage)
+                                   fold, stage, reference)
     return rows
 
 
 def predicted_rows(predictor: Any, postprocess: bool, class_weights: Any, volumes: list[Any], run_dir: Path, fold: int,
-                   stage: int | str) -> list[dict[str, Any]]:
-    """``volumes`` predicted (at ``run_dir``'s training spacing) with their signals, true Dice per structure and
-    mean, their patient's LV EF error and predicted phase (for the patient rules): one pool row each."""
-    masks, signals = predict_with_signals(predictor, volumes, postprocess, class_weights, training_spacing(run_dir))
+                   stage: int | str, reference: Reference | None = None) -> list[dict[str, Any]]:
+    """``volumes`` predicted (at ``run_dir``'s training spacing) with their signals (and a ``reference``'s agreement),
+    true Dice per structure and mean, their patient's LV EF error and predicted phase (for the patient rules): one
+    pool row each."""
+    masks, signals = predict_with_signals(predictor, volumes, postprocess, class_weights, training_spacing(run_dir),
+                                          reference=reference)
     predicted = indices_table(PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True))
     true = {r["patient"]: r for r in indices_table(PhaseLabel.from_volume(v, v.label) for v in volumes)}
     ef_error = {r["patient"]: abs(r["LV_EF_pct"] - true[r["patient"]]["LV_EF_pct"]) for r in predicted}
@@ -217,7 +242,7 @@ def member_measure(rows: list[dict[str, Any]], members: list[dict[str, Any]], fo
         "r_member_dice": agreement_stats(np.array([r["signals"]["member_dice"] for r in members]), true)["r"],
         "r_view_dice": agreement_stats(np.array([r["signals"]["view_dice"] for r in members]), true)["r"]}
     both = rows + members
-    for label, names in (("without", [n for n in FEATURES if n not in MEMBER_FEATURES]), ("with", list(FEATURES))):
+    for label, names in (("without", list(DEFAULT_FEATURES)), ("with", [*DEFAULT_FEATURES, *MEMBER_FEATURES])):
         x = np.stack([features(r["signals"], names) for r in both])
         y = targets_of(both, "current")
         held = np.array([r["stage"] == "members" for r in both])
@@ -241,13 +266,22 @@ def rates(flagged: np.ndarray, bad: np.ndarray) -> dict[str, float]:
             "flagged": int(flagged.sum()), "bad": int(bad.sum()), "flagged_bad": int((flagged & bad).sum()), "n": int(len(bad))}
 
 
-ESTIMATORS = {"v1": FEATURES_V1, "current": FEATURES}
-"""The estimators compared: format version 1's (the mean Dice on its features) and the current per-structure one."""
+ESTIMATORS = {"v1": FEATURES_V1, "current": DEFAULT_FEATURES, "reference": DEFAULT_REFERENCE_FEATURES}
+"""The estimators compared: format version 1's (the mean Dice on its features), the current per-structure one, and
+the same with a reference model's agreement (``--qc-reference``)."""
+ESTIMATOR_ALPHA = {"v1": ALPHA, "current": ALPHA, "reference": REFERENCE_ALPHA}
+"""The ridge penalty each estimator is fitted with, as cmrseg fits it."""
 
 
 def targets_of(rows: list[dict[str, Any]], estimator: str) -> np.ndarray:
     """What ``estimator`` is fitted to: the true mean Dice (v1) or each structure's."""
     return np.array([[r["true_dice"]] if estimator == "v1" else r["true_structures"] for r in rows])
+
+
+def as_seen_by(signals: dict[str, Any], estimator: str) -> dict[str, Any]:
+    """A pool row's signals as QC with ``estimator`` sees them: only the reference estimator sees the reference model's
+    (its agreement, and its voxels for the patient's EF-gap rule)."""
+    return signals if estimator == "reference" else {k: v for k, v in signals.items() if not k.startswith("reference_")}
 
 
 def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float, stages: tuple[int, ...],
@@ -261,23 +295,24 @@ def cross_validated_qc(rows: list[dict[str, Any]], folds: int, threshold: float,
     if len(set(fold.tolist())) == 1:  # one fold's volumes only: cross-validate by its patients instead
         fold = np.array(patient_folds([r["patient"] for r in rows], folds))
     for k in sorted(set(fold.tolist())):
-        model = fit(x[fold != k], y[fold != k], names=names, squares=estimator != "v1")
+        model = fit(x[fold != k], y[fold != k], ESTIMATOR_ALPHA[estimator], names, squares=estimator != "v1")
         for stage in stages:
             chosen = [r for r, f in zip(rows, fold, strict=True) if f == k and r["stage"] == stage]
-            checked = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, threshold)
-            rules = assess({r["case"]: r["signals"] for r in chosen}, [r["phase"] for r in chosen], model, 0.0)
+            signals = {r["case"]: as_seen_by(r["signals"], estimator) for r in chosen}
+            checked = assess(signals, [r["phase"] for r in chosen], model, threshold)
+            rules = assess(signals, [r["phase"] for r in chosen], model, 0.0)
             for r in chosen:
                 r.update(checked.cases[r["case"]], rule_flag=rules.cases[r["case"]]["qc_flag"] == CHECK)
 
 
-def estimator_ablation(rows: list[dict[str, Any]], alphas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0)
-                       ) -> list[dict[str, Any]]:
+def estimator_ablation(rows: list[dict[str, Any]], alphas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0),
+                       base: tuple[str, ...] = DEFAULT_FEATURES) -> list[dict[str, Any]]:
     """MAE and r of the mean-Dice estimate cross-validated by fold (fitted on the other folds' volumes) for the
-    estimator's choices: without the ``relabelled`` signal, without the squares, and the ridge penalty."""
+    estimator's choices (on the features ``base``): without the ``relabelled`` signal, without the squares, and the
+    ridge penalty."""
     fold = np.array([r["fold"] for r in rows])
     true = np.array([r["true_dice"] for r in rows])
     y = targets_of(rows, "current")
-    base = [name for name in FEATURES if name not in MEMBER_FEATURES]
     variants = [("no relabelled, no squares", [n for n in base if n != "relabelled"], False, 10.0),
                 ("no squares", base, False, 10.0), *((f"squares, alpha {a:g}", base, True, a) for a in alphas)]
     table = []
@@ -287,25 +322,31 @@ def estimator_ablation(rows: list[dict[str, Any]], alphas: tuple[float, ...] = (
     return table
 
 
-def qc_cost(run_dir: Path, volumes: list[Any], checkpoint: str, repeats: int = 2) -> dict[str, float]:
+def qc_cost(run_dir: Path, volumes: list[Any], checkpoint: str, repeats: int = 2, reference: Path | None = None
+            ) -> dict[str, float]:
     """Seconds to predict ``volumes`` with ``run_dir``'s ``checkpoint`` weights, its plan and flip TTA, without and
-    with QC (signals and verdict); best of ``repeats``."""
+    with QC (signals and verdict), and with ``reference`` (a run) also with QC with that reference model; best of
+    ``repeats``."""
     settings = PredictSettings(tta=True, checkpoint=checkpoint)
     spacing = training_spacing(run_dir)
     timings: dict[str, float] = {"plain": float("inf"), "qc": float("inf")}
+    if reference is not None:
+        timings["qc_reference"] = float("inf")
     for _ in range(repeats):
         for kind in timings:
             predictor, resolved = load_run(run_dir, settings)
+            second = load_reference(reference) if kind == "qc_reference" else None
             started = time.perf_counter()
             if kind == "plain":
                 predict_volume_masks(predictor, volumes, bool(resolved.postprocess), resolved.class_weights, spacing)
             else:
                 masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess),
-                                                      resolved.class_weights, spacing)
+                                                      resolved.class_weights, spacing, reference=second)
                 assess({v.case: s for v, s in zip(volumes, signals, strict=True)},
                        [PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True)])
             timings[kind] = min(timings[kind], time.perf_counter() - started)
-    return {**timings, "ratio": timings["qc"] / timings["plain"], "volumes": len(volumes)}
+    ratios = {f"ratio{kind.removeprefix('qc')}": timings[kind] / timings["plain"] for kind in timings if kind != "plain"}
+    return {**timings, **ratios, "volumes": len(volumes)}
 
 
 def bad_volumes(rows: list[dict[str, Any]]) -> np.ndarray:
@@ -377,64 +418,6 @@ def best_at_specificity(score: np.ndarray, positive: np.ndarray, specificity: fl
     return best
 
 
-def lv_rv_ef(ed: PhaseLabel, es: PhaseLabel) -> list[float]:
-    """LV and RV EF (%) of one patient's two phases, as ``indices.csv`` computes them."""
-    row = indices_table([ed, es])[0]
-    return [row["LV_EF_pct"], row["RV_EF_pct"]]
-
-
-def reference_columns(rows: list[dict[str, Any]], reference: dict[tuple[int, str], dict[str, Any]]) -> np.ndarray:
-    """Per row: |log volume ratio| to the reference per structure, then the patient's |LV EF gap| and |RV EF gap|."""
-    phases = {(r["fold"], r["stage"], r["patient"], r["phase"].phase): r for r in rows}
-    columns = []
-    for r in rows:
-        ref = reference[(r["fold"], r["case"])]["phase"]
-        ratio = [abs(np.log(r["phase"].counts[s] + 10.0) - np.log(ref.counts[s] + 10.0)) for s in TARGETS]
-        ed, es = (phases[(r["fold"], r["stage"], r["patient"], p)] for p in ("ED", "ES"))
-        ref_ef = lv_rv_ef(reference[(r["fold"], ed["case"])]["phase"], reference[(r["fold"], es["case"])]["phase"])
-        gap = [abs(a - b) for a, b in zip(lv_rv_ef(ed["phase"], es["phase"]), ref_ef, strict=True)]
-        columns.append(ratio + gap)
-    return np.array(columns)
-
-
-def reference_measure(rows: list[dict[str, Any]], extra: np.ndarray, alpha: float) -> list[dict[str, Any]]:
-    """The estimate and flag with and without :func:`reference_columns`, cross-validated by fold (``rows`` already
-    through :func:`cross_validated_qc` for their rule flags); a variant also flags when ``weight x LV EF gap`` exceeds
-    ``1 - qc_dice`` (the weight is read off the pool it is scored on: optimistic)."""
-    fold = np.array([r["fold"] for r in rows])
-    true = np.array([r["true_dice"] for r in rows])
-    bad = bad_volumes(rows)
-    rule = np.array([r["rule_flag"] for r in rows])
-    base = np.stack([features(r["signals"], DEFAULT_FEATURES) for r in rows])
-    variants = {"signals": base, "signals + reference": np.hstack([base, np.log(extra[:, :3] + 0.01),
-                                                                    np.log(extra[:, 3:] + 1.0)])}
-    out = []
-    for name, x in variants.items():
-        estimate = fold_estimates(x, targets_of(rows, "current"), fold, [f"x{i}" for i in range(x.shape[1])],
-                                  alpha=alpha)
-        for weight in REFERENCE_WEIGHTS:
-            score = np.where(rule, 2.0, np.maximum(1.0 - estimate, weight * extra[:, 3]))
-            best = best_at_specificity(score, bad, 0.80) or {"sensitivity": float("nan")}
-            out.append({"features": name, "alpha": alpha, "ef_gap_weight": weight,
-                        "mae": float(np.abs(estimate - true).mean()), "r": float(np.corrcoef(estimate, true)[0, 1]),
-                        "sensitivity_at_specificity_0.80": best["sensitivity"], "roc_auc": roc_auc(score, bad)})
-    return out
-
-
-def reference_result(reference_cv: Path, rows: list[dict[str, Any]], folds: int, runs_dir: Path, reuse: bool
-                     ) -> dict[str, Any]:
-    """``--reference``: the reference CV's final weights predict every fold's held-out volumes (cached in ``runs_dir``),
-    then :func:`reference_measure` at the default ridge penalty and at 1."""
-    config = load_config(reference_cv / "config.json")
-    cache = runs_dir / f"reference_{reference_cv.name}.pkl"
-    predicted = reused_pool(cache, (config.epochs,), None, reuse, lambda have: pool(
-        reference_cv, config, folds, (config.epochs,), have=have))
-    reference = {(r["fold"], r["case"]): r for r in predicted}
-    extra = reference_columns(rows, reference)
-    return {"cv": reference_cv.name, "mean_dice": float(np.mean([r["true_dice"] for r in predicted])),
-            "variants": [line for alpha in (ALPHA, 1.0) for line in reference_measure(rows, extra, alpha)]}
-
-
 def markdown(result: dict[str, Any]) -> str:
     """The result as the BENCHMARKS.md section's tables."""
     e, f, fin = result["estimate"], result["flag_at_threshold"], result["final_model"]
@@ -476,6 +459,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"| final model: estimate MAE / r | {fin['estimate']['mae']:.3f} / {fin['estimate']['r']:.3f} | |",
               *([f"| QC cost at prediction (flip TTA) | {result['cost']['qc']:.2f} s vs {result['cost']['plain']:.2f} s for "
                  f"{result['cost']['volumes']} volumes: ratio {result['cost']['ratio']:.3f} | |"] if "cost" in result else []),
+              *([f"| QC cost with a reference model (flip TTA both) | {result['cost']['qc_reference']:.2f} s: ratio "
+                 f"{result['cost']['ratio_reference']:.3f} | |"] if "qc_reference" in result.get("cost", {}) else []),
               *([f"| version-1 estimator (mean Dice, its features), same folds: MAE / r / sensitivity / specificity | "
                  f"{v['estimate']['mae']:.3f} / {v['estimate']['r']:.3f} / {v['flag_at_threshold']['sensitivity']:.3f} / "
                  f"{v['flag_at_threshold']['specificity']:.3f} | |"] if (v := result.get("v1_estimator")) else []), "",
@@ -493,13 +478,9 @@ def markdown(result: dict[str, Any]) -> str:
                   f"| r of flip-view agreement (view_dice) with the true Dice | {m['r_view_dice']:.3f} |",
                   f"| estimate without member features: MAE / r | {without['mae']:.3f} / {without['r']:.3f} |",
                   f"| estimate with member features: MAE / r | {with_['mae']:.3f} / {with_['r']:.3f} |"]
-    if ref := result.get("reference"):
-        lines += ["", f"A reference model trained apart ({ref['cv']}, mean Dice {ref['mean_dice']:.3f}) beside the "
-                      "pool's models, cross-validated by fold:", "",
-                  "| features | ridge penalty | LV EF gap weight | MAE | r | best sensitivity at specificity >= 0.80 |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {v['features']} | {v['alpha']:g} | {v['ef_gap_weight']:g} | {v['mae']:.4f} | {v['r']:.3f} | "
-                  f"{v['sensitivity_at_specificity_0.80']:.3f} |" for v in ref["variants"]]
+    if ref := result.get("with_reference"):
+        lines += ["", f"With a QC reference model (`--qc-reference`: each fold's model of the CV {ref['reference_cv']}, "
+                      "trained apart on the same patients), the same pool and folds:", "", *markdown(ref).splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -564,10 +545,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --cv: also predict every fold's held-out volumes by the snapshot ensemble of its "
                              "weights after these epochs, and measure the members' agreement as a QC signal")
     parser.add_argument("--reference", type=cv_folder,
-                        help="with --cv: another `cmrseg cv` on the same folds (a model trained apart); measure its "
-                             "disagreement with the pool's models (volumes, EF) as a QC signal")
+                        help="with --cv: another `cmrseg cv` on the same folds (a model trained apart): each fold's "
+                             "QC reference model (--qc-reference), measured beside the estimate without one")
     parser.add_argument("--write-default", action="store_true",
                         help=f"write the model fitted on the whole pool as cmrseg's default QC model ({DEFAULT_PATH.name})")
+    parser.add_argument("--write-default-reference", action="store_true",
+                        help="with --reference: write the model with the reference's agreement fitted on the whole pool "
+                             f"as cmrseg's default QC model of predictions with --qc-reference ({DEFAULT_REFERENCE_PATH.name})")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="use the fold runs as they are (all must be there)")
     parser.add_argument("--reuse-pool", action="store_true", help="reuse RUNS/pool.pkl (the predicted pool) when there")
@@ -595,11 +579,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained in {(time.time() - started) / 60:.1f} min", flush=True)
         if args.train_only:
             return 0
-    cache = args.runs / f"pool{pool_name}.pkl"
+    reference = Path(args.reference) if args.cv and args.reference else None
+    cache = args.runs / f"pool{pool_name}{'' if reference is None else f'_reference_{reference.name}'}.pkl"
     rows = reused_pool(cache, stages, args.only if args.cv else None, args.reuse_pool, lambda have: pool(
-        cv_dir, config, folds, stages, args.only if args.cv else None, early_dir if args.cv else None, have))
+        cv_dir, config, folds, stages, args.only if args.cv else None, early_dir if args.cv else None, have, reference))
     cross_validated_qc(rows, folds, args.qc_threshold, stages, "v1")
     earlier = measure(rows, args.qc_threshold, stages)
+    with_reference = None
+    if reference is not None:
+        cross_validated_qc(rows, folds, args.qc_threshold, stages, "reference")
+        with_reference = {**measure(rows, args.qc_threshold, stages), "reference_cv": reference.name,
+                          "estimator_ablation": estimator_ablation(rows, base=DEFAULT_REFERENCE_FEATURES)}
     cross_validated_qc(rows, folds, args.qc_threshold, stages)
     result = measure(rows, args.qc_threshold, stages)
     result["v1_estimator"] = {key: earlier[key] for key in ("estimate", "flag_at_threshold", "roc_auc", "final_model")}
@@ -610,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         result["cost"] = kept
     else:
         fold0 = config_validation_volumes(clone_config(config, folds=folds, fold=0))
-        result["cost"] = {**qc_cost(fold_dir(cv_dir, 0), fold0, epoch_checkpoint(max(stages))),
+        result["cost"] = {**qc_cost(fold_dir(cv_dir, 0), fold0, epoch_checkpoint(max(stages)),
+                                    reference=None if reference is None else fold_dir(reference, 0)),
                           "measured": run_metadata(ROOT)}
     result["metadata"] = run_metadata(ROOT)
     result["minutes"] = (time.time() - started) / 60
@@ -623,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
             ensembled = member_pool(cv_dir, config, folds, args.members)
             cached.write_bytes(pickle.dumps(ensembled))
         result["ensemble_members"] = {"epochs": args.members, **member_measure(rows, ensembled, folds)}
-    if args.cv and args.reference:
-        result["reference"] = reference_result(Path(args.reference), rows, folds, args.runs, args.reuse_pool)
+    if with_reference is not None:
+        result["with_reference"] = with_reference
     everything = fit(np.stack([features(r["signals"], DEFAULT_FEATURES) for r in rows + ensembled]),
                      targets_of(rows + ensembled, "current"), names=DEFAULT_FEATURES)
     everything.cv = {**result["estimate"], "folds": folds, "flag_at_threshold": result["flag_at_threshold"]}
@@ -633,8 +624,19 @@ def main(argv: list[str] | None = None) -> int:
                                  + (f" and by snapshot ensembles of epochs {args.members}" if ensembled else "")
                                  + ", flip TTA", "commit": result["metadata"].get("commit")}
     result["pool_model"] = everything.to_dict()
+    if with_reference is not None:
+        referenced = fit(np.stack([features(r["signals"], DEFAULT_REFERENCE_FEATURES) for r in rows]),
+                         targets_of(rows, "reference"), REFERENCE_ALPHA, DEFAULT_REFERENCE_FEATURES)
+        referenced.cv = {**with_reference["estimate"], "folds": folds,
+                         "flag_at_threshold": with_reference["flag_at_threshold"]}
+        referenced.source = {**everything.source, "what": f"benchmarks/qc_benchmark.py --cv {cv_dir.name} --reference "
+                             f"{reference.name} pool: {len(rows)} held-out volumes of {folds} patient-wise folds, predicted "
+                             f"after epochs {list(stages)}, flip TTA, each with the agreement of its fold's reference"}
+        result["pool_model_reference"] = referenced.to_dict()
     if args.write_default:
         write_text_atomic(DEFAULT_PATH, default_json(everything))
+    if args.write_default_reference and with_reference is not None:
+        write_text_atomic(DEFAULT_REFERENCE_PATH, default_json(referenced))
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json_atomic(RESULTS / f"qc_benchmark{name}.json", result)
     write_text_atomic(RESULTS / f"qc_benchmark{name}.md", markdown(result))

@@ -1,13 +1,14 @@
 """Package a trained run as a shipped model (src/cmrseg/pretrained_models): ``scripts/make_pretrained.sh`` calls it.
 
-The card file gives the catalog line (name, version, summary, training data) and the model card's notes."""
+The card file gives the catalog line (name, version, summary, training data, and the shipped model that is its QC
+reference, if any) and the model card's notes."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from cmrseg.pretrained_models import package
+from cmrseg.pretrained_models.packaging import package
 
 
 def main() -> None:
@@ -18,7 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     card = json.loads(open(args.card).read())
     entry = package(args.run, card["name"], card["version"], card["summary"], card["training_data"], card["notes"],
-                    half=not args.float32)
+                    half=not args.float32, qc_reference=card.get("qc_reference"))
     print(f"packaged {entry.name} {entry.version}: {entry.file}, {entry.bytes / 1e6:.2f} MB, sha256 {entry.sha256[:12]}")
 
 

@@ -78,20 +78,21 @@ def test_a_stage_the_fold_did_not_keep_comes_from_its_early_rerun(script: Any, t
     assert script.stage_run(cv, early, 0, 1) == early / "fold_0"
 
 
-def test_reference_columns_are_the_volume_ratios_and_the_patients_ef_gaps(script: Any) -> None:
-    from cmrseg.metrics.clinical import PhaseLabel
+def test_a_pooled_reference_predicts_each_volume_once(script: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stage of a fold is compared with the same reference segmentation, predicted once per volume."""
+    from types import SimpleNamespace
 
-    def phase(name: str, lv: int, rv: int) -> PhaseLabel:
-        return PhaseLabel("p1", name, f"p1_{name}", {"RV": rv, "Myo": 100, "LV": lv}, (1.0, 1.0, 1.0))
+    calls: list[str] = []
 
-    rows = [{"fold": 0, "stage": 4, "patient": "p1", "case": f"p1_{p}", "phase": phase(p, lv, rv)}
-            for p, lv, rv in (("ED", 1000, 800), ("ES", 400, 400))]  # LV EF 60, RV EF 50
-    reference = {(0, f"p1_{p}"): {"phase": phase(p, lv, rv)} for p, lv, rv in (("ED", 1000, 800), ("ES", 500, 480))}
-    columns = script.reference_columns(rows, reference)  # reference: LV EF 50, RV EF 40
-    assert columns.shape == (2, 5)
-    assert columns[0, :3] == pytest.approx([0.0, 0.0, 0.0])
-    assert columns[1, 2] == pytest.approx(abs(np.log(410) - np.log(510)))
-    assert columns[:, 3] == pytest.approx([10.0, 10.0]) and columns[:, 4] == pytest.approx([10.0, 10.0])
+    def predict(self: Any, volume: Any) -> np.ndarray:
+        calls.append(volume.case)
+        return np.full((2, 2, 1), len(calls), np.uint8)
+
+    monkeypatch.setattr(script.Reference, "mask", predict)
+    reference = script.PooledReference(None, None, None, "fold_0")
+    first, second = SimpleNamespace(case="a"), SimpleNamespace(case="b")
+    assert [int(reference.mask(v)[0, 0, 0]) for v in (first, second, first, second)] == [1, 2, 1, 2]
+    assert calls == ["a", "b"]
 
 
 def test_a_folder_that_is_not_a_cv_is_refused_in_one_line_before_any_work(script: Any, tmp_path: Path,
@@ -106,3 +107,9 @@ def test_a_folder_that_is_not_a_cv_is_refused_in_one_line_before_any_work(script
             script.main(argv)
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and f"argument {argv[-2]}: {empty}: not a `cmrseg cv` folder" in err
+
+
+def test_only_the_reference_estimator_sees_the_reference_models_signals(script: Any) -> None:
+    signals = {"view_dice": 0.9, "reference_dice": 0.8, "reference_voxels": {"LV": 10}, "missing": []}
+    assert script.as_seen_by(signals, "reference") is signals
+    assert script.as_seen_by(signals, "current") == {"view_dice": 0.9, "missing": []}

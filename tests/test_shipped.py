@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -47,6 +48,10 @@ def test_predict_without_a_run_uses_the_shipped_model(scans: Path, tmp_path: Pat
     assert main(["predict", "--images", str(scans), "--out", str(out), "--indices", "--no-tta"]) == 0
     said = capsys.readouterr().out
     assert said.splitlines()[0].startswith("using the shipped model acdc-native-unet 1.0 (") and "ACDC, 50 patients" in said
+    assert said.splitlines()[1].startswith("quality control: each volume is also predicted by the shipped QC reference "
+                                           "model acdc-native-unet-qc")
+    with (out / "cases.csv").open() as handle:
+        assert all(0.0 <= float(row["qc_reference_dice"]) <= 1.0 for row in csv.DictReader(handle))
     for image in sorted(scans.glob("*.nii.gz")):
         source, labels = nib.load(image), nib.load(out / image.name)
         assert labels.shape == source.shape and np.allclose(labels.affine, source.affine)
@@ -58,7 +63,7 @@ def test_predict_without_a_run_uses_the_shipped_model(scans: Path, tmp_path: Pat
 def test_unknown_model_names_the_shipped_ones(scans: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "--model", "unknown", "--images", str(scans), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "cmrseg: error: shipped model 'unknown' not found; shipped models: acdc-native-unet"
+    assert err == "cmrseg: error: shipped model 'unknown' not found; shipped models: acdc-native-unet, acdc-native-unet-qc"
     assert not (tmp_path / "o").exists()
 
 
@@ -67,7 +72,8 @@ def test_models_pretrained_prints_the_card(capsys: pytest.CaptureFixture[str]) -
     card = capsys.readouterr().out
     assert card.startswith("acdc-native-unet 1.0 (default):")
     for words in ("# Model card: acdc-native-unet 1.0", "## Cross-validated accuracy", "per-volume mean Dice 0.872",
-                  "## Expected input", "1.5 T and 3 T", "five diagnosis groups", "not for diagnosis", "long-axis"):
+                  "## Expected input", "1.5 T and 3 T", "five diagnosis groups", "not for diagnosis", "long-axis",
+                  "acdc-native-unet-qc 1.0: half-width", "# Model card: acdc-native-unet-qc 1.0", "--qc-reference"):
         assert words in card, words
 
 

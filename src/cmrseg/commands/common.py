@@ -94,6 +94,35 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     add_engine_option(parser)
 
 
+def add_qc_reference_option(parser: argparse.ArgumentParser, shipped_default: bool = True) -> None:
+    """``--qc-reference MODEL`` (a second model whose agreement joins the volumes' quality control, docs/qc.md) and,
+    where a shipped model brings its own (``shipped_default``), ``--no-qc-reference``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--qc-reference", metavar="MODEL",
+                       help="volumes: a second, independently trained model (run folder, export zip or shipped model "
+                            "name, e.g. acdc-native-unet-qc) predicts each volume too; its agreement sharpens the QC "
+                            "estimate (docs/qc.md) at the cost of a second prediction"
+                            + ("; default: the shipped model's own QC reference when predicting with a shipped model"
+                               if shipped_default else ""))
+    if shipped_default:
+        group.add_argument("--no-qc-reference", action="store_true",
+                           help="volumes: no QC reference, not even a shipped model's own (faster, a coarser QC estimate)")
+
+
+def qc_reference_from_args(args: argparse.Namespace, volumes: bool) -> str | None:
+    """The QC reference a verb uses: ``--qc-reference``; else, predicting volumes with a shipped model, the QC reference
+    its catalog entry names (said in one line), unless ``--no-qc-reference``."""
+    if args.qc_reference is not None or getattr(args, "no_qc_reference", True) or args.run is not None or not volumes:
+        return args.qc_reference
+    from cmrseg.pretrained_models import find
+
+    reference = find(args.model).qc_reference
+    if reference:
+        print(f"quality control: each volume is also predicted by the shipped QC reference model {reference} "
+              "(--no-qc-reference skips it)", flush=True)
+    return reference
+
+
 def add_engine_option(parser: argparse.ArgumentParser) -> None:
     """``--engine torch|onnxruntime`` (default torch) and ``--precision``: what runs the network, and how, when the verb predicts."""
     parser.add_argument("--engine", choices=ENGINES, default="torch",

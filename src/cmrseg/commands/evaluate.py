@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import (Subparsers, add_inference_options, add_model_options, add_verb, model_from_args,
-                                    predict_settings)
+from cmrseg.commands.common import (Subparsers, add_inference_options, add_model_options, add_qc_reference_option,
+                                    add_verb, model_from_args, predict_settings, qc_reference_from_args)
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -17,6 +17,7 @@ def add_parser(subparsers: Subparsers) -> None:
                                        "validation split)")
     parser.add_argument("--json", help="also write the metrics as JSON here")
     parser.add_argument("--checkpoint", default="best", help="best, last or a file name in the run folder")
+    add_qc_reference_option(parser)
     add_inference_options(parser)
     parser.set_defaults(handler=run)
 
@@ -24,9 +25,11 @@ def add_parser(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     """Evaluate and print the table."""
     from cmrseg.evaluation import evaluate_run, format_table
-    from cmrseg.evaluation.volume_scoring import format_volume_report
+    from cmrseg.evaluation.volume_scoring import format_volume_report, is_volume_evaluation
 
-    summary = evaluate_run(model_from_args(args), args.data, args.json, predict_settings(args))
+    model = model_from_args(args)
+    reference = qc_reference_from_args(args, is_volume_evaluation(model, args.data))
+    summary = evaluate_run(model, args.data, args.json, predict_settings(args), reference)
     print(format_volume_report(summary) if "per_volume" in summary else format_table(summary))
     if args.json:
         print(f"wrote {args.json}")

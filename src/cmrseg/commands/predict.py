@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import (Subparsers, add_cohort_options, add_inference_options, add_model_options, add_verb,
-                                    cohort_options, model_from_args, predict_settings)
+from cmrseg.commands.common import (Subparsers, add_cohort_options, add_inference_options, add_model_options,
+                                    add_qc_reference_option, add_verb, cohort_options, model_from_args, predict_settings,
+                                    qc_reference_from_args)
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -26,6 +27,7 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--qc-threshold", type=float, default=None, metavar="DICE",
                         help="flag a case (volume or PNG image) 'check' in cases.csv when its predicted mean Dice is "
                              "below this (default 0.80; docs/qc.md)")
+    add_qc_reference_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (foreign files are kept)")
     add_cohort_options(parser)
     add_inference_options(parser)
@@ -34,10 +36,14 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Predict the folder and say how many masks were written."""
+    from cmrseg.data.readers import reads_stacks
     from cmrseg.inference import predict_folder
 
-    written = predict_folder(model_from_args(args), args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
+    model = model_from_args(args)
+    reference = qc_reference_from_args(args, reads_stacks(args.images))
+    written = predict_folder(model, args.images, args.out, overlays=args.overlays, settings=predict_settings(args),
                              overwrite=args.overwrite, indices=args.indices, qc_threshold=args.qc_threshold,
+                             qc_reference=reference,
                              **cohort_options(args))
     kind = "label volumes" if written and written[0].name.endswith((".nii.gz", ".nii")) else "masks"
     print(f"wrote {len(written)} {kind} to {args.out}" + (" (and indices.csv)" if args.indices else ""))

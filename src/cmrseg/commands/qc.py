@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_inference_options, add_verb, predict_settings
+from cmrseg.commands.common import Subparsers, add_inference_options, add_qc_reference_option, add_verb, predict_settings
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -19,6 +19,7 @@ def add_parser(subparsers: Subparsers) -> None:
     calibrate.add_argument("--data", required=True, help="folder of labeled NIfTI volumes, several patients")
     calibrate.add_argument("--folds", type=int, default=5, help="patient-wise folds of the reported cross-validation")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_qc_reference_option(calibrate, shipped_default=False)
     add_inference_options(calibrate)
     calibrate.set_defaults(handler=run_calibrate)
 
@@ -28,4 +29,4 @@ def run_calibrate(args: argparse.Namespace) -> None:
     from cmrseg.qc.calibrate import calibrate, format_calibration
 
     print(format_calibration(calibrate(args.run, args.data, predict_settings(args), folds=args.folds,
-                                       progress=not args.quiet)))
+                                       progress=not args.quiet, qc_reference=args.qc_reference)))

@@ -72,12 +72,14 @@ def evaluate_run(
     data_dir: str | Path | None = None,
     json_path: str | Path | None = None,
     settings: PredictSettings | None = None,
+    qc_reference: str | Path | None = None,
 ) -> dict[str, Any]:
     """Per-structure Dice and HD95 of a run on a labeled folder (default: its validation split), predicted
     with ``settings`` (default: the run's own); optionally saved as JSON.
 
     On NIfTI volumes (or, without ``data_dir``, for a run trained on volumes) the scores are per volume, with
-    ED/ES summaries, slice positions and clinical indices (see :mod:`cmrseg.evaluation.volume_scoring`)."""
+    ED/ES summaries, slice positions, clinical indices and quality control (see
+    :mod:`cmrseg.evaluation.volume_scoring`; ``qc_reference``: :mod:`cmrseg.qc.reference`)."""
     from cmrseg.evaluation.volume_scoring import evaluate_run_on_volumes, is_volume_evaluation
 
     settings = settings or PredictSettings()
@@ -86,8 +88,12 @@ def evaluate_run(
 
         inputs = [Path(run_dir) / name for name in runs.RUN_FILES] + ([data_dir] if data_dir is not None else [])
         check_output_file(json_path, inputs=inputs)
-    if is_volume_evaluation(run_dir, data_dir):
-        summary = evaluate_run_on_volumes(run_dir, data_dir, settings)
+    volumes = is_volume_evaluation(run_dir, data_dir)
+    if qc_reference is not None and not volumes:
+        raise CmrsegError(f"{data_dir or run_dir}: a QC reference model checks NIfTI volumes, not PNG slices",
+                          key="qc_reference")
+    if volumes:
+        summary = evaluate_run_on_volumes(run_dir, data_dir, settings, qc_reference=qc_reference)
     else:
         summary = (score_folder(run_dir, data_dir, settings)[0] if data_dir is not None
                    else score_samples(run_dir, validation_samples(run_dir), settings)[0])

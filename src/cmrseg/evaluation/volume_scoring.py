@@ -78,19 +78,23 @@ def evaluate_volumes(
                                                             target_spacing, progress))
 
 
-def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: PredictSettings | None, progress: bool
-               ) -> tuple[list[np.ndarray], PredictSettings, QcResult]:
-    """Predicted label volumes, the resolved settings and the volumes' quality control (:mod:`cmrseg.qc`)."""
+def _run_masks(run_dir: str | Path, volumes: Sequence[Volume], settings: PredictSettings | None, progress: bool,
+               qc_reference: str | Path | None = None) -> tuple[list[np.ndarray], PredictSettings, QcResult]:
+    """Predicted label volumes, the resolved settings and the volumes' quality control (:mod:`cmrseg.qc`; with the
+    agreement of the ``qc_reference`` model when given)."""
     from cmrseg.inference import load_run
     from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.qc import assess
-    from cmrseg.qc.predict import predict_with_signals, run_qc_model
+    from cmrseg.qc.predict import predict_with_signals, qc_model
+    from cmrseg.qc.reference import load_reference
 
     predictor, resolved = load_run(run_dir, settings)
+    reference = load_reference(qc_reference)
+    model = qc_model(run_dir, reference is not None)
     masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
-                                          training_spacing(run_dir), progress)
+                                          training_spacing(run_dir), progress, reference)
     phases = [PhaseLabel.from_volume(v, m) for v, m in zip(volumes, masks, strict=True)]
-    checked = assess({v.case: s for v, s in zip(volumes, signals, strict=True)}, phases, run_qc_model(run_dir))
+    checked = assess({v.case: s for v, s in zip(volumes, signals, strict=True)}, phases, model)
     return masks, resolved, checked
 
 
@@ -207,10 +211,11 @@ def evaluate_run_on_volumes(
     data_dir: str | Path | None = None,
     settings: PredictSettings | None = None,
     progress: bool = True,
+    qc_reference: str | Path | None = None,
 ) -> dict[str, Any]:
     """Per-volume scores of a run folder on ``data_dir`` (default: its validation volumes), predicted
-    with ``settings`` (default: the run's own)."""
-    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress)
+    with ``settings`` (default: the run's own); ``qc_reference`` as for :func:`run_volumes_with_qc`."""
+    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress, qc_reference)
     result = score_volume_masks(volumes, masks, checked)
     result.update(resolved.summary())
     return result
@@ -232,10 +237,12 @@ def run_volumes_with_qc(
     data_dir: str | Path | None = None,
     settings: PredictSettings | None = None,
     progress: bool = True,
+    qc_reference: str | Path | None = None,
 ) -> tuple[list[Volume], list[np.ndarray], PredictSettings, QcResult]:
-    """:func:`predict_run_volumes` and the volumes' quality control (:mod:`cmrseg.qc`)."""
+    """:func:`predict_run_volumes` and the volumes' quality control (:mod:`cmrseg.qc`; ``qc_reference``, a run, export
+    or shipped model, adds its agreement: :mod:`cmrseg.qc.reference`)."""
     volumes = labeled_volumes(data_dir) if data_dir is not None else validation_volumes(run_dir)
-    masks, resolved, checked = _run_masks(run_dir, volumes, settings, progress)
+    masks, resolved, checked = _run_masks(run_dir, volumes, settings, progress, qc_reference)
     return volumes, masks, resolved, checked
 
 

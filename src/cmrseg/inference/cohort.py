@@ -143,6 +143,8 @@ class _Worker:
     predictor: Any
     settings: PredictSettings
     target: tuple[float, ...] | None
+    reference: Any = None
+    """The QC reference model (:class:`cmrseg.qc.reference.Reference`), if any."""
     cache: dict[str, Volume] = dataclasses.field(default_factory=dict)
 
     def read(self, case: VolumeCase) -> Volume:
@@ -155,15 +157,17 @@ class _Worker:
         return self.cache[case.case]
 
 
-def _load_worker(run_dir: str, settings: PredictSettings | None) -> _Worker:
-    """The run loaded as a predictor that keeps its QC agreement counts, its resolved settings and its spacing."""
+def _load_worker(run_dir: str, settings: PredictSettings | None, reference: str | None = None) -> _Worker:
+    """The run loaded as a predictor that keeps its QC agreement counts, its resolved settings, its spacing and the
+    QC reference model ``reference`` (if any)."""
     from cmrseg.inference.loading import load_run
     from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.qc.predict import enable_agreement
+    from cmrseg.qc.reference import load_reference
 
     predictor, resolved = load_run(run_dir, settings)
     enable_agreement(predictor)
-    return _Worker(predictor, resolved, training_spacing(run_dir))
+    return _Worker(predictor, resolved, training_spacing(run_dir), load_reference(reference))
 
 
 def predict_case(worker: _Worker, case: VolumeCase, partner: VolumeCase | None, stage: Path, overlays: bool,
@@ -180,7 +184,7 @@ def predict_case(worker: _Worker, case: VolumeCase, partner: VolumeCase | None, 
     probs = volume_probabilities(worker.predictor, volume, worker.target,
                                  worker.read(partner) if partner is not None else None)
     mask = volume_mask(probs, bool(worker.settings.postprocess), worker.settings.class_weights)
-    signals = last_signals(worker.predictor, probs, mask)
+    signals = last_signals(worker.predictor, probs, mask, volume, worker.reference)
     stage.mkdir(parents=True, exist_ok=True)
     write_label_volume(mask, volume, stage / f"{case.case}.nii.gz")
     if overlays:
@@ -202,8 +206,8 @@ _LOADED: list[_Worker] = []
 """The model a worker process loaded at its start (:func:`_setup_process`)."""
 
 
-def _setup_process(run_dir: str, settings: PredictSettings | None) -> None:
-    _LOADED[:] = [_load_worker(run_dir, settings)]
+def _setup_process(run_dir: str, settings: PredictSettings | None, reference: str | None = None) -> None:
+    _LOADED[:] = [_load_worker(run_dir, settings, reference)]
 
 
 def _predict_in_worker(case: VolumeCase, partner: VolumeCase | None, stage: str, overlays: bool, job: str) -> CaseRecord:
@@ -232,13 +236,25 @@ def _finished(out: Path, cases: Sequence[VolumeCase], jobs: Mapping[str, str], o
     return done
 
 
-def _run_identity(run_dir: str | Path, predictor: Any, resolved: PredictSettings, target: Any, overlays: bool) -> Any:
-    """What a volume's outputs depend on besides its input: the run (the checksums of its file or zip, weights and
-    config, so a retrained run or another export predicts anew, a copied one does not), the resolved settings, the
-    spacing it predicts at and whether overlays are drawn."""
+def _model_files(run_dir: str | Path, predictor: Any) -> list[str]:
+    """The checksums of a model's file or zip, weights and config: a retrained run or another export differs, a
+    copied one does not."""
     files = [Path(run_dir), Path(str(getattr(predictor, "source", ""))), Path(run_dir) / runs.CONFIG_FILE]
-    return {"run": [file_digest(path) for path in files if path.is_file()], "settings": dataclasses.asdict(resolved),
-            "target": target, "overlays": overlays, "format": RECORD_FORMAT}
+    return [file_digest(path) for path in files if path.is_file()]
+
+
+def _run_identity(run_dir: str | Path, predictor: Any, resolved: PredictSettings, target: Any, overlays: bool,
+                  reference: Any = None) -> Any:
+    """What a volume's outputs depend on besides its input: the run (:func:`_model_files`), the resolved settings,
+    the spacing it predicts at, whether overlays are drawn, and the QC reference model (its files; its signals are in
+    the record)."""
+    from cmrseg.qc.reference import resolve_reference
+
+    identity = {"run": _model_files(run_dir, predictor), "settings": dataclasses.asdict(resolved), "target": target,
+                "overlays": overlays, "format": RECORD_FORMAT}
+    if reference is not None:
+        identity["reference"] = _model_files(resolve_reference(reference.source), reference.predictor)
+    return identity
 
 
 def predict_cohort(
@@ -251,6 +267,7 @@ def predict_cohort(
     overwrite: bool = False,
     progress: bool = True,
     qc_threshold: float | None = None,
+    qc_reference: str | Path | None = None,
     workers: int = 1,
     ray_address: str | None = None,
     log: Callable[[str], None] = print,
@@ -263,7 +280,9 @@ def predict_cohort(
     actors (``local``: a throwaway cluster on this machine; the input, output and run must be on storage every
     node sees). ``cases.csv`` and ``indices.csv`` carry each volume's and patient's quality control
     (:mod:`cmrseg.qc`, docs/qc.md): ``qc_threshold`` is the predicted Dice below which a volume is flagged
-    (default :data:`cmrseg.qc.DEFAULT_THRESHOLD`); the run's calibrated QC model is used when it has one.
+    (default :data:`cmrseg.qc.DEFAULT_THRESHOLD`); the run's calibrated QC model is used when it has one;
+    ``qc_reference`` (a run, export zip or shipped model name) predicts every volume a second time and adds its
+    agreement to the quality control (:mod:`cmrseg.qc.reference`).
 
     ``out_dir`` follows the rules of :func:`cmrseg.inference.predict_folder` (new, empty, an earlier predict
     output or ``overwrite``; outside the input)."""
@@ -273,7 +292,8 @@ def predict_cohort(
     from cmrseg.io.locks import run_lock
     from cmrseg.io.outputs import check_output_dir, prune, remove_if_unused
     from cmrseg.qc import check_threshold
-    from cmrseg.qc.predict import run_qc_model
+    from cmrseg.qc.predict import qc_model
+    from cmrseg.qc.reference import load_reference
     from cmrseg.workers import check_engine
 
     check_engine(workers, ray_address)
@@ -284,18 +304,22 @@ def predict_cohort(
     out = check_output_dir(out_dir, "predict", overwrite=overwrite, inputs=[images_dir, *runs.run_inputs(run_dir)],
                            files=planned_outputs(cases, overlays, indices))
     predictor, resolved = load_run(run_dir, settings)
+    reference = load_reference(qc_reference)
     require_conditions(predictor, [(case.phase, case.image_path) for case in cases])
+    if reference is not None:
+        reference.require([(case.phase, case.image_path) for case in cases])
     partners: dict[str, VolumeCase] = partners_for(predictor, cases, lambda case: case.image_path)
     target = training_spacing(run_dir)
     if target is None:
         warn_spacing_ignored(run_dir, spacings)
-    identity = _run_identity(run_dir, predictor, resolved, target, overlays)
+    identity = _run_identity(run_dir, predictor, resolved, target, overlays, reference)
     jobs = {case.case: _digest([identity, _stamp(case.image_path),
                                 _stamp(partners[case.case].image_path) if case.case in partners else None])
             for case in cases}
-    in_process = _Worker(predictor, resolved, target) if workers == 1 and ray_address is None else None
+    in_process = _Worker(predictor, resolved, target, reference) if workers == 1 and ray_address is None else None
     del predictor
-    qc_model, fresh = run_qc_model(run_dir), not out.exists()
+    model, fresh = qc_model(run_dir, reference is not None), not out.exists()
+    reference_source = None if qc_reference is None else str(qc_reference)
     try:
         with run_lock(out, "predict"):
             done = _finished(out, cases, jobs, overlays)
@@ -306,12 +330,12 @@ def predict_cohort(
             todo = [case for case in cases if case.case not in done]
             try:
                 _predict_all(todo, partners, out, overlays, jobs, done, len(cases), progress, in_process,
-                             (str(run_dir), settings), workers, ray_address)
+                             (str(run_dir), settings, reference_source), workers, ray_address)
             except KeyboardInterrupt:
                 log(f"interrupted: {len(done)} of {len(cases)} volumes are predicted in {out}; the same command "
                     "predicts the rest")
                 raise
-            _write_tables(out, [done[case.case] for case in cases], qc_model, threshold, indices)
+            _write_tables(out, [done[case.case] for case in cases], model, threshold, indices)
     except BaseException:
         if fresh:
             remove_if_unused(out, "predict")
@@ -321,7 +345,7 @@ def predict_cohort(
 
 def _predict_all(todo: Sequence[VolumeCase], partners: Mapping[str, VolumeCase], out: Path, overlays: bool,
                  jobs: Mapping[str, str], done: dict[str, CaseRecord], total: int, progress: bool,
-                 in_process: _Worker | None, load_args: tuple[str, PredictSettings | None], workers: int,
+                 in_process: _Worker | None, load_args: tuple[str, PredictSettings | None, str | None], workers: int,
                  ray_address: str | None) -> None:
     """Predict ``todo`` on the engine, publishing each volume (and adding its record to ``done``) as it finishes."""
     from tqdm.auto import tqdm
@@ -345,7 +369,7 @@ def _predict_all(todo: Sequence[VolumeCase], partners: Mapping[str, VolumeCase],
 
 
 def _engine(args: Mapping[Hashable, Sequence[Any]], in_process: _Worker | None,
-            load_args: tuple[str, PredictSettings | None], workers: int,
+            load_args: tuple[str, PredictSettings | None, str | None], workers: int,
             ray_address: str | None) -> Iterator[tuple[Hashable, CaseRecord]]:
     """``(case, record)`` of each job as it finishes: in this process with the loaded ``in_process`` model, else in
     worker processes or Ray actors that load the run once each."""

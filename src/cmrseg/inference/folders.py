@@ -24,6 +24,7 @@ def predict_folder(
     overwrite: bool = False,
     indices: bool = False,
     qc_threshold: float | None = None,
+    qc_reference: str | Path | None = None,
     workers: int = 1,
     ray_address: str | None = None,
     progress: bool = True,
@@ -36,7 +37,8 @@ def predict_folder(
     and outside ``images_dir``. The files are written to a temporary folder and then moved in one by one.
     A folder of NIfTI volumes is predicted volume by volume instead, and ``indices`` then also tabulates
     the clinical indices, ``qc_threshold`` sets the quality-control cut there (:mod:`cmrseg.qc`), each volume is
-    published as it is done, a rerun skips the finished ones, and ``workers`` or ``ray_address`` spread the volumes
+    published as it is done, a rerun skips the finished ones, ``qc_reference`` (a run, export or shipped model) adds
+    a second model's agreement to the quality control (:mod:`cmrseg.qc.reference`), and ``workers`` or ``ray_address`` spread the volumes
     over local processes or a Ray cluster (:func:`cmrseg.inference.cohort.predict_cohort`). ``images_dir`` may
     also be one PNG or NIfTI file, predicted as a one-item dataset.
     """
@@ -46,11 +48,13 @@ def predict_folder(
         from cmrseg.inference.cohort import predict_cohort
 
         return predict_cohort(run_dir, images_dir, out_dir, overlays=overlays, settings=settings, indices=indices,
-                              overwrite=overwrite, qc_threshold=qc_threshold, workers=workers, ray_address=ray_address,
-                              progress=progress).written
+                              overwrite=overwrite, qc_threshold=qc_threshold, qc_reference=qc_reference,
+                              workers=workers, ray_address=ray_address, progress=progress).written
     if indices:
         raise CmrsegError(f"{images_dir}: clinical indices need NIfTI volumes (ED and ES per patient), not PNG slices",
                           key="indices")
+    if qc_reference is not None:
+        raise CmrsegError(f"{images_dir}: a QC reference model checks NIfTI volumes, not PNG slices", key="qc_reference")
     if workers != 1 or ray_address is not None:
         raise CmrsegError(f"{images_dir}: workers spread NIfTI volumes; PNG slices are predicted in one process",
                           key="workers")
@@ -59,7 +63,7 @@ def predict_folder(
     from cmrseg.plots import overlay
     from cmrseg.qc import assess, check_threshold
     from cmrseg.qc.assess import slices_manifest
-    from cmrseg.qc.predict import predict_slices_with_signals, run_qc_model
+    from cmrseg.qc.predict import predict_slices_with_signals, qc_model
 
     threshold = check_threshold(qc_threshold)
     kinds = ("mask", "overlay") if overlays else ("mask",)
@@ -69,7 +73,7 @@ def predict_folder(
     predictor, resolved = load_run(run_dir, settings)
     samples = predictor.spec.read_samples(images_dir, require_masks=False)
     masks, signals = predict_slices_with_signals(predictor, samples, bool(resolved.postprocess), resolved.class_weights)
-    checked = assess({s.id: sig for s, sig in zip(samples, signals, strict=True)}, [], run_qc_model(run_dir), threshold)
+    checked = assess({s.id: sig for s, sig in zip(samples, signals, strict=True)}, [], qc_model(run_dir), threshold)
     warn_unknown_spacing(run_dir, images_dir)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "predict") as tmp:

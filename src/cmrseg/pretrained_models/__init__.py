@@ -6,24 +6,24 @@ wherever a run is: :func:`pretrained_path` gives the zip (checked against the ca
 missing file is a one-line error), :func:`load_pretrained` gives a predictor. ``cmrseg predict`` without ``--run``
 uses :data:`DEFAULT_MODEL`; ``--model NAME`` picks another; ``cmrseg models --pretrained`` lists them with their card.
 
-How a model gets here: ``scripts/make_pretrained.sh`` trains it and calls :func:`package`.
+How a model gets here: ``scripts/make_pretrained.sh`` trains it and calls
+:func:`cmrseg.pretrained_models.packaging.package`.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cmrseg.errors import CmrsegError
 
 if TYPE_CHECKING:
-    from cmrseg.inference import ModelPredictor, PredictSettings
+    from cmrseg.inference.predictor import ModelPredictor
+    from cmrseg.inference.settings import PredictSettings
 
 CATALOG_FILE = "catalog.json"
 DEFAULT_MODEL = "acdc-native-unet"
@@ -42,6 +42,9 @@ class ShippedModel:
     bytes: int
     summary: str
     training_data: str
+    qc_reference: str | None = None
+    """The shipped model that ``predict`` and ``evaluate`` use as this model's QC reference on volumes
+    (:mod:`cmrseg.qc.reference`; ``--no-qc-reference`` skips it)."""
 
     def describe(self) -> str:
         """The one line ``predict`` prints when it uses this model."""
@@ -110,7 +113,7 @@ def load_pretrained(name: str | None = None, settings: PredictSettings | None = 
         predictor = cmrseg.load_pretrained()
         probabilities = predictor.predict_proba([slice_uint8])
     """
-    from cmrseg.inference import load_run
+    from cmrseg.inference.loading import load_run
 
     predictor, _ = load_run(pretrained_path(name), settings)
     return predictor
@@ -134,32 +137,3 @@ def format_catalog(cards: bool = True) -> str:
                f"{entry.bytes / 1e6:.1f} MB"
         blocks.append(head + ("\n\n" + model_card(entry.name) if cards else ""))
     return "\n\n".join(blocks) if blocks else "no shipped models"
-
-
-def package(run: str | Path, name: str, version: str, summary: str, training_data: str,
-            notes: Mapping[str, Any], folder: Path | None = None, half: bool = True) -> ShippedModel:
-    """Export ``run`` as shipped model ``name`` into ``folder`` (default: this package) and enter it in the catalog.
-
-    ``notes`` go into the model card (cross-validated numbers, expected input, limits); ``half`` stores the weights
-    in float16 (half the size; they are computed in float32 after loading)."""
-    from cmrseg.formats.cache import file_record
-    from cmrseg.io.atomic import atomic_path, write_json_atomic
-    from cmrseg.workflows.export import export_run
-
-    folder = folder or package_folder()
-    file = name.replace("-", "_") + ".zip"
-    with tempfile.TemporaryDirectory() as scratch:  # the export's ledger of written files stays out of the package
-        data = export_run(run, Path(scratch) / file, fmt="zip", half=half,
-                          notes={"name": name, "version": version, **notes}).read_bytes()
-    with atomic_path(folder / file) as tmp:
-        tmp.write_bytes(data)
-    record = file_record(folder / file)
-    entry = ShippedModel(name=name, version=version, file=file, sha256=record["sha256"], bytes=record["size"],
-                         summary=summary, training_data=training_data)
-    try:
-        models = catalog(folder)
-    except CmrsegError:
-        models = {}
-    models[name] = entry
-    write_json_atomic(folder / CATALOG_FILE, {"models": [vars(m) for m in models.values()]})
-    return entry

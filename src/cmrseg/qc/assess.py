@@ -5,8 +5,9 @@ A volume is ``check`` when its predicted mean Dice is below the threshold, one s
 :data:`STRUCTURE_MIN`, or any rule fails. Rules of one volume: every
 structure present, the LV cavity enclosed by myocardium (:data:`LV_ENCLOSURE_MIN` of its border), the RV beside
 the heart, no slice gap. Rules of a patient (ED and ES), which flag both volumes: ED volume above ES for each
-ventricle (else "phases swapped?"), EF at most :data:`EF_MAX` %, and, when the spacing is known, end-diastolic and
-end-systolic volumes within :data:`VOLUME_ML`.
+ventricle (else "phases swapped?"), EF at most :data:`EF_MAX` %, when the spacing is known end-diastolic and
+end-systolic volumes within :data:`VOLUME_ML`, and with a QC reference model an LV EF within
+:data:`REFERENCE_EF_GAP` points of the reference's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cmrseg.qc.model import DEFAULT_MODEL, TARGETS, QcModel
+from cmrseg.qc.model import DEFAULT_MODEL, DEFAULT_REFERENCE_MODEL, TARGETS, QcModel
 
 DEFAULT_THRESHOLD = 0.80
 """Volumes whose predicted mean Dice is below this are flagged ``check`` (``--qc-threshold``). On the native benchmark
@@ -35,6 +36,11 @@ RV_APART_MIN_SLICES = 2
 as common in good predictions of the benchmark pool as in bad ones."""
 EF_MAX = 90.0
 """Ejection fractions above this (%) are not physiological."""
+REFERENCE_EF_GAP = 10.0
+"""With a QC reference model (:mod:`cmrseg.qc.reference`), a patient whose LV EF differs from the EF of the reference's
+own segmentation by more than this (points) is flagged: the issue's line between a usable and a wrong EF, set before
+measuring, not read off the benchmark pool. A wrong EF from a good-looking segmentation is what the Dice estimate
+misses most (BENCHMARKS.md, Quality control)."""
 VOLUME_ML = (10.0, 500.0)
 """Plausible range (mL) of a ventricle's EDV when the voxel spacing is known (its ESV: at most the upper bound)."""
 PASS, CHECK = "pass", "check"
@@ -82,6 +88,24 @@ def patient_reasons(row: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
+def reference_reasons(phases: Sequence[Any], signals: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Per patient, the LV EF gap to the QC reference model (:data:`REFERENCE_EF_GAP`), from the ``reference_voxels``
+    of both phases' signals; patients without them have none."""
+    import dataclasses
+
+    from cmrseg.metrics.clinical import indices_table
+
+    theirs = [dataclasses.replace(p, counts=signals[p.case]["reference_voxels"]) for p in phases
+              if "reference_voxels" in signals.get(p.case, {})]
+    mine = {row["patient"]: row for row in indices_table(phases)}
+    reasons: dict[str, list[str]] = {}
+    for row in indices_table(theirs):
+        ef, reference = mine[row["patient"]]["LV_EF_pct"], row["LV_EF_pct"]
+        if ef == ef and reference == reference and abs(ef - reference) > REFERENCE_EF_GAP:
+            reasons[row["patient"]] = [f"LV EF {ef:.0f} % where the reference model measures {reference:.0f} %"]
+    return reasons
+
+
 def estimate_dice(model: QcModel, signals: Mapping[str, Any]) -> dict[str, float]:
     """``qc_dice`` and, when ``model`` predicts them, ``qc_dice_RV``, ``qc_dice_Myo`` and ``qc_dice_LV`` of one
     volume's signals."""
@@ -90,15 +114,15 @@ def estimate_dice(model: QcModel, signals: Mapping[str, Any]) -> dict[str, float
     return {"qc_dice": float(model.predict(x)[0]), **per}
 
 
-CASE_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons", "qc_dice_RV", "qc_dice_Myo", "qc_dice_LV")
+CASE_COLUMNS = ("qc_dice", "qc_flag", "qc_reasons", "qc_dice_RV", "qc_dice_Myo", "qc_dice_LV", "qc_reference_dice")
 """Quality-control columns of a predicted case's row (``cases.csv``); a structure's column is empty when the QC
-model predicts the mean only."""
+model predicts the mean only, ``qc_reference_dice`` (the mean Dice of the prediction with the ``--qc-reference``
+model's) without a reference."""
 
 
 def case_cells(entry: Mapping[str, Any]) -> list[str]:
     """The :data:`CASE_COLUMNS` of one case's :class:`QcResult` entry, as text."""
-    return [f"{entry[key]:.3f}" if key.startswith("qc_dice") and key in entry else str(entry.get(key, ""))
-            for key in CASE_COLUMNS]
+    return [f"{entry[key]:.3f}" if isinstance(entry.get(key), float) else str(entry.get(key, "")) for key in CASE_COLUMNS]
 
 
 def slices_manifest(result: QcResult) -> str:
@@ -152,20 +176,24 @@ def merge(results: Sequence[QcResult]) -> QcResult | None:
 def assess(signals: Mapping[str, Mapping[str, Any]], phases: Sequence[Any], model: QcModel | None = None,
            threshold: float = DEFAULT_THRESHOLD) -> QcResult:
     """QC of the volumes whose ``signals`` are given by case, with their predicted ``phases``
-    (:class:`cmrseg.metrics.clinical.PhaseLabel`, for the patient rules); ``model`` None uses :data:`DEFAULT_MODEL`."""
+    (:class:`cmrseg.metrics.clinical.PhaseLabel`, for the patient rules); ``model`` None uses :data:`DEFAULT_MODEL`
+    (the result is ``calibrated`` unless a default model was used)."""
     from cmrseg.metrics.clinical import indices_table
 
     chosen = model or DEFAULT_MODEL
-    result = QcResult(threshold=threshold, calibrated=model is not None)
+    result = QcResult(threshold=threshold, calibrated=all(chosen is not default for default in (DEFAULT_MODEL, DEFAULT_REFERENCE_MODEL)))
     rows = indices_table(phases)
     by_case = {p.case: p.patient for p in phases}
-    patient_rules = {row["patient"]: patient_reasons(row) for row in rows}
+    gaps = reference_reasons(phases, signals)
+    patient_rules = {row["patient"]: patient_reasons(row) + gaps.get(row["patient"], []) for row in rows}
     own: dict[str, list[str]] = {}
     for case, sig in signals.items():
         estimate = estimate_dice(chosen, sig)
         own[case] = dice_reasons(estimate, threshold) + volume_reasons(sig)
         reasons = own[case] + patient_rules.get(by_case.get(case, ""), [])
-        result.cases[case] = {**estimate, "qc_flag": CHECK if reasons else PASS, "qc_reasons": "; ".join(reasons)}
+        reference = float(sig.get("reference_dice", math.nan))
+        result.cases[case] = {**estimate, "qc_flag": CHECK if reasons else PASS, "qc_reasons": "; ".join(reasons),
+                              **({"qc_reference_dice": reference} if reference == reference else {})}
     for row in rows:
         cases = [p.case for p in phases if p.patient == row["patient"] and own.get(p.case)]
         reasons = patient_rules[row["patient"]] + [f"{case} to check ({own[case][0]})" for case in cases]

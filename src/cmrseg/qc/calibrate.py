@@ -8,6 +8,7 @@ patients) and then fitted on all of them, and the model goes to ``RUN/qc_model.j
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import numpy as np
 from cmrseg import runs
 from cmrseg.errors import CmrsegError
 from cmrseg.inference.settings import PredictSettings
-from cmrseg.qc.model import ALPHA, TARGETS, QcModel, agreement_stats, cross_validated, features, fit
+from cmrseg.qc.model import (ALPHA, FEATURES, REFERENCE_ALPHA, REFERENCE_FEATURES, TARGETS, QcModel, agreement_stats, cross_validated,
+                             features, fit)
 
 MIN_PATIENTS = 3
 """Calibration needs labeled volumes of at least this many patients (to fit, and to cross-validate by patient)."""
@@ -31,14 +33,14 @@ def require_patients(groups: list[str]) -> int:
     return patients
 
 
-def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5, alpha: float = ALPHA
-                  ) -> tuple[QcModel, np.ndarray, np.ndarray]:
+def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5, alpha: float = ALPHA,
+                  names: Sequence[str] = FEATURES) -> tuple[QcModel, np.ndarray, np.ndarray]:
     """The model of the true per-structure Dice ``y`` (``N x 3``: RV, Myo, LV) fitted on all rows, with its
     patient-wise cross-validated MAE and r of the mean (and MAE per structure) in ``cv``, and the cross-validated
     estimates of the mean and of each structure."""
     patients = require_patients(groups)
-    held_out, held_structures = cross_validated(x, y, groups, min(folds, patients), alpha)
-    model = fit(x, y, alpha)
+    held_out, held_structures = cross_validated(x, y, groups, min(folds, patients), alpha, names)
+    model = fit(x, y, alpha, names)
     model.cv = {**agreement_stats(held_out, y.mean(axis=1)), "folds": min(folds, patients), "patients": patients,
                 "mae_structures": {name: float(np.abs(held_structures[:, k] - y[:, k]).mean())
                                    for k, name in enumerate(TARGETS)}}
@@ -46,14 +48,19 @@ def fit_and_score(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 
 
 
 def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettings | None = None, folds: int = 5,
-              alpha: float = ALPHA, progress: bool = True) -> dict[str, Any]:
+              alpha: float | None = None, progress: bool = True, qc_reference: str | Path | None = None
+              ) -> dict[str, Any]:
     """Fit the QC model of the run folder ``run_dir`` on the labeled volumes of ``data_dir``, store it
-    (``RUN/qc_model.json``) and return ``{"model", "per_volume", "cv", "path"}``."""
+    (``RUN/qc_model.json``) and return ``{"model", "per_volume", "cv", "path"}``. With ``qc_reference`` (a run,
+    export or shipped model) the model also reads the reference's agreement, and predictions with the run must then
+    name the same reference (:mod:`cmrseg.qc.reference`). ``alpha`` (the ridge penalty) defaults to
+    :data:`~cmrseg.qc.model.ALPHA`, with a reference to :data:`~cmrseg.qc.model.REFERENCE_ALPHA`."""
     from cmrseg.evaluation.volume_scoring import labeled_volumes
     from cmrseg.inference.loading import load_run
     from cmrseg.inference.volume_prediction import training_spacing
     from cmrseg.metrics.volumes import volume_metrics
     from cmrseg.qc.predict import predict_with_signals
+    from cmrseg.qc.reference import load_reference
 
     if Path(run_dir).is_file():
         raise CmrsegError(f"{run_dir}: calibrate a run folder (then export it), not an export")
@@ -61,14 +68,17 @@ def calibrate(run_dir: str | Path, data_dir: str | Path, settings: PredictSettin
     volumes = labeled_volumes(data_dir)
     require_patients([v.patient for v in volumes])
     predictor, resolved = load_run(run_dir, settings)
+    reference = load_reference(qc_reference)
     masks, signals = predict_with_signals(predictor, volumes, bool(resolved.postprocess), resolved.class_weights,
-                                          training_spacing(run_dir), progress)
+                                          training_spacing(run_dir), progress, reference)
     dice = [volume_metrics(m, v.label, v.spacing)["dice"] for v, m in zip(volumes, masks, strict=True)]
     true = np.array([[d[name] for name in TARGETS] for d in dice])
-    x = np.stack([features(s) for s in signals])
-    model, held_out, held_structures = fit_and_score(x, true, [v.patient for v in volumes], folds, alpha)
+    names = FEATURES if reference is not None else tuple(n for n in FEATURES if n not in REFERENCE_FEATURES)
+    alpha = alpha if alpha is not None else REFERENCE_ALPHA if reference is not None else ALPHA
+    x = np.stack([features(s, names) for s in signals])
+    model, held_out, held_structures = fit_and_score(x, true, [v.patient for v in volumes], folds, alpha, names)
     model.source = {"data": str(Path(data_dir).resolve()), "n_volumes": len(volumes), "tta": bool(resolved.tta),
-                    "checkpoint": resolved.checkpoint}
+                    "checkpoint": resolved.checkpoint, "reference": None if qc_reference is None else str(qc_reference)}
     path = runs.write_qc_model(run_dir, model.to_dict())
     rows = [{"case": v.case, "patient": v.patient, "true_dice": float(t.mean()), "qc_dice_cv": float(h),
              **{f"true_dice_{name}": float(t[k]) for k, name in enumerate(TARGETS)},

@@ -10,8 +10,9 @@ range) still load and predict as they did.
 A feature the volume lacks (``view_dice`` without TTA, ``member_dice`` of a single network) is set to its training
 mean, i.e. contributes nothing; the estimate then rests on the other signals. Without a calibrated model
 :data:`DEFAULT_MODEL` is used: the same regression fitted once on the native-resolution benchmark pool (the native
-CV's held-out volumes at four training stages; benchmarks/qc_benchmark.py, BENCHMARKS.md), which a run calibrated on
-its own data should replace.
+CV's held-out volumes at several training stages; benchmarks/qc_benchmark.py, BENCHMARKS.md), which a run calibrated
+on its own data should replace; with a reference model (:mod:`cmrseg.qc.reference`) :data:`DEFAULT_REFERENCE_MODEL`,
+fitted on the same pool with the agreement of a reference CV trained apart.
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ FEATURES_V1 = ("view_dice", "view_dice_min", "margin", "uncertain", "rv_lv", "my
 """The regressor inputs of format version 1 (the mean Dice only)."""
 MEMBER_FEATURES = ("member_dice", "member_dice_min", *(f"member_dice_{name}" for name in STRUCTURES))
 """The ensemble members' agreement (NaN, i.e. no contribution, for a single network)."""
+REFERENCE_FEATURES = ("reference_dice", "reference_dice_min", *(f"reference_dice_{name}" for name in STRUCTURES))
+"""The agreement with a reference model (:mod:`cmrseg.qc.reference`; NaN, i.e. no contribution, without one)."""
 FEATURES = (*FEATURES_V1, *(f"view_dice_{name}" for name in STRUCTURES), *(f"margin_{name}" for name in STRUCTURES),
-            *MEMBER_FEATURES, "relabelled")
-"""Regressor inputs, in order (see :func:`features`): version 1's, each structure's view agreement and margin, and
-the ensemble members' agreement, and the share the clean-up relabelled."""
-DEFAULT_FEATURES = tuple(name for name in FEATURES if name not in MEMBER_FEATURES)
+            *MEMBER_FEATURES, "relabelled", *REFERENCE_FEATURES)
+"""Regressor inputs, in order (see :func:`features`): version 1's, each structure's view agreement and margin, the
+ensemble members' agreement, the share the clean-up relabelled and the agreement with a reference model."""
+DEFAULT_FEATURES = tuple(name for name in FEATURES if name not in MEMBER_FEATURES + REFERENCE_FEATURES)
 """What the default model reads: the members' agreement added nothing to the flip views' on the native pool's snapshot
-ensembles (BENCHMARKS.md), so a model not calibrated on an ensemble leaves it out."""
+ensembles (BENCHMARKS.md), so a model not calibrated on an ensemble leaves it out; the reference's agreement is only
+there with ``--qc-reference`` (:data:`DEFAULT_REFERENCE_FEATURES`)."""
+DEFAULT_REFERENCE_FEATURES = (*DEFAULT_FEATURES, *REFERENCE_FEATURES)
+"""What the default model of a prediction with a reference reads."""
 TARGETS = ("RV", "Myo", "LV")
 """What a model predicts: each structure's Dice (their mean is ``qc_dice``)."""
 FORMAT = "cmrseg-qc-model"
@@ -48,13 +54,17 @@ of 0.044 and 0.87 with the features alone): the Dice falls faster than linearly 
 
 
 NEAR_ONE = ("view_dice", "view_dice_min", "margin", "lv_enclosure", *(f"view_dice_{name}" for name in STRUCTURES),
-            *(f"margin_{name}" for name in STRUCTURES), *MEMBER_FEATURES)
+            *(f"margin_{name}" for name in STRUCTURES), *MEMBER_FEATURES, *REFERENCE_FEATURES)
 """Signals that are 1 at best and enter the regression as ``log(1 - value + 0.01)``: the step from 0.98 to 0.99
 matters as much as from 0.5 to 0.75 (cross-validated on the benchmark pool: r 0.91 instead of 0.89)."""
 SHARES = ("uncertain", "relabelled")
 """Small shares (0 at best) that enter the regression as ``log(value + 0.01)``."""
 ALPHA = 10.0
 """Ridge penalty on the standardised features (cross-validated on the benchmark pool: 10 beats 0.1-3)."""
+REFERENCE_ALPHA = 1.0
+"""Ridge penalty of a model that reads a reference model's agreement (cross-validated on the native pool with a
+reference, BENCHMARKS.md: the agreement carries most of the estimate and a lighter penalty lets it; MAE 0.029 at 1
+against 0.039 at 10 on the issue's pool)."""
 
 
 def features(signals: Mapping[str, Any], names: Sequence[str] = FEATURES) -> np.ndarray:
@@ -216,14 +226,36 @@ def agreement_stats(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]
 
 DEFAULT_FILE = "default_model.json"
 """The default QC model, package data beside this module (see the module doc and BENCHMARKS.md)."""
+DEFAULT_REFERENCE_FILE = "default_model_reference.json"
+"""The default QC model of a prediction with a reference model (:data:`DEFAULT_REFERENCE_FEATURES`), fitted on the
+same pool with the reference CV's agreement."""
 
 
-def _default_model() -> QcModel:
+def _default_model(name: str) -> QcModel:
     import json
     from importlib.resources import files
 
-    return QcModel.from_dict(json.loads(files("cmrseg.qc").joinpath(DEFAULT_FILE).read_text()), f"cmrseg/qc/{DEFAULT_FILE}")
+    return QcModel.from_dict(json.loads(files("cmrseg.qc").joinpath(name).read_text()), f"cmrseg/qc/{name}")
 
 
-DEFAULT_MODEL = _default_model()
+DEFAULT_MODEL = _default_model(DEFAULT_FILE)
 """Used when the run carries no calibrated model (see the module doc)."""
+DEFAULT_REFERENCE_MODEL = _default_model(DEFAULT_REFERENCE_FILE)
+"""Used instead of :data:`DEFAULT_MODEL` when a reference model gives its agreement (``--qc-reference``)."""
+
+
+def uses_reference(model: QcModel) -> bool:
+    """Whether ``model`` reads the agreement with a reference model (was fitted with one)."""
+    return any(name in REFERENCE_FEATURES for name in model.features)
+
+
+def model_for(calibrated: QcModel | None, reference: bool, where: str = "the run") -> QcModel:
+    """The QC model of a prediction: the run's calibrated one (which must have been fitted with a reference exactly
+    when the prediction has one: a one-line error says so otherwise), else the default for with or without."""
+    if calibrated is None:
+        return DEFAULT_REFERENCE_MODEL if reference else DEFAULT_MODEL
+    if uses_reference(calibrated) != reference:
+        fitted = f"calibrated {'with' if uses_reference(calibrated) else 'without'} a reference model"
+        fix = "pass the same --qc-reference" if uses_reference(calibrated) else "leave --qc-reference out, or calibrate again with it"
+        raise CmrsegError(f"{where}: its QC model was {fitted} (qc_model.json); {fix}", key="qc_reference")
+    return calibrated

@@ -12,7 +12,8 @@ import numpy as np
 from cmrseg import runs
 from cmrseg.data.readers import Volume
 from cmrseg.inference.predictor import Predictor
-from cmrseg.qc.model import QcModel
+from cmrseg.qc.model import QcModel, model_for
+from cmrseg.qc.reference import Reference
 from cmrseg.qc.signals import volume_signals
 
 
@@ -23,28 +24,36 @@ def enable_agreement(predictor: Predictor) -> None:
         predictor.record_agreement = True  # type: ignore[attr-defined]
 
 
-def last_signals(predictor: Predictor, probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    """The signals of the volume the predictor has just predicted (``probs``, its label volume ``mask``)."""
-    return volume_signals(probs, mask, getattr(predictor, "agreement", None), getattr(predictor, "member_agreement", None))
+def last_signals(predictor: Predictor, probs: np.ndarray, mask: np.ndarray, volume: Volume | None = None,
+                 reference: Reference | None = None) -> dict[str, Any]:
+    """The signals of the volume the predictor has just predicted (``probs``, its label volume ``mask``); with a
+    ``reference`` model, which predicts ``volume`` too, its agreement."""
+    second = None if reference is None or volume is None else reference.mask(volume)
+    return volume_signals(probs, mask, getattr(predictor, "agreement", None), getattr(predictor, "member_agreement", None),
+                          second)
 
 
 def predict_with_signals(predictor: Predictor, volumes: Sequence[Volume], postprocess: bool,
                          class_weights: Sequence[float] | None = None, target_spacing: Sequence[float] | None = None,
-                         progress: bool = False) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+                         progress: bool = False, reference: Reference | None = None
+                         ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
     """Label volumes of ``volumes`` (as :func:`cmrseg.evaluation.volume_scoring.predict_volume_masks`) and each one's
-    QC signals."""
+    QC signals (with the agreement of a ``reference`` model when given)."""
     from tqdm.auto import tqdm
 
     from cmrseg.inference.volume_prediction import partners_for, require_conditions, volume_mask, volume_probabilities
 
-    require_conditions(predictor, [(volume.phase, volume.path) for volume in volumes])
+    where = [(volume.phase, volume.path) for volume in volumes]
+    require_conditions(predictor, where)
+    if reference is not None:
+        reference.require(where)
     partners = partners_for(predictor, volumes, lambda volume: volume.path)
     enable_agreement(predictor)
     masks, signals = [], []
     for volume in tqdm(volumes, desc="predict", unit="volume", disable=not progress, dynamic_ncols=True):
         probs = volume_probabilities(predictor, volume, target_spacing, partners.get(volume.case))
         masks.append(volume_mask(probs, postprocess, class_weights))
-        signals.append(last_signals(predictor, probs, masks[-1]))
+        signals.append(last_signals(predictor, probs, masks[-1], volume, reference))
     return masks, signals
 
 
@@ -73,3 +82,9 @@ def run_qc_model(run_dir: str | Path) -> QcModel | None:
         return None
     data = runs.read_qc_model(runs.require_run_dir(run_dir))
     return None if data is None else QcModel.from_dict(data, f"{run_dir}/{runs.QC_FILE}")
+
+
+def qc_model(run_dir: str | Path, reference: bool = False) -> QcModel:
+    """The QC model a prediction with the run uses: its calibrated one, else the default, for a prediction with or
+    without a reference model (:func:`cmrseg.qc.model.model_for`)."""
+    return model_for(run_qc_model(run_dir), reference, str(run_dir))

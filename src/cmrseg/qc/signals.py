@@ -7,6 +7,10 @@
 - ``view_dice_RV``, ``view_dice_Myo``, ``view_dice_LV``: the same agreement per structure (NaN without TTA).
 - ``member_dice``, ``member_dice_min`` and ``member_dice_<structure>``: the same agreement between an ensemble's
   members and the ensemble (:attr:`cmrseg.inference.ModelPredictor.member_agreement`); NaN for a single network.
+- ``reference_dice``, ``reference_dice_min`` and ``reference_dice_<structure>``: Dice of the prediction with an
+  independently trained reference model's segmentation (:mod:`cmrseg.qc.reference`; :func:`mask_agreement`), and
+  ``reference_voxels``, the reference's voxels per structure (for its EF, :func:`cmrseg.qc.assess.reference_reasons`);
+  NaN and absent without a reference.
 - ``margin``: mean top-1 minus top-2 probability over the voxels predicted as a structure (1 = certain), and
   ``margin_RV``, ``margin_Myo``, ``margin_LV`` over each structure's voxels (0 where it is absent).
 - ``relabelled``: the share of the voxels the probabilities' argmax puts in a structure that the label volume
@@ -125,13 +129,30 @@ def _agreement_signals(prefix: str, counts: Sequence[np.ndarray] | None) -> dict
             **{f"{prefix}_{name}": value for name, value in zip(STRUCTURES, per, strict=True)}}
 
 
+def mask_agreement(mask: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``S x 2`` counts of RV, Myo and LV between two label volumes of the same grid: voxels in the structure in
+    both, and the two areas summed (``2 * first / second`` is their Dice), as :func:`structure_agreement` reads them."""
+    if mask.shape != other.shape:
+        raise ValueError(f"label volumes of shapes {mask.shape} and {other.shape}: expected the same grid")
+    counts = []
+    for value in LABEL.values():
+        mine, theirs = mask == value, other == value
+        counts.append([float((mine & theirs).sum()), float(mine.sum() + theirs.sum())])
+    return np.array(counts)
+
+
 def volume_signals(probs: np.ndarray | None, mask: np.ndarray, agreement: Sequence[np.ndarray] | None = None,
-                   members: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+                   members: Sequence[np.ndarray] | None = None, reference: np.ndarray | None = None) -> dict[str, Any]:
     """Every signal of one predicted volume: probability ones (NaN without ``probs``, e.g. a label volume read
     back), flip-view agreement (NaN without ``agreement`` counts), ensemble members' agreement (NaN without
-    ``members`` counts) and anatomy."""
+    ``members`` counts), agreement with a reference model's label volume ``reference`` (NaN without) and anatomy."""
     signals: dict[str, Any] = {**_agreement_signals("view_dice", agreement),
-                               **_agreement_signals("member_dice", members), **proportions(mask)}
+                               **_agreement_signals("member_dice", members),
+                               **_agreement_signals("reference_dice",
+                                                    None if reference is None else [mask_agreement(mask, reference)]),
+                               **proportions(mask)}
+    if reference is not None:
+        signals["reference_voxels"] = {name: int((reference == value).sum()) for name, value in LABEL.items()}
     unknown = {name: math.nan for name in ("margin", "uncertain", "relabelled", *(f"margin_{s}" for s in STRUCTURES))}
     signals.update(probability_signals(probs, mask) if probs is not None else unknown)
     signals.update(anatomy_signals(mask))
