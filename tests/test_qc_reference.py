@@ -167,3 +167,13 @@ def test_no_qc_reference_skips_the_shipped_models_own(volumes_dir: Path, tmp_pat
         main(["predict", "--images", str(volumes_dir), "--out", str(tmp_path / "x"), "--no-qc-reference",
               "--qc-reference", "acdc-native-unet-qc"])
     assert stopped.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_report_checks_volumes_with_the_reference(reference_run: Path, volumes_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "report.html"
+    assert main(["report", str(reference_run), "--data", str(volumes_dir), "--out", str(page),
+                 "--qc-reference", str(reference_run)]) == 0
+    assert "with the agreement of a QC reference model" in page.read_text()
+    assert main(["report", str(reference_run), "--data", str(volumes_dir), "--out", str(tmp_path / "plain.html")]) == 0
+    assert "QC reference" not in (tmp_path / "plain.html").read_text()

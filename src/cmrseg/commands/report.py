@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cmrseg.commands.common import Subparsers, add_engine_option, add_verb, predict_settings
+from cmrseg.commands.common import Subparsers, add_engine_option, add_qc_reference_option, add_verb, predict_settings
 from cmrseg.errors import CmrsegError
 
 
@@ -16,6 +16,7 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--out", required=True, help="HTML file to write")
     parser.add_argument("--data", help="labeled folder to evaluate a run on (default: its validation split)")
     parser.add_argument("--max-images", type=int, default=24, help="overlays for this many worst images (default 24)")
+    add_qc_reference_option(parser, shipped_default=False)
     add_engine_option(parser)
     parser.set_defaults(handler=run)
 
@@ -26,5 +27,5 @@ def run(args: argparse.Namespace) -> None:
 
     if args.max_images < 0:
         raise CmrsegError(f"--max-images must be 0 or more, got {args.max_images}")
-    path = write_report(args.folder, args.out, args.data, args.max_images, predict_settings(args))
+    path = write_report(args.folder, args.out, args.data, args.max_images, predict_settings(args), args.qc_reference)
     print(f"wrote {path}")

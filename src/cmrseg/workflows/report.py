@@ -145,11 +145,12 @@ def _evaluate_slices(run_dir: Path, data_dir: str | Path | None, settings: Predi
     return Evaluated(summary, samples, preds, f"the run's validation split ({len(samples)} images, rebuilt from its config)")
 
 
-def _evaluate_volumes(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None) -> Evaluated:
+def _evaluate_volumes(run_dir: Path, data_dir: str | Path | None, settings: PredictSettings | None,
+                      qc_reference: str | Path | None = None) -> Evaluated:
     from cmrseg.data.slicing import volume_samples
     from cmrseg.evaluation.volume_scoring import run_volumes_with_qc, slice_scores
 
-    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, progress=False)
+    volumes, masks, resolved, checked = run_volumes_with_qc(run_dir, data_dir, settings, False, qc_reference)
     summary = {**slice_scores(volumes, masks), **resolved.summary()}
     preds = [mask[:, :, z] for mask in masks for z in range(mask.shape[2])]
     where = f"of {data_dir}" if data_dir is not None else "of the run's validation split, rebuilt from its config"
@@ -223,8 +224,11 @@ def qc_section(scored: dict[str, Any], by_case: dict[str, tuple[Any, np.ndarray]
 
     stats = scored["qc"]
     flagged = sorted((r for r in scored["per_volume"] if r["qc_flag"] == CHECK), key=lambda r: r["qc_dice"])
-    table = _table(["case", "predicted Dice", "true Dice", "reasons"], [
-        [html.escape(r["case"]), f"{r['qc_dice']:.3f}", _dice_cell(r["dice"]["mean"]), html.escape(r["qc_reasons"])]
+    reference = any("qc_reference_dice" in r for r in scored["per_volume"])
+    table = _table(["case", "predicted Dice", "true Dice", *(["Dice with the QC reference"] if reference else []),
+                    "reasons"], [
+        [html.escape(r["case"]), f"{r['qc_dice']:.3f}", _dice_cell(r["dice"]["mean"]),
+         *([_number(r.get("qc_reference_dice", math.nan))] if reference else []), html.escape(r["qc_reasons"])]
         for r in flagged])
     pictures = "".join(f"<p>{html.escape(r['case'])}: predicted Dice {r['qc_dice']:.3f}, true {r['dice']['mean']:.3f}</p>"
                        + _img(_array_png(montage(*by_case[r["case"]], truth=by_case[r["case"]][0].label)), r["case"], "plot")
@@ -232,22 +236,29 @@ def qc_section(scored: dict[str, Any], by_case: dict[str, tuple[Any, np.ndarray]
     text = (f"<p>Quality control (docs/qc.md) flags {stats['flagged']} of {stats['n']} volumes 'check' (predicted mean "
             f"Dice below {stats['threshold']:.2f} or an anatomical rule broken); {stats['bad']} volumes have a true mean "
             f"Dice below {stats['bad_dice']:.2f}, {stats['flagged_bad']} of them flagged. Predicted against true mean "
-            f"Dice: MAE {stats['mae']:.3f}, r {_number(stats['r'])}.</p>")
+            f"Dice: MAE {stats['mae']:.3f}, r {_number(stats['r'])}"
+            f"{' (with the agreement of a QC reference model, --qc-reference)' if reference else ''}.</p>")
     return "Cases to check first", text + (table + _legend() + pictures if flagged else "<p>No volume flagged.</p>")
 
 
 def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_images: int = 24,
-               settings: PredictSettings | None = None) -> str:
+               settings: PredictSettings | None = None, qc_reference: str | Path | None = None) -> str:
     """HTML of one run (a folder or an export zip): metrics per structure, per-image Dice worst first with
-    overlays, curves, config; predicted with ``settings`` (default: the run's own)."""
+    overlays, curves, config; predicted with ``settings`` (default: the run's own); on volumes, quality control with
+    the ``qc_reference`` model's agreement when given (:mod:`cmrseg.qc.reference`)."""
     from cmrseg import runs
     from cmrseg.evaluation.volume_scoring import is_volume_evaluation
     from cmrseg.plots import overlay
 
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
-    evaluate = _evaluate_volumes if is_volume_evaluation(run_dir, data_dir) else _evaluate_slices
-    evaluated = evaluate(run_dir, data_dir, settings)
+    if not is_volume_evaluation(run_dir, data_dir):
+        if qc_reference is not None:
+            raise CmrsegError(f"{data_dir or run_dir}: a QC reference model checks NIfTI volumes, not PNG slices",
+                              key="qc_reference")
+        evaluated = _evaluate_slices(run_dir, data_dir, settings)
+    else:
+        evaluated = _evaluate_volumes(run_dir, data_dir, settings, qc_reference)
     summary, samples, preds, source = evaluated.summary, evaluated.samples, evaluated.preds, evaluated.source
     columns = [*STRUCTURES, "mean"]
     metrics = _table(["metric", *columns], [
@@ -320,9 +331,10 @@ def sweep_report(sweep_dir: str | Path) -> str:
 
 
 def write_report(target: str | Path, out: str | Path, data_dir: str | Path | None = None, max_images: int = 24,
-                 settings: PredictSettings | None = None) -> Path:
+                 settings: PredictSettings | None = None, qc_reference: str | Path | None = None) -> Path:
     """Write the report of a run or sweep folder (or an export zip) ``target`` to ``out`` atomically; returns ``out``.
-    ``settings`` say how a run predicts (default: its own)."""
+    ``settings`` say how a run predicts (default: its own), ``qc_reference`` which QC reference model checks its
+    volumes (:func:`run_report`)."""
     from cmrseg import runs
     from cmrseg.workflows import sweep
     from cmrseg.io.atomic import write_text_atomic
@@ -332,11 +344,12 @@ def write_report(target: str | Path, out: str | Path, data_dir: str | Path | Non
     inputs += [target] if target.is_file() else []
     check_output_file(out, inputs=inputs + ([data_dir] if data_dir is not None else []))
     if (target / sweep.SWEEP_FILE).is_file():
-        if data_dir is not None:
-            raise CmrsegError("data applies to a run folder, not a sweep", key="data")
+        if data_dir is not None or qc_reference is not None:
+            raise CmrsegError(f"{'data' if data_dir is not None else 'qc_reference'} applies to a run folder, not a sweep",
+                              key="data" if data_dir is not None else "qc_reference")
         page = sweep_report(target)
     elif (target / runs.CONFIG_FILE).is_file() or target.is_file():
-        page = run_report(target, data_dir, max_images, settings)
+        page = run_report(target, data_dir, max_images, settings, qc_reference)
     elif target.is_dir():
         raise CmrsegError(f"{target}: neither a run folder ({runs.CONFIG_FILE}) nor a sweep folder ({sweep.SWEEP_FILE})")
     else:
