@@ -32,6 +32,7 @@ import json
 import pickle
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,14 +136,16 @@ def early_checkpoints(cv_dir: Path, folds: int, stages: tuple[int, ...], early_d
         train_run(None if resume else config, run_dir, resume=resume, stop_after=max(missing), progress=False)
 
 
+@dataclass
 class PooledReference(Reference):
     """A fold's QC reference in the pool: each held-out volume predicted once, though every stage is compared with it."""
 
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
     def mask(self, volume: Any) -> np.ndarray:
-        masks = self.__dict__.setdefault("masks", {})
-        if volume.case not in masks:
-            masks[volume.case] = super().mask(volume)
-        return masks[volume.case]
+        if volume.case not in self.masks:
+            self.masks[volume.case] = super().mask(volume)
+        return self.masks[volume.case]
 
 
 def fold_reference(reference_cv: Path, fold: int) -> PooledReference:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "qc_benchmark.p
 def script() -> Any:
     spec = importlib.util.spec_from_file_location("qc_benchmark_under_test", SCRIPT)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # as an import does: its dataclasses look it up
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
