@@ -34,6 +34,7 @@ from cmrseg.data.label_volumes import MANIFEST_FILE
 from cmrseg.data.readers import Volume, VolumeCase, list_cases, load_volume
 from cmrseg.data.spacing import spacing_text
 from cmrseg.inference.settings import PredictSettings
+from cmrseg.qc.reference import Reference, resolve_reference
 
 INDICES_FILE = "indices.csv"
 RECORDS_DIR = ".cmrseg-volumes"
@@ -143,8 +144,7 @@ class _Worker:
     predictor: Any
     settings: PredictSettings
     target: tuple[float, ...] | None
-    reference: Any = None
-    """The QC reference model (:class:`cmrseg.qc.reference.Reference`), if any."""
+    reference: Reference | None = None  # the QC reference model (--qc-reference), if any
     cache: dict[str, Volume] = dataclasses.field(default_factory=dict)
 
     def read(self, case: VolumeCase) -> Volume:
@@ -157,7 +157,7 @@ class _Worker:
         return self.cache[case.case]
 
 
-def _load_worker(run_dir: str, settings: PredictSettings | None, reference: str | None = None) -> _Worker:
+def _load_worker(run_dir: str, settings: PredictSettings | None, reference: str | Path | None = None) -> _Worker:
     """The run loaded as a predictor that keeps its QC agreement counts, its resolved settings, its spacing and the
     QC reference model ``reference`` (if any)."""
     from cmrseg.inference.loading import load_run
@@ -206,7 +206,7 @@ _LOADED: list[_Worker] = []
 """The model a worker process loaded at its start (:func:`_setup_process`)."""
 
 
-def _setup_process(run_dir: str, settings: PredictSettings | None, reference: str | None = None) -> None:
+def _setup_process(run_dir: str, settings: PredictSettings | None, reference: str | Path | None = None) -> None:
     _LOADED[:] = [_load_worker(run_dir, settings, reference)]
 
 
@@ -248,8 +248,6 @@ def _run_identity(run_dir: str | Path, predictor: Any, resolved: PredictSettings
     """What a volume's outputs depend on besides its input: the run (:func:`_model_files`), the resolved settings,
     the spacing it predicts at, whether overlays are drawn, and the QC reference model (its files; its signals are in
     the record)."""
-    from cmrseg.qc.reference import resolve_reference
-
     identity = {"run": _model_files(run_dir, predictor), "settings": dataclasses.asdict(resolved), "target": target,
                 "overlays": overlays, "format": RECORD_FORMAT}
     if reference is not None:
@@ -319,7 +317,6 @@ def predict_cohort(
     in_process = _Worker(predictor, resolved, target, reference) if workers == 1 and ray_address is None else None
     del predictor
     model, fresh = qc_model(run_dir, reference is not None), not out.exists()
-    reference_source = None if qc_reference is None else str(qc_reference)
     try:
         with run_lock(out, "predict"):
             done = _finished(out, cases, jobs, overlays)
@@ -330,7 +327,7 @@ def predict_cohort(
             todo = [case for case in cases if case.case not in done]
             try:
                 _predict_all(todo, partners, out, overlays, jobs, done, len(cases), progress, in_process,
-                             (str(run_dir), settings, reference_source), workers, ray_address)
+                             (str(run_dir), settings, qc_reference), workers, ray_address)
             except KeyboardInterrupt:
                 log(f"interrupted: {len(done)} of {len(cases)} volumes are predicted in {out}; the same command "
                     "predicts the rest")
@@ -345,7 +342,7 @@ def predict_cohort(
 
 def _predict_all(todo: Sequence[VolumeCase], partners: Mapping[str, VolumeCase], out: Path, overlays: bool,
                  jobs: Mapping[str, str], done: dict[str, CaseRecord], total: int, progress: bool,
-                 in_process: _Worker | None, load_args: tuple[str, PredictSettings | None, str | None], workers: int,
+                 in_process: _Worker | None, load_args: tuple[str, PredictSettings | None, str | Path | None], workers: int,
                  ray_address: str | None) -> None:
     """Predict ``todo`` on the engine, publishing each volume (and adding its record to ``done``) as it finishes."""
     from tqdm.auto import tqdm
@@ -369,7 +366,7 @@ def _predict_all(todo: Sequence[VolumeCase], partners: Mapping[str, VolumeCase],
 
 
 def _engine(args: Mapping[Hashable, Sequence[Any]], in_process: _Worker | None,
-            load_args: tuple[str, PredictSettings | None, str | None], workers: int,
+            load_args: tuple[str, PredictSettings | None, str | Path | None], workers: int,
             ray_address: str | None) -> Iterator[tuple[Hashable, CaseRecord]]:
     """``(case, record)`` of each job as it finishes: in this process with the loaded ``in_process`` model, else in
     worker processes or Ray actors that load the run once each."""
