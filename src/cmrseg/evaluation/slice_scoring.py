@@ -81,6 +81,7 @@ def evaluate_run(
     ED/ES summaries, slice positions, clinical indices and quality control (see
     :mod:`cmrseg.evaluation.volume_scoring`; ``qc_reference``: :mod:`cmrseg.qc.reference`)."""
     from cmrseg.evaluation.volume_scoring import evaluate_run_on_volumes, is_volume_evaluation
+    from cmrseg.qc.reference import refuse_for_slices
 
     settings = settings or PredictSettings()
     if json_path:
@@ -88,13 +89,10 @@ def evaluate_run(
 
         inputs = [Path(run_dir) / name for name in runs.RUN_FILES] + ([data_dir] if data_dir is not None else [])
         check_output_file(json_path, inputs=inputs)
-    volumes = is_volume_evaluation(run_dir, data_dir)
-    if qc_reference is not None and not volumes:
-        raise CmrsegError(f"{data_dir or run_dir}: a QC reference model checks NIfTI volumes, not PNG slices",
-                          key="qc_reference")
-    if volumes:
+    if is_volume_evaluation(run_dir, data_dir):
         summary = evaluate_run_on_volumes(run_dir, data_dir, settings, qc_reference=qc_reference)
     else:
+        refuse_for_slices(data_dir or run_dir, qc_reference)
         summary = (score_folder(run_dir, data_dir, settings)[0] if data_dir is not None
                    else score_samples(run_dir, validation_samples(run_dir), settings)[0])
     summary.update({"engine": settings.engine, "run": str(run_dir),

@@ -34,7 +34,7 @@ from cmrseg.data.label_volumes import MANIFEST_FILE
 from cmrseg.data.readers import Volume, VolumeCase, list_cases, load_volume
 from cmrseg.data.spacing import spacing_text
 from cmrseg.inference.settings import PredictSettings
-from cmrseg.qc.reference import Reference, resolve_reference
+from cmrseg.qc.reference import Reference
 
 INDICES_FILE = "indices.csv"
 RECORDS_DIR = ".cmrseg-volumes"
@@ -251,7 +251,7 @@ def _run_identity(run_dir: str | Path, predictor: Any, resolved: PredictSettings
     identity = {"run": _model_files(run_dir, predictor), "settings": dataclasses.asdict(resolved), "target": target,
                 "overlays": overlays, "format": RECORD_FORMAT}
     if reference is not None:
-        identity["reference"] = _model_files(resolve_reference(reference.source), reference.predictor)
+        identity["reference"] = _model_files(reference.path, reference.predictor)
     return identity
 
 

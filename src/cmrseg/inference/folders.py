@@ -13,6 +13,7 @@ from cmrseg.inference.loading import load_run
 from cmrseg.inference.settings import PredictSettings
 from cmrseg.inference.volume_prediction import warn_unknown_spacing
 from cmrseg.io.outputs import atomic_dir, check_output_dir
+from cmrseg.qc.reference import refuse_for_slices
 
 
 def predict_folder(
@@ -53,8 +54,7 @@ def predict_folder(
     if indices:
         raise CmrsegError(f"{images_dir}: clinical indices need NIfTI volumes (ED and ES per patient), not PNG slices",
                           key="indices")
-    if qc_reference is not None:
-        raise CmrsegError(f"{images_dir}: a QC reference model checks NIfTI volumes, not PNG slices", key="qc_reference")
+    refuse_for_slices(images_dir, qc_reference)
     if workers != 1 or ray_address is not None:
         raise CmrsegError(f"{images_dir}: workers spread NIfTI volumes; PNG slices are predicted in one process",
                           key="workers")

@@ -24,12 +24,12 @@ from cmrseg.errors import CmrsegError
 @dataclass
 class Reference:
     """A loaded reference model: its predictor, resolved settings (clean-up, class weights), the spacing it predicts
-    at and where it came from (for messages and the output records)."""
+    at and the run folder or zip it was loaded from (:func:`resolve_reference`; for the output records)."""
 
     predictor: Any
     settings: Any
     target: tuple[float, ...] | None
-    source: str
+    path: Path
 
     def mask(self, volume: Any) -> np.ndarray:
         """The reference's label volume of ``volume``, predicted as the reference's own run would."""
@@ -43,6 +43,12 @@ class Reference:
         from cmrseg.inference.volume_prediction import require_conditions
 
         require_conditions(self.predictor, volumes)
+
+
+def refuse_for_slices(where: str | Path, qc_reference: str | Path | None) -> None:
+    """A QC reference given for PNG slices (at ``where``) is a one-line error: it checks NIfTI volumes only."""
+    if qc_reference is not None:
+        raise CmrsegError(f"{where}: a QC reference model checks NIfTI volumes, not PNG slices", key="qc_reference")
 
 
 def resolve_reference(text: str | Path) -> Path:
@@ -77,4 +83,4 @@ def load_reference(text: str | Path | None, settings: Any = None) -> Reference |
     if predictor.spec.other_phase:
         raise CmrsegError(f"--qc-reference {text}: this model reads the other cardiac phase; choose a reference that "
                           "reads one volume at a time", key="qc_reference")
-    return Reference(predictor, resolved, training_spacing(path), str(text))
+    return Reference(predictor, resolved, training_spacing(path), path)

@@ -249,13 +249,12 @@ def run_report(run_dir: str | Path, data_dir: str | Path | None = None, max_imag
     from cmrseg import runs
     from cmrseg.evaluation.volume_scoring import is_volume_evaluation
     from cmrseg.plots import overlay
+    from cmrseg.qc.reference import refuse_for_slices
 
     run_dir = runs.require_run_dir(run_dir)
     config = runs.read_run_config(run_dir)
     if not is_volume_evaluation(run_dir, data_dir):
-        if qc_reference is not None:
-            raise CmrsegError(f"{data_dir or run_dir}: a QC reference model checks NIfTI volumes, not PNG slices",
-                              key="qc_reference")
+        refuse_for_slices(data_dir or run_dir, qc_reference)
         evaluated = _evaluate_slices(run_dir, data_dir, settings)
     else:
         evaluated = _evaluate_volumes(run_dir, data_dir, settings, qc_reference)
