@@ -13,7 +13,8 @@ def add_parser(subparsers: Subparsers) -> None:
     parser = add_verb(subparsers, "train", "train a model from a JSON config into a run folder",
                       "cmrseg train --config configs/demo.json --data demo_out/synth/train --out runs/demo",
                       "cmrseg train --out runs/demo --resume --epochs 20",
-                      "cmrseg train --config configs/acdc_native.json --out runs/native --stop-after 8")
+                      "cmrseg train --config configs/acdc_native.json --out runs/native --stop-after 8",
+                      "cmrseg train --config configs/acdc_native.json --out runs/native --processes 2")
     parser.add_argument("--config", help="JSON config (not needed with --resume)")
     add_data_option(parser)
     parser.add_argument("--out", help="run folder (default runs/<model>-<time>)")
@@ -21,6 +22,9 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run folder's last.pt")
     parser.add_argument("--stop-after", type=int, metavar="EPOCH",
                         help="stop after this epoch of the schedule, keeping its weights (continue later with --resume)")
+    parser.add_argument("--processes", type=int, metavar="N",
+                        help="split a CPU training over N local processes, each taking a part of every batch "
+                             "(1.7x faster on 2 cores; the config's processes, default 1)")
     add_set_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     config = training_config(args.config, args.set, args.data)
     try:
         result = train(config, args.out, epochs=args.epochs, resume=args.resume, progress=not args.quiet,
-                       stop_after=args.stop_after)
+                       stop_after=args.stop_after, processes=args.processes)
     except TrainingInterrupted as err:
         print(f"cmrseg: {err}", file=sys.stderr)
         return 130

@@ -9,10 +9,13 @@ from cmrseg.config.base import Strict
 
 
 class RuntimeConfig(Strict):
-    """Where and how a training runs: device, threads, data-loading workers, memory layout, checkpoint period."""
+    """Where and how a training runs: device, threads, processes, data-loading workers, memory layout, checkpoint
+    period."""
 
     checkpoint_every: int = Field(10, ge=1)
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
+    processes: int = Field(1, ge=1)
+    """Local processes one CPU training is split over, each taking a part of every batch (1.7x on 2 cores)."""
     channels_last: bool = False
     device: str = "auto"

@@ -190,9 +190,10 @@ class SegmentationDataset(Dataset):
                 result = offline(image=sample.image, mask=sample.mask)
                 self.items.append((result["image"], result["mask"], value))
 
-    def set_epoch(self, epoch: int) -> None:
-        """Re-seed on-line augmentation so epoch ``e`` draws the same transforms in a resumed run."""
-        self.pipeline.set_random_seed(self.seed * 100_003 + epoch)
+    def set_epoch(self, epoch: int, stream: int = 0) -> None:
+        """Re-seed on-line augmentation so epoch ``e`` draws the same transforms in a resumed run; ``stream`` (a
+        training process's rank) gives each process of a parallel training its own draws."""
+        self.pipeline.set_random_seed(self.seed * 100_003 + epoch + stream * 1_000_003)
         self.epoch = epoch
 
     def __len__(self) -> int:
