@@ -180,3 +180,23 @@ def test_bfloat16_predicts_close_to_float32_and_only_with_torch(zoom_run: Path, 
     assert main(["predict", "--run", str(zoom_run), "--images", str(synth_dir / "image"), "--out", str(out),
                  "--precision", "bfloat16"]) == 0
     assert len(list(out.glob("*_mask.png"))) == len(load_folder(synth_dir))
+
+
+def test_clean_up_keeps_the_largest_rv_and_myo_and_the_lv_the_myocardium_encloses() -> None:
+    from cmrseg.inference.postprocess import largest_component
+
+    mask = np.zeros((40, 40, 2), dtype=np.uint8)
+    mask[2:10, 2:10] = 1          # RV, 128 voxels: kept
+    mask[30:32, 30:32] = 1        # RV, 8 voxels: dropped
+    mask[12:26, 12:26] = 2        # myocardium ring ...
+    mask[15:23, 15:23] = 3        # ... round a small LV (128 voxels): the LV kept
+    mask[2:12, 26:38, :] = 3      # a larger LV blob (240 voxels) that touches no myocardium: dropped
+    mask[36:39, 2:5, 0] = 2       # a stray myocardium speck: dropped
+    cleaned = largest_component(mask)
+    assert (cleaned == 3).sum() == 128 and cleaned[18, 18, 0] == 3 and cleaned[5, 30, 0] == 0
+    assert (cleaned == 1).sum() == 128 and cleaned[31, 31, 1] == 0
+    assert (cleaned == 2).sum() == (mask[12:26, 12:26] == 2).sum()
+    by_size = mask.copy()
+    by_size[12:26, 12:26][by_size[12:26, 12:26] == 2] = 0  # without a myocardium the LV falls back to the larger
+    assert (largest_component(by_size) == 3).sum() == 240
+    assert np.array_equal(largest_component(mask[:, :, 0]), cleaned[:, :, 0])  # a slice alike
