@@ -19,6 +19,8 @@ from cmrseg.training.trainer import train
 
 from conftest import tiny_config_dict
 
+DEMO_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "demo.json")
+
 
 @pytest.mark.parametrize("count", [6, 7, 8])
 def test_the_shares_of_an_epoch_cover_it_in_equal_parts(count: int) -> None:
@@ -68,13 +70,13 @@ def test_a_data_error_in_a_training_process_is_one_line_and_leaves_no_folder(
     broken = sorted(data.rglob("*_gt.nii.gz"))[0]
     broken.write_bytes(b"not a volume")
     out = tmp_path / "run"
-    code = main(["train", "--config", "configs/demo.json", "--data", str(data), "--out", str(out), "--epochs", "1",
+    code = main(["train", "--config", DEMO_CONFIG, "--data", str(data), "--out", str(out), "--epochs", "1",
                  "--processes", "2", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith(f"cmrseg: error: {broken}: corrupt or unreadable NIfTI")
     assert not out.exists()
-    assert main(["train", "--config", "configs/demo.json", "--data", str(data), "--out", str(out), "--processes",
+    assert main(["train", "--config", DEMO_CONFIG, "--data", str(data), "--out", str(out), "--processes",
                  "999"]) == 2
     assert "processes 999 is more than the" in capsys.readouterr().err
     assert not out.exists()

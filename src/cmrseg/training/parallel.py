@@ -1,8 +1,9 @@
 """Data-parallel training on CPU cores: one training split over ``processes`` local processes.
 
-Why: one small 2D network does not keep two cores busy through torch's threads (0.52 s a batch of 8 on one
-thread, 0.49 s on two: BENCHMARKS.md "One run on every core"), but two processes that each take half the batch
-and add their gradients (torch's ``DistributedDataParallel`` over gloo) run 1.7x faster. Each process builds the
+Why: torch's threads share the convolutions of one small 2D network, but one process still loads and augments
+every batch alone; two processes that each take half the batch and average their gradients (torch's
+``DistributedDataParallel`` over gloo) train ``configs/acdc_native.json`` 1.72x faster than one thread and 1.14x
+faster than two threads on 2 cores (BENCHMARKS.md "One run on every core"). Each process builds the
 same :class:`~cmrseg.training.trainer.Trainer`; :class:`ProcessShare` tells it which part of each batch is its
 own, and only the first process writes the run folder. The batch, the schedule and the steps an epoch are those
 of the single-process run.
