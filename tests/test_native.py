@@ -151,7 +151,8 @@ def test_training_on_native_volumes_uses_the_plan(native_run: Path) -> None:
     from cmrseg.data.input_spec import InputSpec
     from cmrseg.data.normalization import Normalization
     from cmrseg.runs import read_run_config
-    from cmrseg.training.trainer import resample_bundle, Plan
+    from cmrseg.planning import Plan
+    from cmrseg.training.trainer import resample_bundle
 
     config = read_run_config(native_run)
     data = resample_bundle(prepare_data(config), Plan.model_validate(plan))

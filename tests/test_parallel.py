@@ -35,7 +35,8 @@ def test_the_shares_of_an_epoch_cover_it_in_equal_parts(count: int) -> None:
 def test_processes_are_refused_beyond_the_cores_or_when_they_do_not_divide_the_batch() -> None:
     cpu = torch.device("cpu")
     assert training_processes(1, 8, cpu) == 1
-    assert training_processes(4, 8, torch.device("cuda")) == 1  # a GPU trains in one process
+    with pytest.warns(UserWarning, match="processes 4 is for CPU training; training on cuda in one process"):
+        assert training_processes(4, 8, torch.device("cuda")) == 1  # a GPU trains in one process
     with pytest.raises(CmrsegError, match=f"more than the {available_cores()} CPU cores") as error:
         training_processes(available_cores() + 1, 64, cpu)
     assert error.value.key == "processes"

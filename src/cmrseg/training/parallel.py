@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ def training_processes(processes: int, batch_size: int, device: torch.device) ->
     if processes <= 1:
         return 1
     if device.type != "cpu":
-        print(f"cmrseg: processes {processes} is for CPU training; training on {device} in one process")
+        warnings.warn(f"processes {processes} is for CPU training; training on {device} in one process", stacklevel=2)
         return 1
     cores = available_cores()
     if processes > cores:
