@@ -80,4 +80,6 @@ def test_a_data_error_in_a_training_process_is_one_line_and_leaves_no_folder(
     assert main(["train", "--config", DEMO_CONFIG, "--data", str(data), "--out", str(out), "--processes",
                  "999"]) == 2
     assert "processes 999 is more than the" in capsys.readouterr().err
+    assert main(["train", "--config", DEMO_CONFIG, "--data", str(data), "--out", str(out), "--processes", "0"]) == 2
+    assert "processes must be at least 1, got 0" in capsys.readouterr().err
     assert not out.exists()

@@ -47,6 +47,8 @@ def train(
         raise CmrsegError(f"epochs must be at least 1, got {epochs}", key="epochs")
     if stop_after is not None and stop_after < 1:
         raise CmrsegError(f"stop-after must be at least 1, got {stop_after}", key="stop_after")
+    if processes is not None and processes < 1:
+        raise CmrsegError(f"processes must be at least 1, got {processes}", key="processes")
     if resume:
         if run_dir is None:
             raise CmrsegError("resume needs the run folder to continue", key="run_dir")
