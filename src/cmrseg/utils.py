@@ -1,14 +1,17 @@
-"""Small shared helpers: seeding, device choice, autocast and run metadata (atomic writers: :mod:`cmrseg.io.atomic`)."""
+"""Small shared helpers: seeding, device choice, autocast, quieting a library's logger and run metadata (atomic
+writers: :mod:`cmrseg.io.atomic`)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import platform
 import random
 import re
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """Only errors from the logger ``name`` (a library's chatter that says nothing to a cmrseg user) while inside."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def precision_autocast(device: torch.device, precision: str) -> torch.autocast:

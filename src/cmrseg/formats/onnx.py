@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import logging
 import math
 import warnings
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from cmrseg.errors import CmrsegError
 from cmrseg.formats.version import FORMAT, FORMAT_VERSION, check_format_version
 from cmrseg.io.atomic import json_text
 from cmrseg.planning import Plan
+from cmrseg.utils import quiet_logger
 
 
 ONNX_OPSET = 18
@@ -76,15 +76,9 @@ def minimum_size(model: nn.Module) -> int:
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporter's progress logs and deprecation warnings (about torch internals, not the model)."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
+    with quiet_logger("torch.onnx"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def onnx_bytes(model: nn.Module, metadata: dict[str, str], channels: int = 1) -> bytes:

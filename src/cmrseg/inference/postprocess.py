@@ -35,15 +35,15 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         components, count = ndimage.label(mask == label)
         if count > 1:
             sizes = ndimage.sum_labels(np.ones_like(mask), components, index=range(1, count + 1))
-            keys = (list(zip(_contacts(components, count, mask == MYO_LABEL), sizes, strict=True))
+            keys = (list(zip(_contacts(components, mask == MYO_LABEL), sizes, strict=True))
                     if label == LV_LABEL else list(sizes))
             kept = max(range(count), key=keys.__getitem__) + 1
             cleaned[(components > 0) & (components != kept)] = 0
     return cleaned
 
 
-def _contacts(components: np.ndarray, count: int, neighbour: np.ndarray) -> list[int]:
-    """Pixels of ``neighbour`` that touch each of ``count`` labeled ``components`` in-plane (8-connected), each
+def _contacts(components: np.ndarray, neighbour: np.ndarray) -> list[int]:
+    """Pixels of ``neighbour`` that touch each of the labeled ``components`` in-plane (8-connected), each
     counted within its component's bounding box grown by one pixel."""
     footprint = np.ones((3, 3) + (1,) * (components.ndim - 2), dtype=bool)
     contacts = []

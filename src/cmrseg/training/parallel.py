@@ -11,14 +11,12 @@ of the single-process run.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import multiprocessing
 import os
 import signal
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from cmrseg.errors import CmrsegError
+from cmrseg.utils import quiet_logger
 from cmrseg.workers import end_with_parent, thread_share
 
 Result = TypeVar("Result")
@@ -121,7 +120,8 @@ def train_in_processes(start: Callable[[ProcessShare], Result], processes: int, 
     context = multiprocessing.get_context("spawn")
     messages = context.SimpleQueue()
     threads = threads or thread_share(processes)
-    with tempfile.TemporaryDirectory(prefix="cmrseg-processes-") as folder, _quiet_spawn_log():
+    # torch's 'Terminating process ... via signal' warning is silenced: when one process fails, the error line says why
+    with tempfile.TemporaryDirectory(prefix="cmrseg-processes-") as folder, quiet_logger("torch.multiprocessing.spawn"):
         store = Path(folder) / "store"
         workers = torch.multiprocessing.start_processes(
             _process_main, args=(processes, str(store), threads, os.getpid(), start, messages),
@@ -159,18 +159,6 @@ def _interrupt(workers: Any) -> None:
         process.join(timeout=30)
         if process.is_alive():
             process.terminate()
-
-
-@contextlib.contextmanager
-def _quiet_spawn_log() -> Iterator[None]:
-    """Silence torch's 'Terminating process ... via signal' warning: when one process fails, the error line says why."""
-    log = logging.getLogger("torch.multiprocessing.spawn")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 def _drain(messages: Any, received: list[tuple[str, Any]]) -> None:
